@@ -1,0 +1,261 @@
+// Package config owns skewguard's configuration: one struct read from the environment with
+// go-envconfig and validated once at start-up. The seven skew-protection variables carry the
+// names, units and defaults of the public documentation skewguard implements; connection
+// settings follow each ecosystem's own conventions; everything else is ours, prefixed PLT_SKEW_.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// Config is everything skewguard reads from its environment.
+type Config struct {
+	// The documented skew-protection settings (names, types, units and defaults as published).
+	SkewProtection  bool  `env:"PLT_FEATURE_SKEW_PROTECTION, default=false"`
+	GracePeriodMS   int64 `env:"PLT_SKEW_HTTP_GRACE_PERIOD_MS, default=1800000"`
+	MaxAliveMS      int64 `env:"PLT_SKEW_HTTP_MAX_ALIVE_MS, default=86400000"`
+	CookieMaxAge    int64 `env:"PLT_SKEW_COOKIE_MAX_AGE, default=43200"`
+	AutoCleanup     bool  `env:"PLT_SKEW_AUTO_CLEANUP, default=false"`
+	CheckIntervalMS int64 `env:"PLT_SKEW_CHECK_INTERVAL_MS, default=60000"`
+	TrafficWindowMS int64 `env:"PLT_SKEW_TRAFFIC_WINDOW_MS, default=300000"`
+
+	// Connections, in each ecosystem's convention. An empty DatabaseURL lets pgx read the libpq
+	// PG* variables; an empty Kubeconfig means in-cluster configuration.
+	TemporalAddress   string `env:"TEMPORAL_ADDRESS, default=localhost:7233"`
+	TemporalNamespace string `env:"TEMPORAL_NAMESPACE, default=default"`
+	DatabaseURL       string `env:"DATABASE_URL"`
+	Kubeconfig        string `env:"KUBECONFIG"`
+	PrometheusURL     string `env:"PROMETHEUS_URL"`
+
+	// skewguard's own settings.
+	ListenAddress  string `env:"PLT_SKEW_LISTEN_ADDRESS, default=:8080"`
+	MetricsAddress string `env:"PLT_SKEW_METRICS_ADDRESS"` // empty: /metrics is served on ListenAddress
+	TaskQueue      string `env:"PLT_SKEW_TASK_QUEUE, default=skewguard"`
+	// ParentRefs lists the Gateways routes attach to: "namespace/name[:sectionName]", comma separated.
+	ParentRefs         []ParentRef `env:"PLT_SKEW_GATEWAY_PARENT_REFS"`
+	CookieName         string      `env:"PLT_SKEW_COOKIE_NAME, default=__plt_dpl"`
+	RewritePathPrefix  bool        `env:"PLT_SKEW_REWRITE_PATH_PREFIX, default=true"`
+	RequireApproval    bool        `env:"PLT_SKEW_REQUIRE_APPROVAL, default=false"`
+	ReadinessTimeoutMS int64       `env:"PLT_SKEW_READINESS_TIMEOUT_MS, default=600000"`
+	// TrafficPreset names a built-in PromQL template ("watt" or "traefik"); TrafficQuery, when
+	// set, replaces it with a template of the operator's own.
+	TrafficPreset string `env:"PLT_SKEW_TRAFFIC_PRESET, default=watt"`
+	TrafficQuery  string `env:"PLT_SKEW_TRAFFIC_QUERY"`
+	// WatchPods turns on agent-free detection: pods carrying both labels that turn Ready.
+	WatchPods bool `env:"PLT_SKEW_WATCH_PODS, default=true"`
+	// InsecureSkipPodAuth turns off the proof that a registering caller is the pod it names.
+	// For local development only; logged loudly at start-up.
+	InsecureSkipPodAuth bool `env:"PLT_SKEW_INSECURE_SKIP_POD_AUTH, default=false"`
+	// InsecureSkipAPIAuth turns off TokenReview/SubjectAccessReview on /api/v1. Local development only.
+	InsecureSkipAPIAuth bool   `env:"PLT_SKEW_INSECURE_SKIP_API_AUTH, default=false"`
+	LogLevel            string `env:"PLT_SKEW_LOG_LEVEL, default=info"`
+	LogFormat           string `env:"PLT_SKEW_LOG_FORMAT, default=json"`
+}
+
+// GracePeriod is how long a Draining version is kept unconditionally.
+func (c Config) GracePeriod() time.Duration { return ms(c.GracePeriodMS) }
+
+// MaxAlive is the ceiling on time spent Draining.
+func (c Config) MaxAlive() time.Duration { return ms(c.MaxAliveMS) }
+
+// CheckInterval is how often a Draining version's traffic is checked after the grace period.
+func (c Config) CheckInterval() time.Duration { return ms(c.CheckIntervalMS) }
+
+// TrafficWindow is the Prometheus range over which a Draining version's request rate is read.
+func (c Config) TrafficWindow() time.Duration { return ms(c.TrafficWindowMS) }
+
+// ReadinessTimeout bounds how long a new version may wait for ready endpoints.
+func (c Config) ReadinessTimeout() time.Duration { return ms(c.ReadinessTimeoutMS) }
+
+func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+
+// ParentRef names a Gateway (and optionally one of its listeners) that routes attach to.
+type ParentRef struct {
+	Namespace   string
+	Name        string
+	SectionName string
+}
+
+// EnvDecode parses "namespace/name" or "namespace/name:sectionName".
+func (p *ParentRef) EnvDecode(val string) error {
+	ref, err := ParseParentRef(val)
+	if err != nil {
+		return err
+	}
+	*p = ref
+	return nil
+}
+
+func (p ParentRef) String() string {
+	s := p.Namespace + "/" + p.Name
+	if p.SectionName != "" {
+		s += ":" + p.SectionName
+	}
+	return s
+}
+
+// ParseParentRef parses one "namespace/name[:sectionName]" reference.
+func ParseParentRef(val string) (ParentRef, error) {
+	val = strings.TrimSpace(val)
+	nsName, section, _ := strings.Cut(val, ":")
+	ns, name, ok := strings.Cut(nsName, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return ParentRef{}, fmt.Errorf("%q is not namespace/name[:sectionName]", val)
+	}
+	return ParentRef{Namespace: ns, Name: name, SectionName: section}, nil
+}
+
+// Problems lists every configuration problem found, each naming its variable.
+type Problems []string
+
+func (p Problems) Error() string {
+	return "invalid configuration:\n  " + strings.Join(p, "\n  ")
+}
+
+// Load reads the process environment.
+func Load(ctx context.Context) (Config, error) {
+	return LoadFrom(ctx, envconfig.OsLookuper())
+}
+
+// LoadFrom reads configuration through l and validates it. Every problem is reported at once:
+// a value that cannot be parsed is recorded against its variable and the default is used so
+// that the remaining checks still run.
+func LoadFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
+	var cfg Config
+	rec := &recordingLookuper{next: l, kinds: fieldKinds(reflect.TypeOf(cfg))}
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &cfg, Lookuper: rec}); err != nil {
+		rec.problems = append(rec.problems, err.Error())
+	}
+	problems := append(rec.problems, cfg.validate()...)
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return cfg, Problems(problems)
+	}
+	return cfg, nil
+}
+
+func (c Config) validate() []string {
+	var p []string
+	positive := []struct {
+		name  string
+		value int64
+		zero  bool // whether zero is allowed
+	}{
+		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", c.GracePeriodMS, true},
+		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", c.MaxAliveMS, false},
+		{"PLT_SKEW_COOKIE_MAX_AGE", c.CookieMaxAge, false},
+		{"PLT_SKEW_CHECK_INTERVAL_MS", c.CheckIntervalMS, false},
+		{"PLT_SKEW_TRAFFIC_WINDOW_MS", c.TrafficWindowMS, false},
+		{"PLT_SKEW_READINESS_TIMEOUT_MS", c.ReadinessTimeoutMS, false},
+	}
+	for _, v := range positive {
+		switch {
+		case v.value < 0:
+			p = append(p, fmt.Sprintf("%s: must not be negative, got %d", v.name, v.value))
+		case v.value == 0 && !v.zero:
+			p = append(p, fmt.Sprintf("%s: must be greater than zero", v.name))
+		}
+	}
+	if c.MaxAliveMS > 0 && c.GracePeriodMS >= 0 && c.MaxAliveMS < c.GracePeriodMS {
+		p = append(p, fmt.Sprintf("PLT_SKEW_HTTP_MAX_ALIVE_MS: %d is shorter than PLT_SKEW_HTTP_GRACE_PERIOD_MS %d",
+			c.MaxAliveMS, c.GracePeriodMS))
+	}
+	if !validCookieName(c.CookieName) {
+		p = append(p, fmt.Sprintf("PLT_SKEW_COOKIE_NAME: %q is not a valid cookie name", c.CookieName))
+	}
+	if c.TaskQueue == "" {
+		p = append(p, "PLT_SKEW_TASK_QUEUE: must not be empty")
+	}
+	if c.TemporalNamespace == "" {
+		p = append(p, "TEMPORAL_NAMESPACE: must not be empty")
+	}
+	if c.TrafficQuery == "" && c.TrafficPreset != "watt" && c.TrafficPreset != "traefik" {
+		p = append(p, fmt.Sprintf("PLT_SKEW_TRAFFIC_PRESET: %q is not one of watt, traefik", c.TrafficPreset))
+	}
+	if c.SkewProtection && len(c.ParentRefs) == 0 {
+		p = append(p, "PLT_SKEW_GATEWAY_PARENT_REFS: required when PLT_FEATURE_SKEW_PROTECTION is true")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		p = append(p, fmt.Sprintf("PLT_SKEW_LOG_LEVEL: %q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		p = append(p, fmt.Sprintf("PLT_SKEW_LOG_FORMAT: %q is not one of json, text", c.LogFormat))
+	}
+	return p
+}
+
+// validCookieName reports whether s is an RFC 6265 cookie-name token.
+func validCookieName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r >= 0x7f || strings.ContainsRune(`()<>@,;:\"/[]?={}`, r) {
+			return false
+		}
+	}
+	return true
+}
+
+// recordingLookuper checks each raw value against the kind of the field it fills. A value that
+// does not parse is recorded as a problem and hidden, so that decoding goes on with the default.
+type recordingLookuper struct {
+	next     envconfig.Lookuper
+	kinds    map[string]reflect.Kind
+	problems []string
+}
+
+func (r *recordingLookuper) Lookup(key string) (string, bool) {
+	val, ok := r.next.Lookup(key)
+	if !ok {
+		return val, ok
+	}
+	var err error
+	switch r.kinds[key] {
+	case reflect.Int64:
+		_, err = strconv.ParseInt(strings.TrimSpace(val), 10, 64)
+		if err != nil {
+			err = fmt.Errorf("%q is not a whole number", val)
+		}
+	case reflect.Bool:
+		_, err = strconv.ParseBool(strings.TrimSpace(val))
+		if err != nil {
+			err = fmt.Errorf("%q is not true or false", val)
+		}
+	case reflect.Slice: // parent refs
+		for _, part := range strings.Split(val, ",") {
+			if _, perr := ParseParentRef(part); perr != nil {
+				err = errors.Join(err, perr)
+			}
+		}
+	}
+	if err != nil {
+		r.problems = append(r.problems, fmt.Sprintf("%s: %v", key, err))
+		return "", false
+	}
+	return val, ok
+}
+
+// fieldKinds maps each env variable name of t to the kind of its field.
+func fieldKinds(t reflect.Type) map[string]reflect.Kind {
+	kinds := map[string]reflect.Kind{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name != "" {
+			kinds[name] = f.Type.Kind()
+		}
+	}
+	return kinds
+}

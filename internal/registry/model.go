@@ -1,0 +1,191 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// State is where a version is in its life.
+type State string
+
+const (
+	// Pending: seen, not yet routable (waiting for ready endpoints).
+	Pending State = "pending"
+	// Staged: held at the approval gate; reachable only by an explicit pin.
+	Staged State = "staged"
+	// Active: the version new sessions go to. At most one per application.
+	Active State = "active"
+	// Draining: superseded; pinned sessions still reach it until it expires.
+	Draining State = "draining"
+	// Expired: no longer routed; its Deployment is scaled to 0 or deleted.
+	Expired State = "expired"
+)
+
+// Live reports whether a version in state s still holds its label (is not expired).
+func (s State) Live() bool { return s != Expired }
+
+// Pinned reports whether a version in state s gets a pin rule in the routes.
+func (s State) Pinned() bool { return s == Draining || s == Staged }
+
+// transitions is the one place where the legal moves between states are written.
+var transitions = map[State][]State{
+	Pending:  {Staged, Active, Expired},
+	Staged:   {Active, Expired},
+	Active:   {Draining},
+	Draining: {Active, Expired},
+	Expired:  {},
+}
+
+// CanTransition reports whether a version may move from one state to another.
+func CanTransition(from, to State) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckTransition returns an *IllegalTransitionError when from → to is not allowed.
+func CheckTransition(v VersionRef, from, to State) error {
+	if CanTransition(from, to) {
+		return nil
+	}
+	return &IllegalTransitionError{Version: v, From: from, To: to}
+}
+
+// IllegalTransitionError is returned, and nothing is changed, when an operation asks for a
+// move the state machine does not allow.
+type IllegalTransitionError struct {
+	Version  VersionRef
+	From, To State
+}
+
+func (e *IllegalTransitionError) Error() string {
+	return fmt.Sprintf("version %s: illegal transition %s → %s", e.Version, e.From, e.To)
+}
+
+// ErrNotFound is returned when an application or version does not exist.
+var ErrNotFound = errors.New("not found")
+
+// VersionRef names one version label of one application.
+type VersionRef struct {
+	Namespace string `json:"namespace"`
+	App       string `json:"app"`
+	Label     string `json:"version"`
+}
+
+func (r VersionRef) String() string { return r.Namespace + "/" + r.App + "@" + r.Label }
+
+// AppRef names one application.
+func (r VersionRef) AppRef() AppRef { return AppRef{Namespace: r.Namespace, Name: r.App} }
+
+// AppRef names one application: the app.kubernetes.io/name label within a namespace.
+type AppRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+func (r AppRef) String() string { return r.Namespace + "/" + r.Name }
+
+// Application is one app and its route generation.
+type Application struct {
+	ID              int64     `json:"id"`
+	Namespace       string    `json:"namespace"`
+	Name            string    `json:"name"`
+	RouteGeneration int64     `json:"routeGeneration"`
+	CreatedAt       time.Time `json:"createdAt"`
+}
+
+// Version is one life of one version label. A label that expired and is deployed again gets a
+// new row (a new life); the old row and its audit trail are kept.
+type Version struct {
+	ID          int64      `json:"id"`
+	AppID       int64      `json:"appId"`
+	Namespace   string     `json:"namespace"`
+	App         string     `json:"app"`
+	Label       string     `json:"version"`
+	Life        int        `json:"life"`
+	State       State      `json:"state"`
+	ServiceName string     `json:"serviceName"`
+	ServicePort int32      `json:"servicePort"`
+	PathPrefix  string     `json:"pathPrefix,omitempty"` // from plt.dev/path; empty means the default
+	Hostname    string     `json:"hostname,omitempty"`   // from plt.dev/hostname
+	WorkflowID  string     `json:"workflowId"`
+	PendingAt   time.Time  `json:"pendingAt"`
+	StagedAt    *time.Time `json:"stagedAt,omitempty"`
+	ActiveAt    *time.Time `json:"activeAt,omitempty"`
+	DrainingAt  *time.Time `json:"drainingAt,omitempty"`
+	ExpiredAt   *time.Time `json:"expiredAt,omitempty"`
+	// LastRPS is the last request-rate reading while draining (nil until one succeeded).
+	LastRPS   *float64   `json:"lastRps,omitempty"`
+	LastRPSAt *time.Time `json:"lastRpsAt,omitempty"`
+}
+
+// Ref names the version.
+func (v Version) Ref() VersionRef { return VersionRef{Namespace: v.Namespace, App: v.App, Label: v.Label} }
+
+// ActorType says who caused an event.
+type ActorType string
+
+const (
+	ActorSystem   ActorType = "system"   // skewguard's own lifecycle decisions
+	ActorPod      ActorType = "pod"      // a pod registration (agent or pod watch)
+	ActorUser     ActorType = "user"     // an operator through the API, CLI or Temporal UI
+	ActorWorkflow ActorType = "workflow" // a workflow step, with its workflow id
+)
+
+// Actor is who caused an audited event.
+type Actor struct {
+	Type ActorType `json:"type"`
+	ID   string    `json:"id,omitempty"`
+	Name string    `json:"name,omitempty"`
+}
+
+// AuditEntry is one row of a version's append-only audit trail.
+type AuditEntry struct {
+	ID        int64           `json:"id"`
+	VersionID int64           `json:"versionId"`
+	Version   VersionRef      `json:"ref"`
+	Life      int             `json:"life"`
+	Event     string          `json:"event"`
+	FromState *State          `json:"fromState,omitempty"`
+	ToState   *State          `json:"toState,omitempty"`
+	Actor     Actor           `json:"actor"`
+	Reason    string          `json:"reason,omitempty"`
+	Detail    json.RawMessage `json:"detail,omitempty"`
+	At        time.Time       `json:"at"`
+}
+
+// Policy holds per-application overrides; a nil field inherits the global value.
+type Policy struct {
+	GracePeriodMS   *int64 `json:"gracePeriodMs,omitempty"`
+	MaxAliveMS      *int64 `json:"maxAliveMs,omitempty"`
+	CheckIntervalMS *int64 `json:"checkIntervalMs,omitempty"`
+	TrafficWindowMS *int64 `json:"trafficWindowMs,omitempty"`
+	CookieMaxAge    *int64 `json:"cookieMaxAge,omitempty"`
+	AutoCleanup     *bool  `json:"autoCleanup,omitempty"`
+	RequireApproval *bool  `json:"requireApproval,omitempty"`
+}
+
+// Snapshot is one consistent view of an application, read in a single transaction: what the
+// route renderer needs.
+type Snapshot struct {
+	App        Application `json:"app"`
+	Active     *Version    `json:"active,omitempty"`
+	Pinned     []Version   `json:"pinned"` // draining and staged, ordered by version id
+	Generation int64       `json:"generation"`
+}
+
+// Pod is a pod that registered or was seen by the pod watch.
+type Pod struct {
+	ID        string          `json:"podId"`
+	Namespace string          `json:"namespace"`
+	AppID     *int64          `json:"appId,omitempty"`
+	VersionID *int64          `json:"versionId,omitempty"`
+	FirstSeen time.Time       `json:"firstSeen"`
+	LastSeen  time.Time       `json:"lastSeen"`
+	Metadata  json.RawMessage `json:"metadata,omitempty"`
+}
