@@ -33,10 +33,3 @@ func runWorker(ctx context.Context, _ []string, _, _ io.Writer) error {
 	}
 	return errors.New("worker: not implemented yet")
 }
-
-func runMigrate(ctx context.Context, _ []string, _, _ io.Writer) error {
-	if _, err := loadConfig(ctx); err != nil {
-		return err
-	}
-	return errors.New("migrate: not implemented yet")
-}
