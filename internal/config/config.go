@@ -52,6 +52,8 @@ type Config struct {
 	TrafficQuery  string `env:"PLT_SKEW_TRAFFIC_QUERY"`
 	// WatchPods turns on agent-free detection: pods carrying both labels that turn Ready.
 	WatchPods bool `env:"PLT_SKEW_WATCH_PODS, default=true"`
+	// Namespaces limits detection (pod informer and watch) to these namespaces; empty means all.
+	Namespaces []string `env:"PLT_SKEW_NAMESPACES"`
 	// InsecureSkipPodAuth turns off the proof that a registering caller is the pod it names.
 	// For local development only; logged loudly at start-up.
 	InsecureSkipPodAuth bool `env:"PLT_SKEW_INSECURE_SKIP_POD_AUTH, default=false"`
@@ -181,6 +183,11 @@ func (c Config) validate() []string {
 	if c.TrafficQuery == "" && c.TrafficPreset != "watt" && c.TrafficPreset != "traefik" {
 		p = append(p, fmt.Sprintf("PLT_SKEW_TRAFFIC_PRESET: %q is not one of watt, traefik", c.TrafficPreset))
 	}
+	for _, ns := range c.Namespaces {
+		if !validDNSLabel(ns) {
+			p = append(p, fmt.Sprintf("PLT_SKEW_NAMESPACES: %q is not a namespace name", ns))
+		}
+	}
 	if c.SkewProtection && len(c.ParentRefs) == 0 {
 		p = append(p, "PLT_SKEW_GATEWAY_PARENT_REFS: required when PLT_FEATURE_SKEW_PROTECTION is true")
 	}
@@ -193,6 +200,20 @@ func (c Config) validate() []string {
 		p = append(p, fmt.Sprintf("PLT_SKEW_LOG_FORMAT: %q is not one of json, text", c.LogFormat))
 	}
 	return p
+}
+
+// validDNSLabel reports whether s is an RFC 1123 label, as namespace names are.
+func validDNSLabel(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, r := range s {
+		alnum := r >= 'a' && r <= 'z' || r >= '0' && r <= '9'
+		if !alnum && (r != '-' || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
 }
 
 // validCookieName reports whether s is an RFC 6265 cookie-name token.
@@ -233,7 +254,10 @@ func (r *recordingLookuper) Lookup(key string) (string, bool) {
 		if err != nil {
 			err = fmt.Errorf("%q is not true or false", val)
 		}
-	case reflect.Slice: // parent refs
+	case reflect.Slice:
+		if key != "PLT_SKEW_GATEWAY_PARENT_REFS" {
+			break
+		}
 		for _, part := range strings.Split(val, ",") {
 			if _, perr := ParseParentRef(part); perr != nil {
 				err = errors.Join(err, perr)
