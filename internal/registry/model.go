@@ -61,14 +61,24 @@ func CheckTransition(v VersionRef, from, to State) error {
 type IllegalTransitionError struct {
 	Version  VersionRef
 	From, To State
+	// Op, when set, names the operation that refused a move the state machine allows in
+	// general but that operation does not make (Activate never revives a Draining version).
+	Op string
 }
 
 func (e *IllegalTransitionError) Error() string {
+	if e.Op != "" {
+		return fmt.Sprintf("version %s: %s does not move %s → %s", e.Version, e.Op, e.From, e.To)
+	}
 	return fmt.Sprintf("version %s: illegal transition %s → %s", e.Version, e.From, e.To)
 }
 
 // ErrNotFound is returned when an application or version does not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrInvalid is returned (wrapped) for input the registry refuses before touching the database:
+// empty names, unknown actor types, out-of-range ports, invalid policies.
+var ErrInvalid = errors.New("invalid input")
 
 // VersionRef names one version label of one application.
 type VersionRef struct {
@@ -125,7 +135,9 @@ type Version struct {
 }
 
 // Ref names the version.
-func (v Version) Ref() VersionRef { return VersionRef{Namespace: v.Namespace, App: v.App, Label: v.Label} }
+func (v Version) Ref() VersionRef {
+	return VersionRef{Namespace: v.Namespace, App: v.App, Label: v.Label}
+}
 
 // ActorType says who caused an event.
 type ActorType string
@@ -177,6 +189,9 @@ type Snapshot struct {
 	Active     *Version    `json:"active,omitempty"`
 	Pinned     []Version   `json:"pinned"` // draining and staged, ordered by version id
 	Generation int64       `json:"generation"`
+	// Policy is the app's overrides read in the same transaction (the cookie Max-Age is part of
+	// the rendered routes); zero when the app has none.
+	Policy Policy `json:"policy"`
 }
 
 // Pod is a pod that registered or was seen by the pod watch.

@@ -1,0 +1,86 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// BumpGeneration increments the app's route generation (for changes the registry does not see,
+// such as a new Gateway parent) and returns the new value.
+func (s *Store) BumpGeneration(ctx context.Context, app AppRef) (int64, error) {
+	var gen int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		a, err := lockApp(ctx, tx, app)
+		if err != nil {
+			return err
+		}
+		gen, err = bumpGeneration(ctx, tx, a.ID)
+		return err
+	})
+	return gen, err
+}
+
+// Generation returns the app's current route generation.
+func (s *Store) Generation(ctx context.Context, app AppRef) (int64, error) {
+	var gen int64
+	err := s.pool.QueryRow(ctx, `SELECT route_generation FROM applications WHERE namespace = $1 AND name = $2`,
+		app.Namespace, app.Name).Scan(&gen)
+	if err != nil {
+		return 0, notFound(err, "application "+app.String())
+	}
+	return gen, nil
+}
+
+// ListApps returns every application, by namespace and name.
+func (s *Store) ListApps(ctx context.Context) ([]Application, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, namespace, name, route_generation, created_at
+		FROM applications ORDER BY namespace, name`)
+	if err != nil {
+		return nil, fmt.Errorf("list applications: %w", err)
+	}
+	apps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Application, error) { return scanApp(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list applications: %w", err)
+	}
+	return apps, nil
+}
+
+// Snapshot reads everything the route renderer needs about app in one repeatable-read,
+// read-only transaction, so the versions, the policy and the generation agree with each other.
+func (s *Store) Snapshot(ctx context.Context, app AppRef) (Snapshot, error) {
+	var snap Snapshot
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+		func(tx pgx.Tx) error {
+			a, err := scanApp(tx.QueryRow(ctx, `SELECT id, namespace, name, route_generation, created_at
+				FROM applications WHERE namespace = $1 AND name = $2`, app.Namespace, app.Name))
+			if err != nil {
+				return notFound(err, "application "+app.String())
+			}
+			snap.App, snap.Generation = a, a.RouteGeneration
+			rows, err := tx.Query(ctx, `SELECT `+versionColumns+versionsFrom+`
+				WHERE v.app_id = $1 AND v.state IN ('active', 'draining', 'staged') ORDER BY v.id`, a.ID)
+			if err != nil {
+				return fmt.Errorf("read versions: %w", err)
+			}
+			vs, err := collectVersions(rows)
+			if err != nil {
+				return fmt.Errorf("read versions: %w", err)
+			}
+			snap.Pinned = []Version{}
+			for _, v := range vs {
+				if v.State == Active {
+					snap.Active = &v
+				} else {
+					snap.Pinned = append(snap.Pinned, v)
+				}
+			}
+			snap.Policy, err = readPolicy(ctx, tx, a.ID)
+			return err
+		})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot of %s: %w", app, err)
+	}
+	return snap, nil
+}

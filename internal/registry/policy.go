@@ -1,0 +1,136 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// PolicyError lists every problem found in a policy. It matches ErrInvalid.
+type PolicyError struct {
+	Problems []string
+}
+
+func (e *PolicyError) Error() string {
+	return "invalid policy: " + strings.Join(e.Problems, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalid) true for a *PolicyError.
+func (e *PolicyError) Is(target error) bool { return target == ErrInvalid }
+
+// Validate checks the fields that are set, with the rules of the global variables they
+// override: no negative values, zero only for the grace period, and a max alive no shorter than
+// the grace period when both are set. It returns a *PolicyError listing every problem, or nil.
+func (p Policy) Validate() error {
+	var problems []string
+	fields := []struct {
+		name      string
+		value     *int64
+		zeroAllow bool
+	}{
+		{"gracePeriodMs", p.GracePeriodMS, true},
+		{"maxAliveMs", p.MaxAliveMS, false},
+		{"checkIntervalMs", p.CheckIntervalMS, false},
+		{"trafficWindowMs", p.TrafficWindowMS, false},
+		{"cookieMaxAge", p.CookieMaxAge, false},
+	}
+	for _, f := range fields {
+		switch {
+		case f.value == nil:
+		case *f.value < 0:
+			problems = append(problems, fmt.Sprintf("%s: must not be negative, got %d", f.name, *f.value))
+		case *f.value == 0 && !f.zeroAllow:
+			problems = append(problems, fmt.Sprintf("%s: must be greater than zero", f.name))
+		}
+	}
+	if p.MaxAliveMS != nil && p.GracePeriodMS != nil && *p.MaxAliveMS < *p.GracePeriodMS {
+		problems = append(problems, fmt.Sprintf("maxAliveMs: %d is shorter than gracePeriodMs %d",
+			*p.MaxAliveMS, *p.GracePeriodMS))
+	}
+	if len(problems) > 0 {
+		return &PolicyError{Problems: problems}
+	}
+	return nil
+}
+
+const policyColumns = `grace_period_ms, max_alive_ms, check_interval_ms, traffic_window_ms,
+	cookie_max_age, auto_cleanup, require_approval`
+
+func readPolicy(ctx context.Context, q querier, appID int64) (Policy, error) {
+	var p Policy
+	err := q.QueryRow(ctx, `SELECT `+policyColumns+` FROM app_policies WHERE app_id = $1`, appID).
+		Scan(&p.GracePeriodMS, &p.MaxAliveMS, &p.CheckIntervalMS, &p.TrafficWindowMS,
+			&p.CookieMaxAge, &p.AutoCleanup, &p.RequireApproval)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Policy{}, fmt.Errorf("read policy: %w", err)
+	}
+	return p, nil
+}
+
+// GetPolicy returns the app's overrides; the zero Policy (inherit everything) when it has none
+// or the app is unknown.
+func (s *Store) GetPolicy(ctx context.Context, app AppRef) (Policy, error) {
+	var p Policy
+	err := s.pool.QueryRow(ctx, `SELECT `+policyColumns+` FROM app_policies
+		WHERE app_id = (SELECT id FROM applications WHERE namespace = $1 AND name = $2)`,
+		app.Namespace, app.Name).
+		Scan(&p.GracePeriodMS, &p.MaxAliveMS, &p.CheckIntervalMS, &p.TrafficWindowMS,
+			&p.CookieMaxAge, &p.AutoCleanup, &p.RequireApproval)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Policy{}, fmt.Errorf("policy of %s: %w", app, err)
+	}
+	return p, nil
+}
+
+// PutPolicy replaces the app's overrides with p (nil fields inherit), creating the application
+// if needed so that a policy can be set before the first deployment. The cookie Max-Age is part
+// of the rendered routes, so changing it bumps the route generation.
+func (s *Store) PutPolicy(ctx context.Context, app AppRef, p Policy) error {
+	if err := validateApp(app); err != nil {
+		return err
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		a, err := ensureApp(ctx, tx, app)
+		if err != nil {
+			return err
+		}
+		old, err := readPolicy(ctx, tx, a.ID)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO app_policies (app_id, `+policyColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (app_id) DO UPDATE SET
+				grace_period_ms = excluded.grace_period_ms, max_alive_ms = excluded.max_alive_ms,
+				check_interval_ms = excluded.check_interval_ms, traffic_window_ms = excluded.traffic_window_ms,
+				cookie_max_age = excluded.cookie_max_age, auto_cleanup = excluded.auto_cleanup,
+				require_approval = excluded.require_approval, updated_at = now()`,
+			a.ID, p.GracePeriodMS, p.MaxAliveMS, p.CheckIntervalMS, p.TrafficWindowMS,
+			p.CookieMaxAge, p.AutoCleanup, p.RequireApproval)
+		if err != nil {
+			return fmt.Errorf("write policy: %w", err)
+		}
+		if !equalPtr(old.CookieMaxAge, p.CookieMaxAge) {
+			_, err = bumpGeneration(ctx, tx, a.ID)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("put policy of %s: %w", app, err)
+	}
+	return nil
+}
+
+func equalPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}

@@ -1,0 +1,377 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Observation is what a pod's labels and its Service say about a version.
+type Observation struct {
+	Ref         VersionRef
+	ServiceName string
+	ServicePort int32
+	PathPrefix  string // plt.dev/path; empty means the default
+	Hostname    string // plt.dev/hostname
+	WorkflowID  string
+}
+
+func (o Observation) validate() error {
+	if err := validateRef(o.Ref); err != nil {
+		return err
+	}
+	if o.ServicePort < 0 || o.ServicePort > math.MaxUint16 {
+		return invalid("version %s: service port %d out of range", o.Ref, o.ServicePort)
+	}
+	return nil
+}
+
+// refreshes reports whether o carries a value that differs from v's. Empty values never clear
+// what an earlier observation recorded.
+func (o Observation) refreshes(v Version) bool {
+	return (o.ServiceName != "" && o.ServiceName != v.ServiceName) ||
+		(o.ServicePort != 0 && o.ServicePort != v.ServicePort) ||
+		(o.PathPrefix != "" && o.PathPrefix != v.PathPrefix) ||
+		(o.Hostname != "" && o.Hostname != v.Hostname) ||
+		(o.WorkflowID != "" && o.WorkflowID != v.WorkflowID)
+}
+
+// Transition is the outcome of a state change. Changed is false when the version was already in
+// the requested state; then nothing was written and Generation is the current one.
+type Transition struct {
+	Version    Version
+	Previous   *Version // the version that was Active before and is now Draining, if any
+	Generation int64    // the app's route generation after the change
+	Changed    bool
+}
+
+// querier is what a pool and a transaction have in common.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// ObserveVersion records that a version exists. It is idempotent: when the label has a live
+// (not expired) life, that row is returned with created=false, and a Pending row takes any new
+// non-empty Service, path, hostname or workflow id from o. Otherwise a new Pending life is
+// inserted (the first, audited "observed", or the next after an expired one, audited
+// "redeployed"; the old lives and their audit are kept), creating the application if needed.
+func (s *Store) ObserveVersion(ctx context.Context, o Observation, actor Actor) (v Version, created bool, err error) {
+	if err := errors.Join(o.validate(), validateActor(actor)); err != nil {
+		return Version{}, false, err
+	}
+	live, ok, err := s.LiveVersion(ctx, o.Ref)
+	if err != nil {
+		return Version{}, false, err
+	}
+	if ok && (live.State != Pending || !o.refreshes(live)) {
+		return live, false, nil
+	}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		app, err := ensureApp(ctx, tx, o.Ref.AppRef())
+		if err != nil {
+			return err
+		}
+		// Another registration may have won the lock first.
+		v, ok, err = lockLive(ctx, tx, app.ID, o.Ref)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if v.State == Pending && o.refreshes(v) {
+				v, err = refresh(ctx, tx, v, o, actor)
+			}
+			return err
+		}
+		v, err = insertLife(ctx, tx, app.ID, o, actor)
+		created = err == nil
+		return err
+	})
+	if err != nil {
+		return Version{}, false, fmt.Errorf("observe version %s: %w", o.Ref, err)
+	}
+	return v, created, nil
+}
+
+// insertLife inserts the next Pending life of the label and audits it.
+func insertLife(ctx context.Context, tx pgx.Tx, appID int64, o Observation, actor Actor) (Version, error) {
+	v, err := scanVersion(tx.QueryRow(ctx, `
+		WITH ins AS (
+			INSERT INTO versions (app_id, label, life, state, service_name, service_port, path_prefix, hostname, workflow_id)
+			SELECT $1::bigint, $2::text, coalesce(max(life), 0) + 1, 'pending', $3::text, $4::integer, $5::text, $6::text, $7::text
+			FROM versions WHERE app_id = $1::bigint AND label = $2::text
+			RETURNING *)
+		SELECT `+versionColumns+` FROM ins v JOIN applications a ON a.id = v.app_id`,
+		appID, o.Ref.Label, o.ServiceName, o.ServicePort, o.PathPrefix, o.Hostname, o.WorkflowID))
+	if err != nil {
+		return Version{}, fmt.Errorf("insert version: %w", err)
+	}
+	event := EventObserved
+	if v.Life > 1 {
+		event = EventRedeployed
+	}
+	to := Pending
+	detail := map[string]any{"serviceName": v.ServiceName, "servicePort": v.ServicePort,
+		"pathPrefix": v.PathPrefix, "hostname": v.Hostname, "workflowId": v.WorkflowID}
+	return v, insertAudit(ctx, tx, v, event, nil, &to, actor, "", detail)
+}
+
+// refresh updates a Pending row with the new values of o and audits what changed.
+func refresh(ctx context.Context, tx pgx.Tx, v Version, o Observation, actor Actor) (Version, error) {
+	changed := map[string]any{}
+	note := func(name string, before, after any, set bool) {
+		if set && before != after {
+			changed[name] = map[string]any{"from": before, "to": after}
+		}
+	}
+	note("serviceName", v.ServiceName, o.ServiceName, o.ServiceName != "")
+	note("servicePort", v.ServicePort, o.ServicePort, o.ServicePort != 0)
+	note("pathPrefix", v.PathPrefix, o.PathPrefix, o.PathPrefix != "")
+	note("hostname", v.Hostname, o.Hostname, o.Hostname != "")
+	note("workflowId", v.WorkflowID, o.WorkflowID, o.WorkflowID != "")
+	nv, err := scanVersion(tx.QueryRow(ctx, `
+		UPDATE versions v SET
+			service_name = coalesce(nullif($2, ''), v.service_name),
+			service_port = coalesce(nullif($3::integer, 0), v.service_port),
+			path_prefix  = coalesce(nullif($4, ''), v.path_prefix),
+			hostname     = coalesce(nullif($5, ''), v.hostname),
+			workflow_id  = coalesce(nullif($6, ''), v.workflow_id)
+		FROM applications a
+		WHERE a.id = v.app_id AND v.id = $1 AND v.state = 'pending'
+		RETURNING `+versionColumns,
+		v.ID, o.ServiceName, o.ServicePort, o.PathPrefix, o.Hostname, o.WorkflowID))
+	if err != nil {
+		return Version{}, fmt.Errorf("refresh version: %w", err)
+	}
+	return nv, insertAudit(ctx, tx, nv, EventRefreshed, nil, nil, actor, "", changed)
+}
+
+// move is one operation on the state machine: which states it moves from, and to which.
+// The transitions table says what is legal at all; an operation may be narrower.
+type move struct {
+	op    string
+	from  []State
+	to    State
+	event string
+	// supersede: the app's current Active version becomes Draining in the same transaction.
+	supersede bool
+}
+
+var (
+	// Activate never revives a Draining version: a retried activation of a version that has
+	// since been superseded must not take routing back (that is Promote, an explicit decision).
+	activateMove = move{op: "activate", from: []State{Pending, Staged}, to: Active, event: EventActivated, supersede: true}
+	promoteMove  = move{op: "promote", from: []State{Draining}, to: Active, event: EventPromoted, supersede: true}
+	stageMove    = move{op: "stage", from: []State{Pending}, to: Staged, event: EventStaged}
+	expireMove   = move{op: "expire", from: []State{Pending, Staged, Draining}, to: Expired, event: EventExpired}
+)
+
+// Activate makes a Pending or Staged version Active; the previous Active version becomes
+// Draining in the same transaction, the route generation is bumped and both moves are audited.
+// Already Active: nothing changes (Changed=false). Draining or Expired: *IllegalTransitionError.
+func (s *Store) Activate(ctx context.Context, ref VersionRef, actor Actor, reason string) (Transition, error) {
+	return s.apply(ctx, ref, activateMove, actor, reason)
+}
+
+// Stage holds a Pending version at the approval gate, reachable by pin only; the route
+// generation is bumped because the version gets a pin rule.
+func (s *Store) Stage(ctx context.Context, ref VersionRef, actor Actor, reason string) (Transition, error) {
+	return s.apply(ctx, ref, stageMove, actor, reason)
+}
+
+// Promote makes a Draining version Active again; the current Active version becomes Draining.
+func (s *Store) Promote(ctx context.Context, ref VersionRef, actor Actor, reason string) (Transition, error) {
+	return s.apply(ctx, ref, promoteMove, actor, reason)
+}
+
+// Expire retires a Pending, Staged or Draining version and bumps the route generation. The
+// Active version cannot expire (activate another first): *IllegalTransitionError. Already
+// Expired: nothing changes.
+func (s *Store) Expire(ctx context.Context, ref VersionRef, actor Actor, reason string) (Transition, error) {
+	return s.apply(ctx, ref, expireMove, actor, reason)
+}
+
+// apply performs m on the newest life of ref under the app lock.
+func (s *Store) apply(ctx context.Context, ref VersionRef, m move, actor Actor, reason string) (Transition, error) {
+	if err := errors.Join(validateRef(ref), validateActor(actor)); err != nil {
+		return Transition{}, err
+	}
+	var t Transition
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		app, err := lockApp(ctx, tx, ref.AppRef())
+		if err != nil {
+			return err
+		}
+		v, err := scanVersion(tx.QueryRow(ctx, `SELECT `+versionColumns+versionsFrom+`
+			WHERE v.app_id = $1 AND v.label = $2 ORDER BY v.life DESC LIMIT 1`, app.ID, ref.Label))
+		if err != nil {
+			return notFound(err, "version "+ref.String())
+		}
+		if v.State == m.to {
+			t = Transition{Version: v, Generation: app.RouteGeneration}
+			return nil
+		}
+		if err := CheckTransition(ref, v.State, m.to); err != nil {
+			return err
+		}
+		if !slices.Contains(m.from, v.State) {
+			return &IllegalTransitionError{Version: ref, From: v.State, To: m.to, Op: m.op}
+		}
+		if m.supersede {
+			if t.Previous, err = supersede(ctx, tx, app.ID, v, actor); err != nil {
+				return err
+			}
+		}
+		from := v.State
+		if v, err = setState(ctx, tx, v, m.to); err != nil {
+			return err
+		}
+		if err := insertAudit(ctx, tx, v, m.event, &from, &m.to, actor, reason, nil); err != nil {
+			return err
+		}
+		t.Version, t.Changed = v, true
+		t.Generation, err = bumpGeneration(ctx, tx, app.ID)
+		return err
+	})
+	if err != nil {
+		var ite *IllegalTransitionError
+		if errors.As(err, &ite) || errors.Is(err, ErrNotFound) {
+			return Transition{}, err
+		}
+		return Transition{}, fmt.Errorf("%s version %s: %w", m.op, ref, err)
+	}
+	return t, nil
+}
+
+// supersede moves the app's Active version, if any, to Draining because next takes its place.
+func supersede(ctx context.Context, tx pgx.Tx, appID int64, next Version, actor Actor) (*Version, error) {
+	cur, err := scanVersion(tx.QueryRow(ctx, `SELECT `+versionColumns+versionsFrom+`
+		WHERE v.app_id = $1 AND v.state = 'active'`, appID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read active version: %w", err)
+	}
+	if err := CheckTransition(cur.Ref(), cur.State, Draining); err != nil {
+		return nil, err
+	}
+	if cur, err = setState(ctx, tx, cur, Draining); err != nil {
+		return nil, err
+	}
+	from, to := Active, Draining
+	reason := fmt.Sprintf("superseded by version %s", next.Label)
+	detail := map[string]any{"supersededBy": next.Label, "supersededByLife": next.Life}
+	if err := insertAudit(ctx, tx, cur, EventSuperseded, &from, &to, actor, reason, detail); err != nil {
+		return nil, err
+	}
+	return &cur, nil
+}
+
+// setState moves v to state to and stamps the time it entered it (database clock). The row must
+// still be in v.State; the caller holds the app lock, so anything else is a bug worth an error.
+func setState(ctx context.Context, tx pgx.Tx, v Version, to State) (Version, error) {
+	nv, err := scanVersion(tx.QueryRow(ctx, `
+		UPDATE versions v SET
+			state       = $3,
+			staged_at   = CASE WHEN $3 = 'staged'   THEN now() ELSE v.staged_at END,
+			active_at   = CASE WHEN $3 = 'active'   THEN now() ELSE v.active_at END,
+			draining_at = CASE WHEN $3 = 'draining' THEN now() WHEN $3 = 'active' THEN NULL ELSE v.draining_at END,
+			expired_at  = CASE WHEN $3 = 'expired'  THEN now() ELSE v.expired_at END,
+			last_rps    = CASE WHEN $3 = 'draining' THEN NULL ELSE v.last_rps END,
+			last_rps_at = CASE WHEN $3 = 'draining' THEN NULL ELSE v.last_rps_at END
+		FROM applications a
+		WHERE a.id = v.app_id AND v.id = $1 AND v.state = $2
+		RETURNING `+versionColumns, v.ID, string(v.State), string(to)))
+	if err != nil {
+		return Version{}, fmt.Errorf("move version %s from %s to %s: %w", v.Ref(), v.State, to, err)
+	}
+	return nv, nil
+}
+
+// lockLive reads and locks the live life of ref, if any.
+func lockLive(ctx context.Context, tx pgx.Tx, appID int64, ref VersionRef) (Version, bool, error) {
+	v, err := scanVersion(tx.QueryRow(ctx, `SELECT `+versionColumns+versionsFrom+`
+		WHERE v.app_id = $1 AND v.label = $2 AND v.state <> 'expired' FOR UPDATE OF v`, appID, ref.Label))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Version{}, false, nil
+	}
+	if err != nil {
+		return Version{}, false, fmt.Errorf("read version %s: %w", ref, err)
+	}
+	return v, true, nil
+}
+
+// LiveVersion returns the live (not expired) life of ref, if any, in one indexed query: the
+// fast path of every registration.
+func (s *Store) LiveVersion(ctx context.Context, ref VersionRef) (Version, bool, error) {
+	v, err := scanVersion(s.pool.QueryRow(ctx, `SELECT `+versionColumns+versionsFrom+`
+		WHERE a.namespace = $1 AND a.name = $2 AND v.label = $3 AND v.state <> 'expired'`,
+		ref.Namespace, ref.App, ref.Label))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Version{}, false, nil
+	}
+	if err != nil {
+		return Version{}, false, fmt.Errorf("read version %s: %w", ref, err)
+	}
+	return v, true, nil
+}
+
+// GetVersion returns the newest life of ref, whatever its state.
+func (s *Store) GetVersion(ctx context.Context, ref VersionRef) (Version, error) {
+	v, err := scanVersion(s.pool.QueryRow(ctx, `SELECT `+versionColumns+versionsFrom+`
+		WHERE a.namespace = $1 AND a.name = $2 AND v.label = $3 ORDER BY v.life DESC LIMIT 1`,
+		ref.Namespace, ref.App, ref.Label))
+	if err != nil {
+		return Version{}, notFound(err, "version "+ref.String())
+	}
+	return v, nil
+}
+
+// ListVersions returns every life of every label of app, newest first. An unknown app has none.
+func (s *Store) ListVersions(ctx context.Context, app AppRef) ([]Version, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+versionColumns+versionsFrom+`
+		WHERE a.namespace = $1 AND a.name = $2 ORDER BY v.id DESC`, app.Namespace, app.Name)
+	if err != nil {
+		return nil, fmt.Errorf("list versions of %s: %w", app, err)
+	}
+	vs, err := collectVersions(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list versions of %s: %w", app, err)
+	}
+	return vs, nil
+}
+
+// RecordTraffic stores the last request-rate reading of the live life of ref, taken at at
+// (the database clock when at is zero).
+func (s *Store) RecordTraffic(ctx context.Context, ref VersionRef, rps float64, at time.Time) error {
+	if err := validateRef(ref); err != nil {
+		return err
+	}
+	if rps < 0 || math.IsNaN(rps) || math.IsInf(rps, 0) {
+		return invalid("version %s: request rate %v is not a non-negative number", ref, rps)
+	}
+	var when *time.Time
+	if !at.IsZero() {
+		when = &at
+	}
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE versions v SET last_rps = $4, last_rps_at = coalesce($5, now())
+		FROM applications a
+		WHERE a.id = v.app_id AND a.namespace = $1 AND a.name = $2 AND v.label = $3 AND v.state <> 'expired'`,
+		ref.Namespace, ref.App, ref.Label, rps, when)
+	if err != nil {
+		return fmt.Errorf("record traffic of %s: %w", ref, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("live version %s: %w", ref, ErrNotFound)
+	}
+	return nil
+}
