@@ -1,0 +1,122 @@
+// Package metrics owns skewguard's Prometheus collectors: one registry, the metrics every part
+// of the control plane reports into, and the handler that serves them. Labels only ever take
+// values from small fixed sets (states, outcomes, activity names, route templates), never
+// version labels or pod names, so the series count stays bounded.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "skewguard"
+
+// Registry holds every skewguard collector plus the Go and process collectors.
+var Registry = prometheus.NewRegistry()
+
+// Outcomes of a registration (the agent, the pod watch or a WebSocket reconnect).
+const (
+	OutcomeFastPath   = "fast_path"   // the version was already live: answered from the registry
+	OutcomeStarted    = "started"     // a new (or redeployed) version: its workflow was started
+	OutcomeDeduped    = "deduped"     // started moments ago by another registration
+	OutcomeFeatureOff = "feature_off" // skew protection disabled: answered, nothing recorded
+	OutcomeNoLabels   = "no_labels"   // the pod lacks app.kubernetes.io/name or plt.dev/version
+	OutcomeNoService  = "no_service"  // no Service selects the version's pods yet
+	OutcomeStale      = "stale"       // the pod predates the expiry of its version
+	OutcomeError      = "error"
+)
+
+var (
+	// Registrations counts registrations by source (agent, pod_watch, websocket) and outcome.
+	Registrations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "registrations_total",
+		Help:      "Pod registrations by source (agent, pod_watch, websocket) and outcome.",
+	}, []string{"source", "outcome"})
+
+	// Transitions counts version state transitions.
+	Transitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "version_transitions_total",
+		Help:      "Version state transitions by from and to state.",
+	}, []string{"from", "to"})
+
+	// RouteWrites counts HTTPRoute writes by outcome (applied, unchanged, stale, error).
+	RouteWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "route_writes_total",
+		Help:      "HTTPRoute writes by outcome: applied, unchanged, stale (a newer generation was already written), error.",
+	}, []string{"outcome"})
+
+	// ActivityFailures counts failed Temporal activity attempts by activity name.
+	ActivityFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "activity_failures_total",
+		Help:      "Failed activity attempts by activity name (each retry counts).",
+	}, []string{"activity"})
+
+	// HTTPDuration is the latency of HTTP requests by route template, method and status code.
+	HTTPDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace,
+		Name:      "http_request_duration_seconds",
+		Help:      "HTTP request latency by route template, method and status code.",
+		Buckets:   []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route", "method", "code"})
+
+	// TokenReviews counts token authentications by result: cache_hit, reviewed, rejected, error.
+	TokenReviews = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "token_reviews_total",
+		Help:      "Bearer token authentications by result: cache_hit, reviewed (a TokenReview call), error.",
+	}, []string{"result"})
+
+	// AccessReviews counts authorization decisions by result: cache_hit, reviewed, error.
+	AccessReviews = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "access_reviews_total",
+		Help:      "SubjectAccessReview decisions by result: cache_hit, reviewed (a SubjectAccessReview call), error.",
+	}, []string{"result"})
+
+	// AgentConnections is the number of open agent update WebSockets.
+	AgentConnections = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace,
+		Name:      "agent_websockets",
+		Help:      "Open agent update WebSocket connections.",
+	})
+)
+
+func init() {
+	Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		Registrations, Transitions, RouteWrites, ActivityFailures, HTTPDuration,
+		TokenReviews, AccessReviews, AgentConnections,
+	)
+}
+
+// Registration records one registration outcome from source.
+func Registration(source, outcome string) { Registrations.WithLabelValues(source, outcome).Inc() }
+
+// Transition records one version state transition.
+func Transition(from, to string) { Transitions.WithLabelValues(from, to).Inc() }
+
+// RouteWrite records one HTTPRoute write outcome.
+func RouteWrite(outcome string) { RouteWrites.WithLabelValues(outcome).Inc() }
+
+// ActivityFailure records one failed attempt of the named activity.
+func ActivityFailure(activity string) { ActivityFailures.WithLabelValues(activity).Inc() }
+
+// ObserveHTTP records the latency of one HTTP request.
+func ObserveHTTP(route, method string, code int, d time.Duration) {
+	HTTPDuration.WithLabelValues(route, method, strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func Handler() http.Handler {
+	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{Registry: Registry})
+}
