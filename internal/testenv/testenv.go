@@ -19,6 +19,7 @@ const (
 	TraefikAPIURL = "SKEWGUARD_TEST_TRAEFIK_API" // Traefik's API/metrics entrypoint
 	GatewayRef    = "SKEWGUARD_TEST_GATEWAY_REF" // namespace/name:section of the test Gateway
 	StackDir      = "SKEWGUARD_STACK_DIR"
+	HelmBinary    = "SKEWGUARD_TEST_HELM" // path to helm, built by hack/setup-helm.sh
 )
 
 // Require returns the value of each named variable, failing the test if any is unset.
