@@ -1,0 +1,279 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
+)
+
+func TestVersionSelector(t *testing.T) {
+	assert.Equal(t, "app.kubernetes.io/name=myapp,plt.dev/version=1.2.3", VersionSelector("myapp", "1.2.3"))
+}
+
+func service(ns, name string, ports ...corev1.ServicePort) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+		Labels: map[string]string{AppLabel: "myapp", VersionLabel: "42"}},
+		Spec: corev1.ServiceSpec{Ports: ports}}
+}
+
+func slice(ns, svc, name, portName string, port int32, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(portName), Port: ptr.To(port)}},
+		Endpoints:   eps,
+	}
+}
+
+func endpoint(addr string, ready *bool) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: []string{addr}, Conditions: discoveryv1.EndpointConditions{Ready: ready}}
+}
+
+// dialer accepts connections only to the listed addresses.
+func dialer(open ...string) func(context.Context, string, string) (net.Conn, error) {
+	return func(_ context.Context, _, addr string) (net.Conn, error) {
+		for _, o := range open {
+			if o == addr {
+				c1, c2 := net.Pipe()
+				_ = c2.Close()
+				return c1, nil
+			}
+		}
+		return nil, errors.New("connection refused")
+	}
+}
+
+func TestReadiness(t *testing.T) {
+	http := corev1.ServicePort{Name: "http", Port: 80}
+	metrics := corev1.ServicePort{Name: "metrics", Port: 9090}
+	tests := []struct {
+		name    string
+		objects []runtime.Object
+		port    int32
+		open    []string
+		want    Readiness
+	}{
+		{
+			name:    "no endpoint slice",
+			objects: []runtime.Object{service("ns", "myapp-42", http)},
+			port:    80,
+			want:    Readiness{Port: 80, Why: "Service ns/myapp-42 has no ready endpoint for port 80"},
+		},
+		{
+			name: "endpoints not ready (nil and false)",
+			objects: []runtime.Object{service("ns", "myapp-42", http),
+				slice("ns", "myapp-42", "s1", "http", 8080, endpoint("10.0.0.1", nil), endpoint("10.0.0.2", ptr.To(false)))},
+			port: 80,
+			open: []string{"10.0.0.1:8080", "10.0.0.2:8080"},
+			want: Readiness{Port: 80, Why: "Service ns/myapp-42 has no ready endpoint for port 80"},
+		},
+		{
+			name: "ready but not listening",
+			objects: []runtime.Object{service("ns", "myapp-42", http),
+				slice("ns", "myapp-42", "s1", "http", 8080, endpoint("10.0.0.1", ptr.To(true)))},
+			port: 80,
+			want: Readiness{Port: 80, Endpoints: 1, TargetPort: 8080,
+				Why: "Service ns/myapp-42: 1 ready endpoint(s), none accepts connections on port 8080 yet"},
+		},
+		{
+			name: "ready and listening on the second address",
+			objects: []runtime.Object{service("ns", "myapp-42", http),
+				slice("ns", "myapp-42", "s1", "http", 8080, endpoint("10.0.0.1", ptr.To(true))),
+				slice("ns", "myapp-42", "s2", "http", 8080, endpoint("10.0.0.2", ptr.To(true)))},
+			port: 80,
+			open: []string{"10.0.0.2:8080"},
+			want: Readiness{Ready: true, Port: 80, Endpoints: 2, TargetPort: 8080, Probed: "10.0.0.2:8080"},
+		},
+		{
+			name: "the asked port, not another one, decides",
+			objects: []runtime.Object{service("ns", "myapp-42", http, metrics),
+				slice("ns", "myapp-42", "s1", "metrics", 9100, endpoint("10.0.0.1", ptr.To(true)))},
+			port: 80,
+			open: []string{"10.0.0.1:9100"},
+			want: Readiness{Port: 80, Why: "Service ns/myapp-42 has no ready endpoint for port 80"},
+		},
+		{
+			name: "port 0 means the first port",
+			objects: []runtime.Object{service("ns", "myapp-42", http, metrics),
+				slice("ns", "myapp-42", "s1", "http", 8080, endpoint("10.0.0.1", ptr.To(true)))},
+			port: 0,
+			open: []string{"10.0.0.1:8080"},
+			want: Readiness{Ready: true, Port: 80, Endpoints: 1, TargetPort: 8080, Probed: "10.0.0.1:8080"},
+		},
+		{
+			name:    "unknown service port",
+			objects: []runtime.Object{service("ns", "myapp-42", http)},
+			port:    81,
+			want:    Readiness{Port: 81, Why: "Service ns/myapp-42 has no port 81"},
+		},
+		{
+			name: "another Service's slice does not count",
+			objects: []runtime.Object{service("ns", "myapp-42", http),
+				slice("ns", "myapp-41", "s1", "http", 8080, endpoint("10.0.0.1", ptr.To(true)))},
+			port: 80,
+			open: []string{"10.0.0.1:8080"},
+			want: Readiness{Port: 80, Why: "Service ns/myapp-42 has no ready endpoint for port 80"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := Workloads{Client: fake.NewClientset(tt.objects...), Dial: dialer(tt.open...)}
+			got, err := w.Readiness(t.Context(), "ns", "myapp-42", tt.port)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestReadinessMissingService(t *testing.T) {
+	w := Workloads{Client: fake.NewClientset()}
+	r, err := w.Readiness(t.Context(), "ns", "myapp-42", 80)
+	assert.ErrorIs(t, err, ErrNoService)
+	assert.False(t, r.Ready)
+	assert.Contains(t, r.Why, "does not exist yet")
+}
+
+func TestReadinessProbesForReal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	port := int32(ln.Addr().(*net.TCPAddr).Port)
+	w := Workloads{Client: fake.NewClientset(service("ns", "myapp-42", corev1.ServicePort{Name: "http", Port: 80}),
+		slice("ns", "myapp-42", "s1", "http", port, endpoint("127.0.0.1", ptr.To(true))))}
+	r, err := w.Readiness(t.Context(), "ns", "myapp-42", 80)
+	require.NoError(t, err)
+	assert.True(t, r.Ready, r.Why)
+}
+
+func deployment(ns, name, app, version string, replicas int32) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{AppLabel: app, VersionLabel: version}},
+		Spec:       appsv1.DeploymentSpec{Replicas: ptr.To(replicas)},
+	}
+}
+
+// withScale makes the fake serve the scale subresource from the Deployment's replicas and counts
+// the scale updates.
+func withScale(c *fake.Clientset) *int {
+	updates := new(int)
+	gvr := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+	c.PrependReactor("get", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "scale" {
+			return false, nil, nil
+		}
+		name := a.(k8stesting.GetAction).GetName()
+		obj, err := c.Tracker().Get(gvr, a.GetNamespace(), name)
+		if err != nil {
+			return true, nil, err
+		}
+		d := obj.(*appsv1.Deployment)
+		return true, &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Namespace: d.Namespace, Name: d.Name},
+			Spec: autoscalingv1.ScaleSpec{Replicas: *d.Spec.Replicas}}, nil
+	})
+	c.PrependReactor("update", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "scale" {
+			return false, nil, nil
+		}
+		scale := a.(k8stesting.UpdateAction).GetObject().(*autoscalingv1.Scale)
+		obj, err := c.Tracker().Get(gvr, a.GetNamespace(), scale.Name)
+		if err != nil {
+			return true, nil, err
+		}
+		d := obj.(*appsv1.Deployment).DeepCopy()
+		d.Spec.Replicas = ptr.To(scale.Spec.Replicas)
+		*updates++
+		return true, scale, c.Tracker().Update(gvr, d, a.GetNamespace())
+	})
+	return updates
+}
+
+func replicas(t *testing.T, c *fake.Clientset, ns, name string) int32 {
+	t.Helper()
+	d, err := c.AppsV1().Deployments(ns).Get(t.Context(), name, metav1.GetOptions{})
+	require.NoError(t, err)
+	return *d.Spec.Replicas
+}
+
+func TestScaleToZero(t *testing.T) {
+	c := fake.NewClientset(
+		deployment("ns", "myapp-42", "myapp", "42", 3),
+		deployment("ns", "myapp-42-worker", "myapp", "42", 1),
+		deployment("ns", "myapp-43", "myapp", "43", 2),
+		deployment("other", "myapp-42", "myapp", "42", 2),
+	)
+	updates := withScale(c)
+	w := Workloads{Client: c}
+
+	names, err := w.ScaleToZero(t.Context(), "ns", "myapp", "42")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"myapp-42", "myapp-42-worker"}, names)
+	assert.Equal(t, int32(0), replicas(t, c, "ns", "myapp-42"))
+	assert.Equal(t, int32(0), replicas(t, c, "ns", "myapp-42-worker"))
+	assert.Equal(t, int32(2), replicas(t, c, "ns", "myapp-43"), "another version is untouched")
+	assert.Equal(t, int32(2), replicas(t, c, "other", "myapp-42"), "another namespace is untouched")
+	assert.Equal(t, 2, *updates)
+
+	names, err = w.ScaleToZero(t.Context(), "ns", "myapp", "42")
+	require.NoError(t, err, "repeating is safe")
+	assert.Len(t, names, 2)
+	assert.Equal(t, 2, *updates, "a Deployment already at 0 is not written again")
+}
+
+func TestScaleToZeroToleratesDeletion(t *testing.T) {
+	c := fake.NewClientset(deployment("ns", "myapp-42", "myapp", "42", 3))
+	withScale(c)
+	c.PrependReactor("get", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "scale" {
+			return false, nil, nil
+		}
+		return true, nil, apierrors.NewNotFound(schema.GroupResource{Group: "apps", Resource: "deployments"}, "myapp-42")
+	})
+	_, err := Workloads{Client: c}.ScaleToZero(t.Context(), "ns", "myapp", "42")
+	assert.NoError(t, err)
+}
+
+func TestDelete(t *testing.T) {
+	c := fake.NewClientset(
+		deployment("ns", "myapp-42", "myapp", "42", 3),
+		deployment("ns", "myapp-43", "myapp", "43", 2),
+		service("ns", "myapp-42", corev1.ServicePort{Port: 80}),
+	)
+	w := Workloads{Client: c}
+	got, err := w.Delete(t.Context(), "ns", "myapp", "42")
+	require.NoError(t, err)
+	assert.Equal(t, Deleted{Deployments: []string{"myapp-42"}, Services: []string{"myapp-42"}}, got)
+
+	_, err = c.AppsV1().Deployments("ns").Get(t.Context(), "myapp-42", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err))
+	_, err = c.AppsV1().Deployments("ns").Get(t.Context(), "myapp-43", metav1.GetOptions{})
+	assert.NoError(t, err, "another version is untouched")
+
+	got, err = w.Delete(t.Context(), "ns", "myapp", "42")
+	require.NoError(t, err, "repeating is safe")
+	assert.Empty(t, got.Deployments)
+}
+
+func TestDeleteRaceIsSuccess(t *testing.T) {
+	c := fake.NewClientset(deployment("ns", "myapp-42", "myapp", "42", 3))
+	c.PrependReactor("delete", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewNotFound(schema.GroupResource{Group: "apps", Resource: "deployments"}, "myapp-42")
+	})
+	got, err := Workloads{Client: c}.Delete(t.Context(), "ns", "myapp", "42")
+	require.NoError(t, err, "NotFound on delete is success")
+	assert.Equal(t, []string{"myapp-42"}, got.Deployments)
+}
