@@ -1,0 +1,42 @@
+package routes
+
+import (
+	"strconv"
+	"testing"
+)
+
+// benchInput is an app with one Active version and n draining ones, prefix not rewritten.
+func benchInput(n int) Input {
+	in := Input{
+		Namespace:    "shop",
+		App:          "myapp",
+		Generation:   42,
+		ParentRefs:   []ParentRef{{Namespace: "gw", Name: "public", SectionName: "http"}},
+		CookieName:   "__plt_dpl",
+		CookieMaxAge: 43200,
+		Active:       &Backend{Version: "2", ServiceName: "myapp-v2", Port: 80},
+		Pinned:       make([]Backend, n),
+	}
+	for i := range in.Pinned {
+		v := "1." + strconv.Itoa(i)
+		if i == 0 {
+			v = "1"
+		}
+		in.Pinned[i] = Backend{Version: v, ServiceName: "myapp-v1-" + strconv.Itoa(i), Port: 80}
+	}
+	return in
+}
+
+func BenchmarkRender1000Pins(b *testing.B) {
+	in := benchInput(1000)
+	b.ReportAllocs()
+	var routes int
+	for b.Loop() {
+		out, err := Render(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		routes = len(out)
+	}
+	b.ReportMetric(float64(routes), "routes/render")
+}
