@@ -1,0 +1,66 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var allStates = []State{Pending, Staged, Active, Draining, Expired}
+
+// TestTransitions spells out the whole state machine: every pair not listed is refused.
+func TestTransitions(t *testing.T) {
+	legal := map[[2]State]bool{
+		{Pending, Staged}: true, {Pending, Active}: true, {Pending, Expired}: true,
+		{Staged, Active}: true, {Staged, Expired}: true,
+		{Active, Draining}: true,
+		{Draining, Active}: true, {Draining, Expired}: true,
+	}
+	ref := VersionRef{Namespace: "ns", App: "app", Label: "1"}
+	for _, from := range allStates {
+		for _, to := range allStates {
+			t.Run(fmt.Sprintf("%s→%s", from, to), func(t *testing.T) {
+				want := legal[[2]State{from, to}]
+				assert.Equal(t, want, CanTransition(from, to))
+				err := CheckTransition(ref, from, to)
+				if want {
+					assert.NoError(t, err)
+					return
+				}
+				var ite *IllegalTransitionError
+				require.True(t, errors.As(err, &ite), "want *IllegalTransitionError, got %v", err)
+				assert.Equal(t, IllegalTransitionError{Version: ref, From: from, To: to}, *ite)
+			})
+		}
+	}
+}
+
+func TestStatePredicates(t *testing.T) {
+	tests := []struct {
+		state        State
+		live, pinned bool
+	}{
+		{Pending, true, false},
+		{Staged, true, true},
+		{Active, true, false},
+		{Draining, true, true},
+		{Expired, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.state), func(t *testing.T) {
+			assert.Equal(t, tc.live, tc.state.Live())
+			assert.Equal(t, tc.pinned, tc.state.Pinned())
+		})
+	}
+}
+
+func TestIllegalTransitionErrorMessage(t *testing.T) {
+	ref := VersionRef{Namespace: "ns", App: "app", Label: "7"}
+	assert.Equal(t, "version ns/app@7: illegal transition active → expired",
+		(&IllegalTransitionError{Version: ref, From: Active, To: Expired}).Error())
+	assert.Equal(t, "version ns/app@7: activate does not move draining → active",
+		(&IllegalTransitionError{Version: ref, From: Draining, To: Active, Op: "activate"}).Error())
+}
