@@ -1,0 +1,204 @@
+//go:build integration
+
+package deploytest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/skewguard/skewguard/internal/testenv"
+)
+
+// renderCase is one set of values and what its rendering must contain.
+type renderCase struct {
+	name       string
+	args       []string
+	env        map[string]string // ConfigMap entries that must have these values
+	absent     []string          // ConfigMap entries that must not be set
+	components map[string]string // Deployment suffix -> subcommand
+}
+
+var split = map[string]string{"api": "api", "worker": "worker"}
+
+// renderCases are shared with the server-side dry-run test: what renders right must also be
+// accepted by the API server.
+func renderCases(t testing.TB) []renderCase {
+	defaults := map[string]string{}
+	for _, d := range documented {
+		defaults[d.env] = d.def
+	}
+	setAll := []string{
+		"--set", "services.icc.features.skew_protection.enable=true",
+		"--set", "services.icc.skew_protection.http_grace_period_ms=60000",
+		"--set", "services.icc.skew_protection.http_max_alive_ms=604800000", // a week: must not print as 6.048e+08
+		"--set", "services.icc.skew_protection.cookie_max_age=3600",
+		"--set", "services.icc.skew_protection.auto_cleanup=true",
+		"--set", "services.icc.skew_protection.check_interval_ms=15000",
+		"--set", "services.icc.skew_protection.traffic_window_ms=120000",
+		"--set", "gateway.parentRefs[0].namespace=gw", "--set", "gateway.parentRefs[0].name=one",
+		"--set", "gateway.parentRefs[1].namespace=gw", "--set", "gateway.parentRefs[1].name=two",
+		"--set", "gateway.parentRefs[1].sectionName=https",
+	}
+	return []renderCase{
+		{
+			name:       "default values",
+			env:        defaults,
+			absent:     []string{"PLT_SKEW_GATEWAY_PARENT_REFS", "DATABASE_URL", "PROMETHEUS_URL", "PLT_SKEW_NAMESPACES"},
+			components: split,
+		},
+		{
+			name: "skew protection enabled",
+			args: []string{"--values", filepath.Join(chartDir(t), "ci", "skew-protection-values.yaml")},
+			env: map[string]string{
+				"PLT_FEATURE_SKEW_PROTECTION":  "true",
+				"PLT_SKEW_AUTO_CLEANUP":        "false",
+				"PLT_SKEW_GATEWAY_PARENT_REFS": "gateway-system/public:http",
+				"PROMETHEUS_URL":               "http://prometheus.monitoring.svc:9090",
+			},
+			components: split,
+		},
+		{
+			name: "every documented key set",
+			args: setAll,
+			env: map[string]string{
+				"PLT_FEATURE_SKEW_PROTECTION":   "true",
+				"PLT_SKEW_HTTP_GRACE_PERIOD_MS": "60000",
+				"PLT_SKEW_HTTP_MAX_ALIVE_MS":    "604800000",
+				"PLT_SKEW_COOKIE_MAX_AGE":       "3600",
+				"PLT_SKEW_AUTO_CLEANUP":         "true",
+				"PLT_SKEW_CHECK_INTERVAL_MS":    "15000",
+				"PLT_SKEW_TRAFFIC_WINDOW_MS":    "120000",
+				"PLT_SKEW_GATEWAY_PARENT_REFS":  "gw/one,gw/two:https",
+			},
+			components: split,
+		},
+		{
+			name: "combined mode with libpq settings",
+			args: []string{
+				"--set", "mode=combined",
+				"--set", "postgresql.host=db.example.com", "--set", "postgresql.passwordSecret=db",
+				"--set", "postgresql.sslmode=verify-full",
+				"--set", "config.namespaces={team-a,team-b}",
+			},
+			env: map[string]string{
+				"PGHOST": "db.example.com", "PGPORT": "5432", "PGDATABASE": "skewguard", "PGUSER": "skewguard",
+				"PGSSLMODE": "verify-full", "PLT_SKEW_NAMESPACES": "team-a,team-b",
+			},
+			components: map[string]string{"server": "serve"},
+		},
+	}
+}
+
+func TestChartRenders(t *testing.T) {
+	for _, c := range renderCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			m := render(t, "skewguard", "skewguard-system", c.args...)
+			env := checkRelease(t, m, workloadCheck{
+				fullname: "skewguard", namespace: "skewguard-system", components: c.components, metrics: true,
+			})
+			for k, v := range c.env {
+				assert.Equal(t, v, env[k], k)
+			}
+			for _, k := range c.absent {
+				assert.NotContains(t, env, k)
+			}
+		})
+	}
+}
+
+// Where the chart and the binary both have a default, they agree, except where the chart
+// deliberately differs (listed with the reason).
+func TestChartDefaultsMatchTheBinary(t *testing.T) {
+	deliberate := map[string]string{
+		"PLT_SKEW_METRICS_ADDRESS": "metrics on their own port in a cluster",
+		"TEMPORAL_ADDRESS":         "the in-cluster Temporal frontend, not localhost",
+	}
+	env := render(t, "skewguard", "skewguard-system").get(t, "ConfigMap", "skewguard").Object["data"].(map[string]any)
+	binary := configVariables(t)
+	for k, v := range env {
+		if _, ok := deliberate[k]; ok {
+			continue
+		}
+		if def := binary[k]; def != "" {
+			assert.Equal(t, def, v, "%s: chart and binary defaults differ", k)
+		}
+	}
+}
+
+// Mistakes in values fail at install, naming the value, rather than at start-up in a pod.
+func TestChartRejectsBadValues(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"enabled without parentRefs", []string{"--set", "services.icc.features.skew_protection.enable=true"}, "set gateway.parentRefs"},
+		{"a word for milliseconds", []string{"--set-string", "services.icc.skew_protection.http_grace_period_ms=30m"}, "http_grace_period_ms"},
+		{"a misspelt documented key", []string{"--set", "services.icc.skew_protection.grace_period_ms=1"}, "grace_period_ms"},
+		{"a string for the flag", []string{"--set-string", "services.icc.features.skew_protection.enable=yes"}, "enable"},
+		{"max alive shorter than grace", []string{"--set", "services.icc.skew_protection.http_max_alive_ms=1000"}, "http_max_alive_ms"},
+		{"two databases", []string{"--set", "postgresql.url=postgres://x", "--set", "postgresql.existingSecret=db"}, "only one of"},
+		{"a parentRef without a name", []string{"--set", "services.icc.features.skew_protection.enable=true", "--set", "gateway.parentRefs[0].namespace=gw"}, "name"},
+		{"an unknown mode", []string{"--set", "mode=both"}, "mode"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := helmTemplate(t, "skewguard", "skewguard-system", c.args...)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+		})
+	}
+}
+
+// `helm template` shows the documented keys: `helm show values` prints them with their defaults,
+// and a rendering carries each as its variable.
+func TestHelmShowsTheDocumentedKeys(t *testing.T) {
+	out, err := exec.Command(testenv.Get(t, testenv.HelmBinary), "show", "values", chartDir(t)).CombinedOutput()
+	require.NoError(t, err, string(out))
+	for _, leaf := range []string{"enable: false", "http_grace_period_ms: 1800000", "http_max_alive_ms: 86400000",
+		"cookie_max_age: 43200", "auto_cleanup: false", "check_interval_ms: 60000", "traffic_window_ms: 300000"} {
+		assert.Contains(t, string(out), leaf)
+	}
+	lint, err := exec.Command(testenv.Get(t, testenv.HelmBinary), "lint", "--strict", chartDir(t)).CombinedOutput()
+	require.NoError(t, err, string(lint))
+}
+
+// deploy/kubernetes/skewguard.yaml is exactly what hack/render-manifests.sh produces from the chart.
+func TestPlainManifestsAreInSyncWithTheChart(t *testing.T) {
+	root := repoRoot(t)
+	out := filepath.Join(t.TempDir(), "skewguard.yaml")
+	cmd := exec.Command(filepath.Join(root, "hack", "render-manifests.sh"), out)
+	cmd.Env = append(os.Environ(), "HELM="+testenv.Get(t, testenv.HelmBinary))
+	msg, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(msg))
+	want, err := os.ReadFile(out)
+	require.NoError(t, err)
+	got, err := os.ReadFile(filepath.Join(root, "deploy", "kubernetes", "skewguard.yaml"))
+	require.NoError(t, err)
+	if string(want) != string(got) {
+		t.Fatalf("deploy/kubernetes/skewguard.yaml is stale: run hack/render-manifests.sh\n%s", firstDifference(string(got), string(want)))
+	}
+}
+
+func firstDifference(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := 0; i < len(g) || i < len(w); i++ {
+		var gl, wl string
+		if i < len(g) {
+			gl = g[i]
+		}
+		if i < len(w) {
+			wl = w[i]
+		}
+		if gl != wl {
+			return fmt.Sprintf("first difference at line %d:\n  committed: %s\n  rendered:  %s", i+1, gl, wl)
+		}
+	}
+	return ""
+}
