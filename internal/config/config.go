@@ -245,12 +245,14 @@ func (r *recordingLookuper) Lookup(key string) (string, bool) {
 	var err error
 	switch r.kinds[key] {
 	case reflect.Int64:
-		_, err = strconv.ParseInt(strings.TrimSpace(val), 10, 64)
+		val = strings.TrimSpace(val) // envconfig parses the value as given: " 5" would abort decoding
+		_, err = strconv.ParseInt(val, 10, 64)
 		if err != nil {
 			err = fmt.Errorf("%q is not a whole number", val)
 		}
 	case reflect.Bool:
-		_, err = strconv.ParseBool(strings.TrimSpace(val))
+		val = strings.TrimSpace(val)
+		_, err = strconv.ParseBool(val)
 		if err != nil {
 			err = fmt.Errorf("%q is not true or false", val)
 		}

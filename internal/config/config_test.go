@@ -1,0 +1,325 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func load(t *testing.T, env map[string]string) (Config, error) {
+	t.Helper()
+	return LoadFrom(context.Background(), envconfig.MapLookuper(env))
+}
+
+// problems returns the problems LoadFrom reported, failing the test if it reported none.
+func problems(t *testing.T, err error) Problems {
+	t.Helper()
+	var p Problems
+	require.True(t, errors.As(err, &p), "want config.Problems, got %v", err)
+	return p
+}
+
+// TestDocumentedDefaults: the seven documented variables, unset, take the published defaults.
+func TestDocumentedDefaults(t *testing.T) {
+	cfg, err := load(t, nil)
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"PLT_FEATURE_SKEW_PROTECTION", cfg.SkewProtection, false},
+		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", cfg.GracePeriodMS, int64(1800000)},
+		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", cfg.MaxAliveMS, int64(86400000)},
+		{"PLT_SKEW_COOKIE_MAX_AGE", cfg.CookieMaxAge, int64(43200)},
+		{"PLT_SKEW_AUTO_CLEANUP", cfg.AutoCleanup, false},
+		{"PLT_SKEW_CHECK_INTERVAL_MS", cfg.CheckIntervalMS, int64(60000)},
+		{"PLT_SKEW_TRAFFIC_WINDOW_MS", cfg.TrafficWindowMS, int64(300000)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, tc.got)
+		})
+	}
+	assert.Equal(t, 30*time.Minute, cfg.GracePeriod())
+	assert.Equal(t, 24*time.Hour, cfg.MaxAlive())
+	assert.Equal(t, time.Minute, cfg.CheckInterval())
+	assert.Equal(t, 5*time.Minute, cfg.TrafficWindow())
+}
+
+// TestOtherDefaults: the connection settings and skewguard's own settings.
+func TestOtherDefaults(t *testing.T) {
+	cfg, err := load(t, nil)
+	require.NoError(t, err)
+	assert.Equal(t, Config{
+		SkewProtection:     false,
+		GracePeriodMS:      1800000,
+		MaxAliveMS:         86400000,
+		CookieMaxAge:       43200,
+		AutoCleanup:        false,
+		CheckIntervalMS:    60000,
+		TrafficWindowMS:    300000,
+		TemporalAddress:    "localhost:7233",
+		TemporalNamespace:  "default",
+		ListenAddress:      ":8080",
+		TaskQueue:          "skewguard",
+		CookieName:         "__plt_dpl",
+		RewritePathPrefix:  true,
+		ReadinessTimeoutMS: 600000,
+		TrafficPreset:      "watt",
+		WatchPods:          true,
+		LogLevel:           "info",
+		LogFormat:          "json",
+	}, cfg)
+	assert.Equal(t, 10*time.Minute, cfg.ReadinessTimeout())
+}
+
+// setCases sets each variable to a valid value that is not its default.
+var setCases = []struct {
+	name  string
+	value string
+	got   func(Config) any
+	want  any
+}{
+	{"PLT_FEATURE_SKEW_PROTECTION", "true", func(c Config) any { return c.SkewProtection }, true},
+	{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "1000", func(c Config) any { return c.GracePeriodMS }, int64(1000)},
+	{"PLT_SKEW_HTTP_MAX_ALIVE_MS", "3600000", func(c Config) any { return c.MaxAliveMS }, int64(3600000)},
+	{"PLT_SKEW_COOKIE_MAX_AGE", "60", func(c Config) any { return c.CookieMaxAge }, int64(60)},
+	{"PLT_SKEW_AUTO_CLEANUP", "true", func(c Config) any { return c.AutoCleanup }, true},
+	{"PLT_SKEW_CHECK_INTERVAL_MS", "5000", func(c Config) any { return c.CheckIntervalMS }, int64(5000)},
+	{"PLT_SKEW_TRAFFIC_WINDOW_MS", "120000", func(c Config) any { return c.TrafficWindowMS }, int64(120000)},
+	{"TEMPORAL_ADDRESS", "127.0.0.1:7299", func(c Config) any { return c.TemporalAddress }, "127.0.0.1:7299"},
+	{"TEMPORAL_NAMESPACE", "skew", func(c Config) any { return c.TemporalNamespace }, "skew"},
+	{"DATABASE_URL", "postgres://u@db/x", func(c Config) any { return c.DatabaseURL }, "postgres://u@db/x"},
+	{"KUBECONFIG", "/tmp/kubeconfig", func(c Config) any { return c.Kubeconfig }, "/tmp/kubeconfig"},
+	{"PROMETHEUS_URL", "http://prom:9090", func(c Config) any { return c.PrometheusURL }, "http://prom:9090"},
+	{"PLT_SKEW_LISTEN_ADDRESS", "127.0.0.1:9000", func(c Config) any { return c.ListenAddress }, "127.0.0.1:9000"},
+	{"PLT_SKEW_METRICS_ADDRESS", "127.0.0.1:9001", func(c Config) any { return c.MetricsAddress }, "127.0.0.1:9001"},
+	{"PLT_SKEW_TASK_QUEUE", "skew-q", func(c Config) any { return c.TaskQueue }, "skew-q"},
+	{"PLT_SKEW_GATEWAY_PARENT_REFS", "infra/gw:http", func(c Config) any { return c.ParentRefs },
+		[]ParentRef{{Namespace: "infra", Name: "gw", SectionName: "http"}}},
+	{"PLT_SKEW_COOKIE_NAME", "__dpl", func(c Config) any { return c.CookieName }, "__dpl"},
+	{"PLT_SKEW_REWRITE_PATH_PREFIX", "false", func(c Config) any { return c.RewritePathPrefix }, false},
+	{"PLT_SKEW_REQUIRE_APPROVAL", "true", func(c Config) any { return c.RequireApproval }, true},
+	{"PLT_SKEW_READINESS_TIMEOUT_MS", "30000", func(c Config) any { return c.ReadinessTimeoutMS }, int64(30000)},
+	{"PLT_SKEW_TRAFFIC_PRESET", "traefik", func(c Config) any { return c.TrafficPreset }, "traefik"},
+	{"PLT_SKEW_TRAFFIC_QUERY", `sum(rate(x{v="{{.Version}}"}[5m]))`, func(c Config) any { return c.TrafficQuery },
+		`sum(rate(x{v="{{.Version}}"}[5m]))`},
+	{"PLT_SKEW_WATCH_PODS", "false", func(c Config) any { return c.WatchPods }, false},
+	{"PLT_SKEW_NAMESPACES", "shop,blog", func(c Config) any { return c.Namespaces }, []string{"shop", "blog"}},
+	{"PLT_SKEW_INSECURE_SKIP_POD_AUTH", "true", func(c Config) any { return c.InsecureSkipPodAuth }, true},
+	{"PLT_SKEW_INSECURE_SKIP_API_AUTH", "true", func(c Config) any { return c.InsecureSkipAPIAuth }, true},
+	{"PLT_SKEW_LOG_LEVEL", "debug", func(c Config) any { return c.LogLevel }, "debug"},
+	{"PLT_SKEW_LOG_FORMAT", "text", func(c Config) any { return c.LogFormat }, "text"},
+}
+
+// TestEachVariableSet sets one variable at a time; the skew-protection flag needs a parent ref.
+func TestEachVariableSet(t *testing.T) {
+	for _, tc := range setCases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{tc.name: tc.value}
+			if tc.name == "PLT_FEATURE_SKEW_PROTECTION" {
+				env["PLT_SKEW_GATEWAY_PARENT_REFS"] = "infra/gw"
+			}
+			cfg, err := load(t, env)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, tc.got(cfg))
+		})
+	}
+}
+
+// TestEveryVariableHasASetCase keeps setCases complete when a variable is added to Config.
+func TestEveryVariableHasASetCase(t *testing.T) {
+	covered := map[string]bool{}
+	for _, tc := range setCases {
+		covered[tc.name] = true
+	}
+	for name := range fieldKinds(reflect.TypeOf(Config{})) {
+		assert.True(t, covered[name], "%s has no case in setCases", name)
+	}
+}
+
+// TestInvalidValueNamesItsVariable: each bad value is one problem that names its variable, and
+// nothing else is reported (a bad value does not stop the rest from decoding).
+func TestInvalidValueNamesItsVariable(t *testing.T) {
+	tests := []struct {
+		name, value string
+		says        string // part of the message after the variable name
+	}{
+		{"PLT_FEATURE_SKEW_PROTECTION", "yes please", "is not true or false"},
+		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "abc", "is not a whole number"},
+		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "1.5", "is not a whole number"},
+		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "-1", "must not be negative"},
+		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", "1d", "is not a whole number"},
+		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", "0", "must be greater than zero"},
+		{"PLT_SKEW_COOKIE_MAX_AGE", "-1", "must not be negative"},
+		{"PLT_SKEW_COOKIE_MAX_AGE", "0", "must be greater than zero"},
+		{"PLT_SKEW_COOKIE_MAX_AGE", "99999999999999999999", "is not a whole number"},
+		{"PLT_SKEW_AUTO_CLEANUP", "2", "is not true or false"},
+		{"PLT_SKEW_CHECK_INTERVAL_MS", "0", "must be greater than zero"},
+		{"PLT_SKEW_CHECK_INTERVAL_MS", "1m", "is not a whole number"},
+		{"PLT_SKEW_TRAFFIC_WINDOW_MS", "-300000", "must not be negative"},
+		{"PLT_SKEW_TRAFFIC_WINDOW_MS", "", "is not a whole number"},
+		{"PLT_SKEW_READINESS_TIMEOUT_MS", "0", "must be greater than zero"},
+		{"PLT_SKEW_GATEWAY_PARENT_REFS", "gateway", "is not namespace/name[:sectionName]"},
+		{"PLT_SKEW_COOKIE_NAME", "a;b", "is not a valid cookie name"},
+		{"PLT_SKEW_COOKIE_NAME", "", "is not a valid cookie name"},
+		{"PLT_SKEW_TASK_QUEUE", "", "must not be empty"},
+		{"TEMPORAL_NAMESPACE", "", "must not be empty"},
+		{"PLT_SKEW_TRAFFIC_PRESET", "nginx", "is not one of watt, traefik"},
+		{"PLT_SKEW_NAMESPACES", "shop,Bad_NS", "is not a namespace name"},
+		{"PLT_SKEW_REWRITE_PATH_PREFIX", "nope", "is not true or false"},
+		{"PLT_SKEW_WATCH_PODS", "on", "is not true or false"},
+		{"PLT_SKEW_LOG_LEVEL", "verbose", "is not one of debug, info, warn, error"},
+		{"PLT_SKEW_LOG_FORMAT", "xml", "is not one of json, text"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			_, err := load(t, map[string]string{tc.name: tc.value})
+			p := problems(t, err)
+			require.Len(t, p, 1, "problems: %v", p)
+			assert.True(t, strings.HasPrefix(p[0], tc.name+": "), "%q does not start with the variable name", p[0])
+			assert.Contains(t, p[0], tc.says)
+		})
+	}
+}
+
+// TestSeveralProblemsAtOnce is the acceptance case: both variables are named in one error.
+func TestSeveralProblemsAtOnce(t *testing.T) {
+	cfg, err := load(t, map[string]string{
+		"PLT_SKEW_HTTP_GRACE_PERIOD_MS": "abc",
+		"PLT_SKEW_COOKIE_MAX_AGE":       "-1",
+	})
+	p := problems(t, err)
+	assert.Equal(t, Problems{
+		"PLT_SKEW_COOKIE_MAX_AGE: must not be negative, got -1",
+		`PLT_SKEW_HTTP_GRACE_PERIOD_MS: "abc" is not a whole number`,
+	}, p)
+	assert.Contains(t, err.Error(), "PLT_SKEW_HTTP_GRACE_PERIOD_MS")
+	assert.Contains(t, err.Error(), "PLT_SKEW_COOKIE_MAX_AGE")
+	assert.Equal(t, int64(1800000), cfg.GracePeriodMS, "an unparsable value leaves the default for the other checks")
+}
+
+func TestManyProblemsAreAllReported(t *testing.T) {
+	_, err := load(t, map[string]string{
+		"PLT_FEATURE_SKEW_PROTECTION":   "true", // without parent refs
+		"PLT_SKEW_HTTP_GRACE_PERIOD_MS": "x",
+		"PLT_SKEW_HTTP_MAX_ALIVE_MS":    "-5",
+		"PLT_SKEW_CHECK_INTERVAL_MS":    "0",
+		"PLT_SKEW_AUTO_CLEANUP":         "maybe",
+		"PLT_SKEW_LOG_FORMAT":           "xml",
+	})
+	p := problems(t, err)
+	var names []string
+	for _, line := range p {
+		name, _, _ := strings.Cut(line, ":")
+		names = append(names, name)
+	}
+	assert.Equal(t, []string{
+		"PLT_SKEW_AUTO_CLEANUP",
+		"PLT_SKEW_CHECK_INTERVAL_MS",
+		"PLT_SKEW_GATEWAY_PARENT_REFS",
+		"PLT_SKEW_HTTP_GRACE_PERIOD_MS",
+		"PLT_SKEW_HTTP_MAX_ALIVE_MS",
+		"PLT_SKEW_LOG_FORMAT",
+	}, names)
+}
+
+func TestMaxAliveShorterThanGrace(t *testing.T) {
+	tests := []struct {
+		grace, maxAlive string
+		ok              bool
+	}{
+		{"2000", "1000", false},
+		{"1000", "1000", true},
+		{"0", "1", true},
+		{"", "1000", false}, // the default grace period is 30 minutes
+	}
+	for _, tc := range tests {
+		t.Run(tc.grace+"/"+tc.maxAlive, func(t *testing.T) {
+			env := map[string]string{"PLT_SKEW_HTTP_MAX_ALIVE_MS": tc.maxAlive}
+			if tc.grace != "" {
+				env["PLT_SKEW_HTTP_GRACE_PERIOD_MS"] = tc.grace
+			}
+			_, err := load(t, env)
+			if tc.ok {
+				assert.NoError(t, err)
+				return
+			}
+			p := problems(t, err)
+			require.Len(t, p, 1)
+			assert.Contains(t, p[0], "PLT_SKEW_HTTP_MAX_ALIVE_MS: "+tc.maxAlive+" is shorter than PLT_SKEW_HTTP_GRACE_PERIOD_MS")
+		})
+	}
+}
+
+func TestParseParentRef(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ParentRef
+		err  bool
+	}{
+		{in: "infra/gw", want: ParentRef{Namespace: "infra", Name: "gw"}},
+		{in: "infra/gw:https", want: ParentRef{Namespace: "infra", Name: "gw", SectionName: "https"}},
+		{in: "  infra/gw:web  ", want: ParentRef{Namespace: "infra", Name: "gw", SectionName: "web"}},
+		{in: "gw", err: true},
+		{in: "/gw", err: true},
+		{in: "infra/", err: true},
+		{in: "a/b/c", err: true},
+		{in: "", err: true},
+		{in: ":http", err: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseParentRef(tc.in)
+			if tc.err {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+			back, err := ParseParentRef(got.String())
+			require.NoError(t, err)
+			assert.Equal(t, got, back, "String round-trips")
+		})
+	}
+}
+
+func TestParentRefsFromEnvironment(t *testing.T) {
+	cfg, err := load(t, map[string]string{
+		"PLT_FEATURE_SKEW_PROTECTION":  "true",
+		"PLT_SKEW_GATEWAY_PARENT_REFS": "infra/gw:http, edge/public",
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []ParentRef{
+		{Namespace: "infra", Name: "gw", SectionName: "http"},
+		{Namespace: "edge", Name: "public"},
+	}, cfg.ParentRefs)
+
+	_, err = load(t, map[string]string{"PLT_SKEW_GATEWAY_PARENT_REFS": "infra/gw,broken,/x"})
+	p := problems(t, err)
+	require.Len(t, p, 1, "one problem per variable, listing each bad reference")
+	assert.True(t, strings.HasPrefix(p[0], "PLT_SKEW_GATEWAY_PARENT_REFS: "))
+	assert.Contains(t, p[0], `"broken"`)
+	assert.Contains(t, p[0], `"/x"`)
+}
+
+// TestSurroundingSpaceIsTolerated: a value with stray spaces (common in YAML and .env files)
+// parses as the number or boolean it holds and does not disturb the other variables.
+func TestSurroundingSpaceIsTolerated(t *testing.T) {
+	cfg, err := load(t, map[string]string{
+		"PLT_SKEW_HTTP_GRACE_PERIOD_MS": " 5000 ",
+		"PLT_SKEW_AUTO_CLEANUP":         " true",
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(5000), cfg.GracePeriodMS)
+	assert.True(t, cfg.AutoCleanup)
+	assert.Equal(t, int64(86400000), cfg.MaxAliveMS)
+}
