@@ -42,7 +42,6 @@ CREATE TABLE versions (
 -- the lookup path for registrations (LiveVersion).
 CREATE UNIQUE INDEX versions_one_active_per_app ON versions (app_id) WHERE state = 'active';
 CREATE UNIQUE INDEX versions_one_live_per_label ON versions (app_id, label) WHERE state <> 'expired';
-CREATE INDEX versions_pinned ON versions (app_id, id) WHERE state IN ('draining', 'staged');
 
 CREATE TABLE version_audit (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
