@@ -1,7 +1,8 @@
 // Package registrytest gives integration tests a fresh, migrated registry database of their own
 // on the PostgreSQL server the real stack exports (testenv.PostgresURL), dropped when the test
-// ends. The migrations run once per server and schema: later databases are copies of a
-// migrated template, which takes a few tens of milliseconds.
+// ends. The migrations run once per server and schema; every database after that is a copy of
+// a migrated template (0.1–0.3 s to create and drop on a busy 2-core box).
+// Tests using it may run in parallel: each has its own database.
 package registrytest
 
 import (
