@@ -20,11 +20,12 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"version": {"print the version and exit", runVersion},
-	"migrate": {"apply the registry's database migrations and exit", runMigrate},
-	"serve":   {"run the HTTP API and the Temporal worker in one process", runServe},
-	"api":     {"run the HTTP API only", runAPI},
-	"worker":  {"run the Temporal worker only", runWorker},
+	"version":     {"print the version and exit", runVersion},
+	"migrate":     {"apply the registry's database migrations and exit", runMigrate},
+	"serve":       {"run the HTTP API and the Temporal worker in one process", runServe},
+	"api":         {"run the HTTP API only", runAPI},
+	"worker":      {"run the Temporal worker only", runWorker},
+	"healthcheck": {"exit 0 when this container's skewguard answers /readyz (for image health checks)", runHealthcheck},
 }
 
 // usageError is reported with the usage text and exit code 2.
