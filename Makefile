@@ -6,7 +6,7 @@ BIN := bin/skewguard
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/skewguard/skewguard/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: build test test-unit vet
+.PHONY: build test test-unit test-integration vet stack-up stack-down stack-status stack-clean stack-selftest
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/skewguard
@@ -17,4 +17,29 @@ vet:
 test-unit:
 	$(GO) test -count=1 ./...
 
-test: vet test-unit
+# The real local stack (hack/README.md): PostgreSQL, Temporal, Kubernetes (etcd, apiserver,
+# controller-manager, scheduler, kwok, pod launcher), Traefik and Prometheus on 127.0.0.1.
+stack-up:
+	hack/stack.sh up
+
+stack-down:
+	hack/stack.sh down
+
+stack-status:
+	hack/stack.sh status
+
+stack-clean:
+	hack/stack.sh clean
+
+# Proves on a throwaway stack of its own that `up` twice is a no-op and `down` leaves nothing.
+stack-selftest:
+	hack/stack-selftest.sh
+
+# Integration tests only, on the running stack.
+test-integration:
+	hack/test.sh integration
+
+# vet, unit tests, the stack self-test, then the integration tests on the real stack (started
+# here when it is not running, and stopped again afterwards).
+test:
+	hack/test.sh all
