@@ -239,8 +239,9 @@ type recordingLookuper struct {
 
 func (r *recordingLookuper) Lookup(key string) (string, bool) {
 	val, ok := r.next.Lookup(key)
-	if !ok {
-		return val, ok
+	if !ok || strings.TrimSpace(val) == "" {
+		// An empty value means unset, as charts and compose files often render optional settings.
+		return "", false
 	}
 	var err error
 	switch r.kinds[key] {

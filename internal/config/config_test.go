@@ -166,13 +166,9 @@ func TestInvalidValueNamesItsVariable(t *testing.T) {
 		{"PLT_SKEW_CHECK_INTERVAL_MS", "0", "must be greater than zero"},
 		{"PLT_SKEW_CHECK_INTERVAL_MS", "1m", "is not a whole number"},
 		{"PLT_SKEW_TRAFFIC_WINDOW_MS", "-300000", "must not be negative"},
-		{"PLT_SKEW_TRAFFIC_WINDOW_MS", "", "is not a whole number"},
 		{"PLT_SKEW_READINESS_TIMEOUT_MS", "0", "must be greater than zero"},
 		{"PLT_SKEW_GATEWAY_PARENT_REFS", "gateway", "is not namespace/name[:sectionName]"},
 		{"PLT_SKEW_COOKIE_NAME", "a;b", "is not a valid cookie name"},
-		{"PLT_SKEW_COOKIE_NAME", "", "is not a valid cookie name"},
-		{"PLT_SKEW_TASK_QUEUE", "", "must not be empty"},
-		{"TEMPORAL_NAMESPACE", "", "must not be empty"},
 		{"PLT_SKEW_TRAFFIC_PRESET", "nginx", "is not one of watt, traefik"},
 		{"PLT_SKEW_NAMESPACES", "shop,Bad_NS", "is not a namespace name"},
 		{"PLT_SKEW_REWRITE_PATH_PREFIX", "nope", "is not true or false"},
@@ -322,4 +318,24 @@ func TestSurroundingSpaceIsTolerated(t *testing.T) {
 	assert.Equal(t, int64(5000), cfg.GracePeriodMS)
 	assert.True(t, cfg.AutoCleanup)
 	assert.Equal(t, int64(86400000), cfg.MaxAliveMS)
+}
+
+// TestEmptyValueMeansDefault: charts and compose files render optional settings as empty strings; an empty
+// (or blank) value is treated as unset, so the default applies and nothing is reported.
+func TestEmptyValueMeansDefault(t *testing.T) {
+	cfg, err := load(t, map[string]string{
+		"PLT_SKEW_TRAFFIC_WINDOW_MS":   "",
+		"PLT_SKEW_COOKIE_NAME":         " ",
+		"PLT_SKEW_TASK_QUEUE":          "",
+		"TEMPORAL_NAMESPACE":           "",
+		"PLT_FEATURE_SKEW_PROTECTION":  "",
+		"PLT_SKEW_GATEWAY_PARENT_REFS": "",
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(300000), cfg.TrafficWindowMS)
+	assert.Equal(t, "__plt_dpl", cfg.CookieName)
+	assert.Equal(t, "skewguard", cfg.TaskQueue)
+	assert.Equal(t, "default", cfg.TemporalNamespace)
+	assert.False(t, cfg.SkewProtection)
+	assert.Empty(t, cfg.ParentRefs)
 }
