@@ -1,0 +1,385 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gatewayv1client "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/typed/apis/v1"
+
+	"github.com/skewguard/skewguard/internal/routes"
+)
+
+// RouteFieldManager names skewguard's writes in managedFields and audit logs.
+const RouteFieldManager = "skewguard"
+
+// ErrRouteNotManaged is returned (wrapped) when a route skewguard wants to write already
+// exists and does not carry skewguard's labels for the app. skewguard never touches it.
+var ErrRouteNotManaged = errors.New("HTTPRoute exists and is not managed by skewguard for this app")
+
+// RouteApplyResult says what ApplyRoutes did, route by route, for audit and metrics.
+type RouteApplyResult struct {
+	Created   []string `json:"created,omitempty"`
+	Updated   []string `json:"updated,omitempty"`
+	Unchanged []string `json:"unchanged,omitempty"`
+	Deleted   []string `json:"deleted,omitempty"`
+	// SkippedStale lists routes left as they are because a newer generation wrote them, or
+	// would have been written had the write not been superseded.
+	SkippedStale []string `json:"skippedStale,omitempty"`
+	// Superseded is true when the app's routes turned out to be written from a newer
+	// generation: the write stopped there, changing nothing further. It is not an error; a
+	// retry would find the same.
+	Superseded bool `json:"superseded,omitempty"`
+}
+
+// Changed reports whether the apply wrote anything.
+func (r RouteApplyResult) Changed() bool {
+	return len(r.Created)+len(r.Updated)+len(r.Deleted) > 0
+}
+
+// RouteWriter writes an app's rendered HTTPRoutes, fenced by the app's route generation so that
+// a late or retried write can never roll routing back. Construct it only when skew protection
+// is enabled: with the feature off skewguard makes no Gateway API calls at all.
+type RouteWriter struct {
+	client  gatewayclient.Interface
+	backoff wait.Backoff
+}
+
+// NewRouteWriter returns a writer that uses gw.
+func NewRouteWriter(gw gatewayclient.Interface) *RouteWriter {
+	return &RouteWriter{client: gw, backoff: retry.DefaultRetry}
+}
+
+// ApplyRoutes makes the app's managed HTTPRoutes in namespace equal desired, each carrying
+// generation in its routes.GenerationAnnotation:
+//   - a route that is missing is created;
+//   - a live route is updated (resourceVersion precondition, re-read and retried on conflict)
+//     only if its generation is ≤ generation, and only if it differs;
+//   - a live route of the app that is not desired is deleted (UID and resourceVersion
+//     preconditions) if its generation is ≤ generation; NotFound is success.
+//
+// The app's routes are found by labels (routes.ManagedByLabel and routes.AppLabel), never by
+// name, and a route of the wanted name that lacks them is never touched (ErrRouteNotManaged).
+// Desired routes are written in order, the first route (the one holding the default rule and
+// acting as the fence) before the pin shards, then surplus routes are deleted, so a pin is
+// never absent while it moves between shards.
+//
+// As soon as a route written from a newer generation is seen, the apply stops and reports
+// Superseded. A pin shard this call created is deleted again if the first route turns out to
+// have been superseded meanwhile, so a late writer cannot resurrect a shard a newer one removed.
+//
+// Re-running with the same arguments changes nothing.
+func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, generation int64,
+	desired []gatewayv1.HTTPRoute) (RouteApplyResult, error) {
+	var res RouteApplyResult
+	want, err := prepareRoutes(namespace, app, generation, desired)
+	if err != nil {
+		return res, err
+	}
+	client := w.client.GatewayV1().HTTPRoutes(namespace)
+	selector := labels.SelectorFromSet(routes.Labels(app)).String()
+	list, err := client.List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return res, fmt.Errorf("list HTTPRoutes of %s/%s: %w", namespace, app, err)
+	}
+	live := make(map[string]*gatewayv1.HTTPRoute, len(list.Items))
+	for i := range list.Items {
+		r := &list.Items[i]
+		live[r.Name] = r
+		if routeGeneration(r) > generation {
+			res.Superseded = true
+		}
+	}
+	if res.Superseded {
+		res.SkippedStale = routeNames(want)
+		return res, nil
+	}
+
+	for i := range want {
+		fence := ""
+		if i > 0 {
+			fence = want[0].Name
+		}
+		outcome, err := w.upsertRoute(ctx, client, app, generation, &want[i], live[want[i].Name], fence)
+		if err != nil {
+			return res, err
+		}
+		if outcome == routeStale {
+			res.Superseded = true
+			res.SkippedStale = append(res.SkippedStale, routeNames(want[i:])...)
+			return res, nil
+		}
+		res.record(outcome, want[i].Name)
+	}
+
+	wanted := make(map[string]bool, len(want))
+	for _, r := range want {
+		wanted[r.Name] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(live)) {
+		if wanted[name] {
+			continue
+		}
+		outcome, err := w.deleteRoute(ctx, client, app, generation, live[name])
+		if err != nil {
+			return res, err
+		}
+		if outcome == routeStale {
+			res.Superseded = true
+			res.SkippedStale = append(res.SkippedStale, name)
+			return res, nil
+		}
+		res.record(outcome, name)
+	}
+	return res, nil
+}
+
+type routeOutcome int
+
+const (
+	routeUnchanged routeOutcome = iota
+	routeCreated
+	routeUpdated
+	routeDeleted
+	routeGone // already deleted by someone else
+	routeStale
+)
+
+func (r *RouteApplyResult) record(o routeOutcome, name string) {
+	switch o {
+	case routeCreated:
+		r.Created = append(r.Created, name)
+	case routeUpdated:
+		r.Updated = append(r.Updated, name)
+	case routeUnchanged:
+		r.Unchanged = append(r.Unchanged, name)
+	case routeDeleted:
+		r.Deleted = append(r.Deleted, name)
+	}
+}
+
+// upsertRoute creates want or brings the live route to it. live is the route as listed (nil
+// if it was not there); it is re-read after every conflict. fence, when set, names the app's
+// first route, checked after creating a pin shard.
+func (w *RouteWriter) upsertRoute(ctx context.Context, client gatewayv1client.HTTPRouteInterface, app string,
+	generation int64, want, live *gatewayv1.HTTPRoute, fence string) (routeOutcome, error) {
+	var outcome routeOutcome
+	reread := false
+	err := retry.RetryOnConflict(w.backoff, func() error {
+		if reread {
+			got, err := client.Get(ctx, want.Name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				live = nil
+			case err != nil:
+				return err
+			default:
+				live = got
+			}
+			reread = false
+		}
+		if live == nil {
+			created, err := client.Create(ctx, want, metav1.CreateOptions{FieldManager: RouteFieldManager})
+			if apierrors.IsAlreadyExists(err) {
+				reread = true
+				return apierrors.NewConflict(gatewayv1.Resource("httproutes"), want.Name, err)
+			}
+			if err != nil {
+				return err
+			}
+			outcome = routeCreated
+			if fence != "" {
+				return w.checkFence(ctx, client, generation, created, fence, &outcome)
+			}
+			return nil
+		}
+		if !managedRoute(live, app) {
+			return fmt.Errorf("%w: %s/%s (labels %v)", ErrRouteNotManaged, live.Namespace, live.Name, live.Labels)
+		}
+		if routeGeneration(live) > generation {
+			outcome = routeStale
+			return nil
+		}
+		if routeUpToDate(live, want) {
+			outcome = routeUnchanged
+			return nil
+		}
+		next := live.DeepCopy()
+		next.Spec = *want.Spec.DeepCopy()
+		next.Labels = routeMergeMaps(next.Labels, want.Labels)
+		next.Annotations = routeMergeMaps(next.Annotations, want.Annotations)
+		_, err := client.Update(ctx, next, metav1.UpdateOptions{FieldManager: RouteFieldManager})
+		switch {
+		case apierrors.IsConflict(err):
+			reread = true
+			return err
+		case apierrors.IsNotFound(err): // deleted since it was read: create it instead
+			reread = true
+			return apierrors.NewConflict(gatewayv1.Resource("httproutes"), want.Name, err)
+		case err != nil:
+			return err
+		}
+		outcome = routeUpdated
+		return nil
+	})
+	if err != nil {
+		return outcome, fmt.Errorf("apply HTTPRoute %s/%s: %w", want.Namespace, want.Name, err)
+	}
+	return outcome, nil
+}
+
+// checkFence runs after a pin shard was created. If the app's first route is gone or carries
+// a newer generation, a newer write completed while this one ran and may have deleted this
+// very shard as surplus: the shard just created is removed again and the write is stale.
+func (w *RouteWriter) checkFence(ctx context.Context, client gatewayv1client.HTTPRouteInterface, generation int64,
+	created *gatewayv1.HTTPRoute, fence string, outcome *routeOutcome) error {
+	first, err := client.Get(ctx, fence, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("read first route %s after creating %s: %w", fence, created.Name, err)
+	}
+	if err == nil && routeGeneration(first) <= generation {
+		return nil
+	}
+	*outcome = routeStale
+	err = client.Delete(ctx, created.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{
+		UID: &created.UID, ResourceVersion: &created.ResourceVersion}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("withdraw stale HTTPRoute %s: %w", created.Name, err)
+	}
+	return nil // NotFound or Conflict: a newer writer already owns the name
+}
+
+// deleteRoute deletes a surplus route unless a newer generation wrote it.
+func (w *RouteWriter) deleteRoute(ctx context.Context, client gatewayv1client.HTTPRouteInterface, app string,
+	generation int64, live *gatewayv1.HTTPRoute) (routeOutcome, error) {
+	name := live.Name
+	var outcome routeOutcome
+	reread := false
+	err := retry.RetryOnConflict(w.backoff, func() error {
+		if reread {
+			got, err := client.Get(ctx, name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				outcome = routeGone
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			live, reread = got, false
+		}
+		if !managedRoute(live, app) { // relabelled since it was listed: no longer ours
+			outcome = routeGone
+			return nil
+		}
+		if routeGeneration(live) > generation {
+			outcome = routeStale
+			return nil
+		}
+		err := client.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{
+			UID: &live.UID, ResourceVersion: &live.ResourceVersion}})
+		switch {
+		case apierrors.IsNotFound(err):
+			outcome = routeGone
+			return nil
+		case apierrors.IsConflict(err):
+			reread = true
+			return err
+		case err != nil:
+			return err
+		}
+		outcome = routeDeleted
+		return nil
+	})
+	if err != nil {
+		return outcome, fmt.Errorf("delete HTTPRoute %s/%s: %w", live.Namespace, name, err)
+	}
+	return outcome, nil
+}
+
+// prepareRoutes copies desired into what will be written: in namespace, with the app's labels
+// and the generation annotation.
+func prepareRoutes(namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) ([]gatewayv1.HTTPRoute, error) {
+	want := make([]gatewayv1.HTTPRoute, len(desired))
+	seen := make(map[string]bool, len(desired))
+	gen := strconv.FormatInt(generation, 10)
+	for i := range desired {
+		r := desired[i].DeepCopy()
+		switch {
+		case r.Name == "":
+			return nil, fmt.Errorf("apply HTTPRoutes of %s/%s: route %d has no name", namespace, app, i)
+		case seen[r.Name]:
+			return nil, fmt.Errorf("apply HTTPRoutes of %s/%s: route %s listed twice", namespace, app, r.Name)
+		case r.Namespace != "" && r.Namespace != namespace:
+			return nil, fmt.Errorf("apply HTTPRoutes of %s/%s: route %s is for namespace %s", namespace, app, r.Name, r.Namespace)
+		case r.Labels[routes.AppLabel] != "" && r.Labels[routes.AppLabel] != app:
+			return nil, fmt.Errorf("apply HTTPRoutes of %s/%s: route %s is labelled for app %s", namespace, app, r.Name, r.Labels[routes.AppLabel])
+		case r.Annotations[routes.GenerationAnnotation] != "" && r.Annotations[routes.GenerationAnnotation] != gen:
+			return nil, fmt.Errorf("apply HTTPRoutes of %s/%s: route %s was rendered for generation %s, not %s",
+				namespace, app, r.Name, r.Annotations[routes.GenerationAnnotation], gen)
+		}
+		seen[r.Name] = true
+		r.Namespace = namespace
+		r.ResourceVersion, r.UID = "", ""
+		r.Labels = routeMergeMaps(r.Labels, routes.Labels(app))
+		r.Annotations = routeMergeMaps(r.Annotations, map[string]string{routes.GenerationAnnotation: gen})
+		want[i] = *r
+	}
+	return want, nil
+}
+
+func managedRoute(r *gatewayv1.HTTPRoute, app string) bool {
+	return r.Labels[routes.ManagedByLabel] == routes.ManagedByValue && r.Labels[routes.AppLabel] == app
+}
+
+// routeGeneration is the generation r was written from; a managed route without a readable
+// annotation counts as older than any generation.
+func routeGeneration(r *gatewayv1.HTTPRoute) int64 {
+	g, err := strconv.ParseInt(r.Annotations[routes.GenerationAnnotation], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return g
+}
+
+// routeUpToDate reports whether live already has want's spec, labels and annotations (other
+// labels and annotations on live are someone else's and are kept).
+func routeUpToDate(live, want *gatewayv1.HTTPRoute) bool {
+	return equality.Semantic.DeepEqual(live.Spec, want.Spec) &&
+		routeMapContains(live.Labels, want.Labels) && routeMapContains(live.Annotations, want.Annotations)
+}
+
+func routeMapContains(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// routeMergeMaps returns a copy of base with over's entries set.
+func routeMergeMaps(base, over map[string]string) map[string]string {
+	out := make(map[string]string, len(base)+len(over))
+	maps.Copy(out, base)
+	maps.Copy(out, over)
+	return out
+}
+
+func routeNames(rs []gatewayv1.HTTPRoute) []string {
+	names := make([]string, len(rs))
+	for i, r := range rs {
+		names[i] = r.Name
+	}
+	return names
+}
