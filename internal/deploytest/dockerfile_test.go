@@ -102,15 +102,15 @@ func (s stage) all(cmd string) []instruction {
 	return out
 }
 
-// buildCommand is the RUN of the build stage that runs `go build`.
+// buildCommand is the RUN of the build stage that runs `go build` or `go install`.
 func buildCommand(t testing.TB, s stage) string {
 	t.Helper()
 	for _, in := range s.all("RUN") {
-		if strings.Contains(in.args, "go build") {
+		if strings.Contains(in.args, "go build") || strings.Contains(in.args, "go install") {
 			return in.args
 		}
 	}
-	t.Fatalf("stage %q has no RUN with go build", s.name)
+	t.Fatalf("stage %q has no RUN with go build or go install", s.name)
 	return ""
 }
 
