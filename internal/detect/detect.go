@@ -1,0 +1,291 @@
+package detect
+
+import (
+	"context"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skewguard/skewguard/internal/metrics"
+	"github.com/skewguard/skewguard/internal/registry"
+)
+
+// Sources of a detection, as counted in metrics and written in the audit trail.
+const (
+	SourceAgent     = "agent"     // the agent's POST /control-plane/pods/{podId}/instance
+	SourcePodWatch  = "pod_watch" // a labelled pod turned Ready
+	SourceWebSocket = "websocket" // an agent reconnected its update WebSocket
+	SourceRetry     = "retry"     // a detection that failed earlier, retried
+)
+
+// Registry is what detection needs from the version registry.
+type Registry interface {
+	LiveVersion(ctx context.Context, ref registry.VersionRef) (registry.Version, bool, error)
+	GetVersion(ctx context.Context, ref registry.VersionRef) (registry.Version, error)
+	UpsertPod(ctx context.Context, p registry.Pod) error
+}
+
+// StartRequest is what starting a version's lifecycle needs; it mirrors the workflow input.
+type StartRequest struct {
+	Ref         registry.VersionRef
+	ServiceName string
+	ServicePort int32
+	PathPrefix  string
+	Hostname    string
+	Actor       registry.Actor
+}
+
+// Starter starts (or finds running) the lifecycle workflow of a version. It must be idempotent.
+type Starter interface {
+	StartVersion(ctx context.Context, req StartRequest) error
+}
+
+// Lookup is what detection reads from the informer cache.
+type Lookup interface {
+	ServiceFor(pod *corev1.Pod) (*corev1.Service, int32, bool)
+}
+
+// Result says what detection found and did for one pod.
+type Result struct {
+	// AppName is the application: the app label, else the agent's applicationName, else the
+	// pod name. ApplicationID is derived from it and the namespace.
+	AppName       string
+	ApplicationID string
+	// Ref is the pod's version; Label is empty when the pod carries no version label.
+	Ref registry.VersionRef
+	// DeploymentVersion is what the agent is told (empty: tell it nothing).
+	DeploymentVersion string
+	Outcome           string
+	// Reason explains outcomes that are not a plain success, for logs.
+	Reason string
+}
+
+// Options configure a Detector.
+type Options struct {
+	Registry Registry
+	Starter  Starter
+	Lookup   Lookup
+	// Enabled is PLT_FEATURE_SKEW_PROTECTION: off, nothing is recorded or started.
+	Enabled bool
+	// DedupeTTL is how long a started version is not started again by this process.
+	DedupeTTL time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Detector is the one idempotent path from "this pod exists" to "its version is tracked".
+type Detector struct {
+	opts   Options
+	recent *recentSet
+	// retry, when set, is handed pods whose detection failed, to try again later.
+	retry func(pod *corev1.Pod)
+}
+
+// NewDetector returns a Detector.
+func NewDetector(opts Options) *Detector {
+	if opts.DedupeTTL <= 0 {
+		opts.DedupeTTL = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Detector{opts: opts, recent: newRecentSet(4096)}
+}
+
+// Enabled reports whether skew protection is on.
+func (d *Detector) Enabled() bool { return d.opts.Enabled }
+
+// Hint is what a caller knows beyond the pod: the agent's applicationName.
+type Hint struct {
+	ApplicationName string
+}
+
+// Detect records pod and, when its version is new (or an expired label is back), starts the
+// version's workflow. It is safe to call any number of times for the same pod. The returned
+// Result is meaningful even with an error: the pod's labels still say what it is.
+func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, hint Hint) (Result, error) {
+	res := identify(pod, hint)
+	log := d.opts.Logger.With("pod", pod.Namespace+"/"+pod.Name, "source", source)
+	finish := func(outcome, reason string, err error) (Result, error) {
+		res.Outcome, res.Reason = outcome, reason
+		metrics.Registration(source, outcome)
+		switch {
+		case err != nil:
+			log.Error("detection failed", "app", res.AppName, "version", res.Ref.Label, "error", err)
+		case reason != "":
+			log.Info("pod registered without tracking", "app", res.AppName, "outcome", outcome, "reason", reason)
+		default:
+			log.Debug("pod registered", "app", res.AppName, "version", res.Ref.Label, "outcome", outcome)
+		}
+		return res, err
+	}
+
+	if !d.opts.Enabled {
+		return finish(metrics.OutcomeFeatureOff, "skew protection is disabled (PLT_FEATURE_SKEW_PROTECTION=false)", nil)
+	}
+	if res.Ref.App == "" || res.Ref.Label == "" {
+		err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace})
+		return finish(metrics.OutcomeNoLabels, fmt.Sprintf("pod lacks the %s or %s label", LabelApp, LabelVersion), err)
+	}
+	res.DeploymentVersion = res.Ref.Label
+
+	live, ok, err := d.opts.Registry.LiveVersion(ctx, res.Ref)
+	if err != nil {
+		return finish(metrics.OutcomeError, "", err)
+	}
+	if ok {
+		err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace,
+			AppID: &live.AppID, VersionID: &live.ID})
+		if err != nil {
+			return finish(metrics.OutcomeError, "", err)
+		}
+		return finish(metrics.OutcomeFastPath, "", nil)
+	}
+	if err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace}); err != nil {
+		return finish(metrics.OutcomeError, "", err)
+	}
+	now := d.opts.Now()
+	if !d.recent.reserve(res.Ref, now, now.Add(d.opts.DedupeTTL)) {
+		return finish(metrics.OutcomeDeduped, "", nil)
+	}
+	started := false
+	defer func() {
+		if !started {
+			d.recent.release(res.Ref)
+		}
+	}()
+	if stale, err := d.predatesExpiry(ctx, pod, res.Ref); err != nil {
+		return finish(metrics.OutcomeError, "", err)
+	} else if stale {
+		return finish(metrics.OutcomeStale, "the pod was created before its version expired; only new pods bring it back", nil)
+	}
+	svc, port, ok := d.opts.Lookup.ServiceFor(pod)
+	if !ok {
+		return finish(metrics.OutcomeNoService, "no Service in the namespace selects this pod's version yet", nil)
+	}
+	path, hostname := placement(pod)
+	err = d.opts.Starter.StartVersion(ctx, StartRequest{
+		Ref: res.Ref, ServiceName: svc.Name, ServicePort: port, PathPrefix: path, Hostname: hostname,
+		Actor: registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
+	})
+	if err != nil {
+		return finish(metrics.OutcomeError, "", fmt.Errorf("start lifecycle of %s: %w", res.Ref, err))
+	}
+	started = true
+	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "service", svc.Name, "port", port)
+	return finish(metrics.OutcomeStarted, "", nil)
+}
+
+// predatesExpiry reports whether ref's newest life expired after pod was created: a leftover
+// pod of a version being scaled away does not bring that version back.
+func (d *Detector) predatesExpiry(ctx context.Context, pod *corev1.Pod, ref registry.VersionRef) (bool, error) {
+	v, err := d.opts.Registry.GetVersion(ctx, ref)
+	if err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			return false, nil
+		}
+		return false, err
+	}
+	return v.State == registry.Expired && v.ExpiredAt != nil && pod.CreationTimestamp.Time.Before(*v.ExpiredAt), nil
+}
+
+// identify reads who pod is from its labels; nothing here can fail.
+func identify(pod *corev1.Pod, hint Hint) Result {
+	app := pod.Labels[LabelApp]
+	name := app
+	if name == "" {
+		name = strings.TrimSpace(hint.ApplicationName)
+	}
+	if name == "" {
+		name = pod.Name
+	}
+	return Result{
+		AppName:       name,
+		ApplicationID: ApplicationID(pod.Namespace, name),
+		Ref:           registry.VersionRef{Namespace: pod.Namespace, App: app, Label: pod.Labels[LabelVersion]},
+	}
+}
+
+// placement returns the path prefix and hostname of the pod's version. A label value cannot
+// hold a slash, so the path is read from the annotation of the same name first, and a leading
+// slash is added when missing.
+func placement(pod *corev1.Pod) (path, hostname string) {
+	path = pod.Annotations[LabelPath]
+	if path == "" {
+		path = pod.Labels[LabelPath]
+	}
+	if path != "" && !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	hostname = pod.Labels[LabelHostname]
+	if hostname == "" {
+		hostname = pod.Annotations[LabelHostname]
+	}
+	return path, hostname
+}
+
+// applicationIDSpace is the name space of application ids (a fixed random UUID).
+var applicationIDSpace = [16]byte{0x5e, 0x1c, 0x7a, 0x2b, 0x93, 0x4d, 0x4f, 0x0e, 0xa1, 0x66, 0x2d, 0x8c, 0x3b, 0x7f, 0x10, 0x94}
+
+// ApplicationID is the agent-facing id of an application: a name-based (version 5) UUID of
+// "namespace/app", so it is the same in every process and after every restart.
+func ApplicationID(namespace, app string) string {
+	h := sha1.New()
+	h.Write(applicationIDSpace[:])
+	h.Write([]byte(namespace + "/" + app))
+	var u [16]byte
+	copy(u[:], h.Sum(nil))
+	u[6] = (u[6] & 0x0f) | 0x50
+	u[8] = (u[8] & 0x3f) | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// recentSet remembers versions started moments ago, so a burst of registrations (every replica
+// of a new Deployment, plus the pod watch) starts a workflow once, not once per pod.
+type recentSet struct {
+	mu    sync.Mutex
+	max   int
+	until map[registry.VersionRef]time.Time
+}
+
+func newRecentSet(max int) *recentSet {
+	return &recentSet{max: max, until: make(map[registry.VersionRef]time.Time)}
+}
+
+// reserve marks ref as started until the given time and reports whether it was free: of
+// concurrent detections of one new version, only the first goes on to start it.
+func (s *recentSet) reserve(ref registry.VersionRef, now, until time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.until[ref]; ok && now.Before(t) {
+		return false
+	}
+	if len(s.until) >= s.max {
+		for k, t := range s.until {
+			if !now.Before(t) {
+				delete(s.until, k)
+			}
+		}
+		if len(s.until) >= s.max {
+			clear(s.until)
+		}
+	}
+	s.until[ref] = until
+	return true
+}
+
+// release forgets ref, after a detection that did not start it.
+func (s *recentSet) release(ref registry.VersionRef) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.until, ref)
+}
