@@ -71,13 +71,16 @@ func NewRouteWriter(gw gatewayclient.Interface) *RouteWriter {
 //
 // The app's routes are found by labels (routes.ManagedByLabel and routes.AppLabel), never by
 // name, and a route of the wanted name that lacks them is never touched (ErrRouteNotManaged).
-// Desired routes are written in order, the first route (the one holding the default rule and
-// acting as the fence) before the pin shards, then surplus routes are deleted, so a pin is
+// Desired routes are written in order, the first route (the one holding the default rule, which
+// Render always puts first) before the pin shards, then surplus routes are deleted, so a pin is
 // never absent while it moves between shards.
 //
 // As soon as a route written from a newer generation is seen, the apply stops and reports
-// Superseded. A pin shard this call created is deleted again if the first route turns out to
-// have been superseded meanwhile, so a late writer cannot resurrect a shard a newer one removed.
+// Superseded. The first route is the fence between concurrent writers: the app's routes are
+// listed again once it is written, and a pin shard this call creates is deleted again if the
+// first route has been superseded meanwhile. So whatever the interleaving of writers, the
+// routes end as the newest generation wants them, and a late writer cannot resurrect a shard a
+// newer one removed.
 //
 // Re-running with the same arguments changes nothing.
 func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, generation int64,
@@ -88,24 +91,14 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 		return res, err
 	}
 	client := w.client.GatewayV1().HTTPRoutes(namespace)
-	selector := labels.SelectorFromSet(routes.Labels(app)).String()
-	list, err := client.List(ctx, metav1.ListOptions{LabelSelector: selector})
+	live, err := w.listRoutes(ctx, client, namespace, app, generation, &res)
 	if err != nil {
-		return res, fmt.Errorf("list HTTPRoutes of %s/%s: %w", namespace, app, err)
-	}
-	live := make(map[string]*gatewayv1.HTTPRoute, len(list.Items))
-	for i := range list.Items {
-		r := &list.Items[i]
-		live[r.Name] = r
-		if routeGeneration(r) > generation {
-			res.Superseded = true
-		}
+		return res, err
 	}
 	if res.Superseded {
 		res.SkippedStale = routeNames(want)
 		return res, nil
 	}
-
 	for i := range want {
 		fence := ""
 		if i > 0 {
@@ -121,6 +114,18 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 			return res, nil
 		}
 		res.record(outcome, want[i].Name)
+		if i == 0 {
+			// Read the app's routes again now that the first one carries this generation: a
+			// newer write either shows here, or lists after this point and so sees (and
+			// supersedes) every shard this write goes on to create.
+			if live, err = w.listRoutes(ctx, client, namespace, app, generation, &res); err != nil {
+				return res, err
+			}
+			if res.Superseded {
+				res.SkippedStale = append(res.SkippedStale, routeNames(want[1:])...)
+				return res, nil
+			}
+		}
 	}
 
 	wanted := make(map[string]bool, len(want))
@@ -143,6 +148,26 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 		res.record(outcome, name)
 	}
 	return res, nil
+}
+
+// listRoutes returns the app's managed routes by name, and marks res Superseded if any of them
+// was written from a newer generation.
+func (w *RouteWriter) listRoutes(ctx context.Context, client gatewayv1client.HTTPRouteInterface, namespace, app string,
+	generation int64, res *RouteApplyResult) (map[string]*gatewayv1.HTTPRoute, error) {
+	selector := labels.SelectorFromSet(routes.Labels(app)).String()
+	list, err := client.List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, fmt.Errorf("list HTTPRoutes of %s/%s: %w", namespace, app, err)
+	}
+	live := make(map[string]*gatewayv1.HTTPRoute, len(list.Items))
+	for i := range list.Items {
+		r := &list.Items[i]
+		live[r.Name] = r
+		if routeGeneration(r) > generation {
+			res.Superseded = true
+		}
+	}
+	return live, nil
 }
 
 type routeOutcome int

@@ -509,3 +509,62 @@ func TestApplyRoutesSupersededByAnyNewerRoute(t *testing.T) {
 	assert.Empty(t, store.writes())
 	assert.Equal(t, []string{"myapp-pins-1"}, store.names())
 }
+
+// TestApplyRoutesNewestGenerationWinsAnyInterleaving runs one writer to completion at every
+// possible point (request boundary) of another writer's apply, both ways round, and checks that
+// the routes always end as the newer generation wants them.
+func TestApplyRoutesNewestGenerationWinsAnyInterleaving(t *testing.T) {
+	type write struct {
+		gen  int64
+		pins int
+	}
+	tests := []struct {
+		name               string
+		start, interrupted write
+		interloper         write
+	}{
+		{"newer interloper removes shards", write{4, 40}, write{5, 20}, write{6, 2}},
+		{"newer interloper adds shards", write{4, 2}, write{5, 20}, write{6, 40}},
+		{"older interloper", write{4, 40}, write{6, 2}, write{5, 20}},
+		{"older interloper adding shards", write{4, 2}, write{6, 20}, write{5, 40}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			newest := tt.interrupted
+			if tt.interloper.gen > newest.gen {
+				newest = tt.interloper
+			}
+			want := rendered(t, newest.gen, newest.pins)
+			for k := 1; ; k++ {
+				store, w := newRouteStore(t)
+				ctx := context.Background()
+				_, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", tt.start.gen, rendered(t, tt.start.gen, tt.start.pins))
+				require.NoError(t, err)
+
+				interloper := store.writer()
+				requests, fired := 0, false
+				store.before = func(string, string) {
+					if requests++; requests == k && !fired {
+						fired = true
+						_, err := interloper.ApplyRoutes(ctx, routeTestNS, "myapp", tt.interloper.gen,
+							rendered(t, tt.interloper.gen, tt.interloper.pins))
+						assert.NoError(t, err)
+					}
+				}
+				_, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", tt.interrupted.gen, rendered(t, tt.interrupted.gen, tt.interrupted.pins))
+				require.NoError(t, err)
+				if !fired { // k is past the interrupted apply's last request: every point was tried
+					require.Greater(t, k, 3)
+					return
+				}
+				store.before = nil
+				require.Equal(t, routeNames(want), store.names(), "interloper before request %d", k)
+				for _, r := range want {
+					got := store.get(r.Name)
+					assert.Equal(t, r.Spec, got.Spec, "%s, interloper before request %d", r.Name, k)
+					assert.Equal(t, strconv.FormatInt(newest.gen, 10), got.Annotations[routes.GenerationAnnotation])
+				}
+			}
+		})
+	}
+}
