@@ -222,7 +222,9 @@ func TestDetect(t *testing.T) {
 	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	expiredAt := base.Add(time.Hour)
 	ref := registry.VersionRef{Namespace: "shop", App: "web", Label: "2"}
-	newPod := func(created time.Time) *corev1.Pod { return pod("shop", "web-v2-abc", versionLabels("web", "2"), true, created) }
+	newPod := func(created time.Time) *corev1.Pod {
+		return pod("shop", "web-v2-abc", versionLabels("web", "2"), true, created)
+	}
 	svc := service("shop", "web-v2", versionLabels("web", "2"))
 
 	tests := []struct {
