@@ -33,6 +33,9 @@ cmd_up() {
   mkdir -p "$(RUN_DIR)" "$(LOG_DIR)"
   chmod 755 "$SKEWGUARD_STACK_DIR"
   ensure_tools
+  if [[ -x $HERE/setup-helm.sh ]]; then
+    STACK_HELM=$("$HERE/setup-helm.sh") || die "hack/setup-helm.sh failed"
+  fi
   build_stack_programs
   write_config
   ensure_pki
@@ -100,6 +103,7 @@ SKEWGUARD_TEST_POD_CIDR=$SKEWGUARD_POD_CIDR
 SKEWGUARD_TEST_LAUNCHER_URL=http://127.0.0.1:$SKEWGUARD_LAUNCHER_PORT
 SKEWGUARD_TEST_LAUNCHER_CONFIG=$SKEWGUARD_STACK_DIR/launcher.json
 EOF
+  [[ -n ${STACK_HELM:-} ]] && echo "SKEWGUARD_TEST_HELM=$STACK_HELM" >>"$f.tmp"
   mv "$f.tmp" "$f"
 }
 

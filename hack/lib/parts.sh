@@ -106,7 +106,10 @@ EOF
 prometheus_healthy() { running prometheus && http_ok "http://127.0.0.1:$SKEWGUARD_PROMETHEUS_PORT/-/ready"; }
 up_prometheus() {
   write_prometheus_config
-  already prometheus && return 0
+  if already prometheus; then
+    curl -fsS -m 5 -X POST "http://127.0.0.1:$SKEWGUARD_PROMETHEUS_PORT/-/reload" >/dev/null || log "prometheus: config reload failed"
+    return 0
+  fi
   require_free_port SKEWGUARD_PROMETHEUS_PORT
   spawn prometheus "$(command -v prometheus)" \
     --config.file="$SKEWGUARD_STACK_DIR/prometheus/prometheus.yml" \

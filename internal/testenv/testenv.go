@@ -20,6 +20,15 @@ const (
 	GatewayRef    = "SKEWGUARD_TEST_GATEWAY_REF" // namespace/name:section of the test Gateway
 	StackDir      = "SKEWGUARD_STACK_DIR"
 	HelmBinary    = "SKEWGUARD_TEST_HELM" // path to helm, built by hack/setup-helm.sh
+
+	// Written by hack/stack.sh as well (see hack/README.md).
+	Kubectl        = "SKEWGUARD_TEST_KUBECTL"         // kubectl matching the API server's version
+	APIServerURL   = "SKEWGUARD_TEST_APISERVER_URL"   // https://127.0.0.1:<port>
+	TemporalUIURL  = "SKEWGUARD_TEST_TEMPORAL_UI"     // Temporal Web UI
+	MetricsAddr    = "SKEWGUARD_TEST_METRICS_ADDR"    // host:port Prometheus scrapes as job "skewguard"
+	PodCIDR        = "SKEWGUARD_TEST_POD_CIDR"        // pod IPs the launcher serves on lo
+	LauncherURL    = "SKEWGUARD_TEST_LAUNCHER_URL"    // the pod launcher's /healthz and /pods
+	LauncherConfig = "SKEWGUARD_TEST_LAUNCHER_CONFIG" // the launcher's program map (JSON)
 )
 
 // Require returns the value of each named variable, failing the test if any is unset.

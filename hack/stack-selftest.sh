@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# stack-selftest.sh: proves, on a throwaway stack of its own (own dir, first free slot, so a
+# running shared stack is never touched), that
+#   1. `stack.sh up` on a running stack is a no-op: every part reports "already running" and keeps
+#      its pid;
+#   2. a pod gets its process and its IP on lo, and `stack.sh status` is healthy;
+#   3. `stack.sh down` leaves no process of the stack, no listening port of it, and no added address.
+# Prints "stack-selftest: N passed, N failed" and exits non-zero on any failure.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STACK=$HERE/stack.sh
+DIR=$(mktemp -d /tmp/skewguard-selftest.XXXXXX)
+chmod 755 "$DIR" # PostgreSQL runs as user postgres and must reach its data dir
+export SKEWGUARD_STACK_DIR=$DIR SKEWGUARD_STACK_SLOT=auto
+PASSED=0
+FAILED=0
+check() { # check DESCRIPTION CMD...
+  local what=$1
+  shift
+  if "$@"; then
+    echo "  PASS  $what"
+    PASSED=$((PASSED + 1))
+  else
+    echo "  FAIL  $what"
+    FAILED=$((FAILED + 1))
+  fi
+}
+
+cleanup() {
+  local rc=$?
+  "$STACK" down >/dev/null 2>&1 || true
+  if [[ $FAILED == 0 && $rc == 0 ]]; then rm -rf "$DIR"; else echo "stack-selftest: logs kept in $DIR/logs"; fi
+  echo "stack-selftest: $PASSED passed, $FAILED failed"
+  [[ $FAILED == 0 ]] || exit 1
+}
+trap cleanup EXIT
+
+pids() { # every pid file of the stack, plus PostgreSQL's postmaster
+  cat "$DIR"/run/*.pid 2>/dev/null | sort
+  head -1 "$DIR/pg/data/postmaster.pid" 2>/dev/null || true
+}
+
+t=$SECONDS
+"$STACK" up >"$DIR/up1.log" 2>&1 || { tail -40 "$DIR/up1.log"; exit 1; }
+echo "first up: $((SECONDS - t))s"
+# shellcheck disable=SC1091
+source "$DIR/config.env"
+# shellcheck disable=SC1091
+set -a && source "$DIR/stack.env" && set +a
+K=$SKEWGUARD_TEST_KUBECTL
+before=$(pids)
+
+# A pod, so that its process and its address exist when the stack goes down.
+"$K" apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Namespace
+metadata: {name: selftest}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo, namespace: selftest}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app.kubernetes.io/name: echo}}
+  template:
+    metadata: {labels: {app.kubernetes.io/name: echo, plt.dev/version: selftest}}
+    spec:
+      containers: [{name: app, image: skewguard/echo:1, ports: [{containerPort: 8080}]}]
+EOF
+check "pod becomes Ready" "$K" -n selftest rollout status deployment/echo --timeout=60s >/dev/null
+POD_IP=$("$K" -n selftest get pods -l app.kubernetes.io/name=echo -o jsonpath='{.items[0].status.podIP}')
+check "pod IP $POD_IP is on lo" grep -q " $POD_IP/" <(ip -o -4 addr show dev lo)
+check "pod process answers with its version" grep -q '"version":"selftest"' <(curl -s -m 5 "http://$POD_IP:8080/")
+
+t=$SECONDS
+"$STACK" up >"$DIR/up2.log" 2>&1 || { tail -40 "$DIR/up2.log"; exit 1; }
+echo "second up: $((SECONDS - t))s"
+check "second up started nothing (same pids)" test "$before" == "$(pids)"
+n_already=$(grep -c 'already' "$DIR/up2.log" || true)
+check "second up says 'already' for all 10 processes and the CRDs ($n_already)" test "$n_already" -ge 11
+check "second up rebuilt no tool" bash -c "! grep -q 'building ' '$DIR/up2.log'"
+check "status is healthy" "$STACK" status
+
+stack_pids=$(pids | awk '{print $1}')
+"$STACK" down >"$DIR/down.log" 2>&1 || { cat "$DIR/down.log"; exit 1; }
+alive=()
+for p in $stack_pids; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+check "down: no recorded process alive (${alive[*]:-none})" test ${#alive[@]} == 0
+left=$(pgrep -af -- "$DIR" || true)
+check "down: no process runs from the stack dir (${left:-none})" test -z "$left"
+check "down: pod IP $POD_IP removed from lo" bash -c "! ip -o -4 addr show dev lo | grep -q ' $POD_IP/'"
+busy=()
+for v in SKEWGUARD_PG_PORT SKEWGUARD_TEMPORAL_PORT SKEWGUARD_TEMPORAL_UI_PORT SKEWGUARD_ETCD_PORT SKEWGUARD_APISERVER_PORT \
+  SKEWGUARD_KCM_PORT SKEWGUARD_SCHEDULER_PORT SKEWGUARD_KWOK_PORT SKEWGUARD_LAUNCHER_PORT SKEWGUARD_TRAEFIK_WEB_PORT \
+  SKEWGUARD_TRAEFIK_ADMIN_PORT SKEWGUARD_PROMETHEUS_PORT; do
+  [[ -n $(ss -Hltn "sport = :${!v}") ]] && busy+=("${!v}")
+done
+check "down: no port of the stack is listening (${busy[*]:-none})" test ${#busy[@]} == 0

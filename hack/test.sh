@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# test.sh all|integration: what `make test` (and CI's .ci/run) runs.
+#
+#   all          go vet, unit tests, the stack self-test (hack/stack-selftest.sh), then the
+#                integration tests on the real stack. The stack is started here when it is not
+#                already healthy, and then stopped again at the end, whatever the outcome.
+#   integration  only the integration tests, on the stack that is running.
+#
+# A skipped test fails the run (hack/testreport). Each phase prints its duration.
+# Env: SKEWGUARD_TEST_PARALLEL (go test -p for the integration tests, default 1: the stack and the
+# tests share 2 cores, and packages share one cluster), SKEWGUARD_TEST_TIMEOUT (default 30m),
+# SKEWGUARD_SKIP_SELFTEST=1 (skip the self-test, e.g. while iterating locally).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+cd "$REPO"
+export PATH=/usr/local/go/bin:$PATH
+STACK=$HERE/stack.sh
+STACK_DIR=${SKEWGUARD_STACK_DIR:-$REPO/.stack}
+export SKEWGUARD_STACK_DIR=$STACK_DIR
+PARALLEL=${SKEWGUARD_TEST_PARALLEL:-1}
+TIMEOUT=${SKEWGUARD_TEST_TIMEOUT:-30m}
+REPORT=$STACK_DIR/bin/testreport
+
+TIMES=()
+T_ALL=$SECONDS
+phase() { # phase NAME CMD...: run CMD, record its duration, stop at the first failure.
+  local name=$1 t=$SECONDS rc=0
+  shift
+  echo
+  echo "=== make test: $name"
+  "$@" || rc=$?
+  TIMES+=("$(printf '%-14s %4ds  %s' "$name" $((SECONDS - t)) "$([[ $rc == 0 ]] && echo ok || echo FAILED)")")
+  if [[ $rc != 0 ]]; then
+    echo "=== make test: $name FAILED (exit $rc)"
+    exit "$rc"
+  fi
+}
+
+print_times() {
+  echo
+  echo "=== make test: phase times"
+  local l
+  for l in "${TIMES[@]}"; do echo "  $l"; done
+  echo "  total          $((SECONDS - T_ALL))s"
+}
+
+build_report() {
+  mkdir -p "$STACK_DIR/bin"
+  go build -o "$REPORT" ./hack/testreport
+}
+
+unit_tests() {
+  go test -count=1 -json ./... 2>&1 | "$REPORT" -label unit
+}
+
+STARTED=0
+stop_if_started() {
+  if [[ $STARTED == 1 ]]; then
+    echo
+    echo "=== make test: stopping the stack this run started"
+    "$STACK" down || true
+  fi
+}
+
+stack_up() {
+  if "$STACK" status >/dev/null 2>&1; then
+    echo "stack in $STACK_DIR is already up and healthy: using it (and leaving it running)"
+    return 0
+  fi
+  STARTED=1
+  # A clean clone on a machine where another checkout's stack holds the default ports takes the
+  # next free slot (other ports and pod CIDR) instead of failing.
+  export SKEWGUARD_STACK_SLOT=${SKEWGUARD_STACK_SLOT:-auto}
+  if ! "$STACK" up; then
+    echo "=== make test: the stack did not come up (the failing part and its log are above)"
+    "$STACK" status || true
+    return 1
+  fi
+}
+
+integration_tests() {
+  "$STACK" status >/dev/null || { "$STACK" status; echo "the stack is not healthy"; return 1; }
+  set -a
+  # shellcheck disable=SC1090,SC1091
+  source "$STACK_DIR/stack.env"
+  set +a
+  go test -count=1 -json -tags integration -p "$PARALLEL" -timeout "$TIMEOUT" ./... 2>&1 | "$REPORT" -label integration
+}
+
+case ${1:-all} in
+all)
+  trap 'stop_if_started; print_times' EXIT
+  phase build-report build_report
+  phase vet go vet ./...
+  phase vet-integ go vet -tags integration ./...
+  phase unit unit_tests
+  if [[ ${SKEWGUARD_SKIP_SELFTEST:-0} != 1 ]]; then
+    phase stack-selftest "$HERE/stack-selftest.sh"
+  fi
+  phase stack-up stack_up
+  phase integration integration_tests
+  ;;
+integration)
+  trap print_times EXIT
+  phase build-report build_report
+  phase integration integration_tests
+  ;;
+*)
+  sed -n '2,13p' "$0" >&2
+  exit 2
+  ;;
+esac
