@@ -12,10 +12,15 @@ import (
 
 // The committed plain manifests are what `kubectl apply` users get; check them without helm (the
 // integration tests check they are exactly the chart's output).
-func TestPlainManifests(t *testing.T) {
+func readPlainManifests(t testing.TB) []byte {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "kubernetes", "skewguard.yaml"))
 	require.NoError(t, err)
-	m := parseManifests(t, data)
+	return data
+}
+
+func TestPlainManifests(t *testing.T) {
+	m := parseManifests(t, readPlainManifests(t))
 
 	require.Equal(t, []string{
 		"ClusterRole/skewguard", "ClusterRole/skewguard-versions-edit", "ClusterRole/skewguard-versions-view",
