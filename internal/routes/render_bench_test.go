@@ -27,16 +27,27 @@ func benchInput(n int) Input {
 	return in
 }
 
+// BenchmarkRender1000Pins renders an app with 1,000 pinned versions, with the prefix kept
+// (one rule per pin) and rewritten (three rules per pin, the default configuration).
 func BenchmarkRender1000Pins(b *testing.B) {
-	in := benchInput(1000)
-	b.ReportAllocs()
-	var routes int
-	for b.Loop() {
-		out, err := Render(in)
-		if err != nil {
-			b.Fatal(err)
+	for _, rewrite := range []bool{false, true} {
+		name := "prefix-kept"
+		if rewrite {
+			name = "prefix-rewritten"
 		}
-		routes = len(out)
+		b.Run(name, func(b *testing.B) {
+			in := benchInput(1000)
+			in.RewritePrefix = rewrite
+			b.ReportAllocs()
+			var routes int
+			for b.Loop() {
+				out, err := Render(in)
+				if err != nil {
+					b.Fatal(err)
+				}
+				routes = len(out)
+			}
+			b.ReportMetric(float64(routes), "routes/render")
+		})
 	}
-	b.ReportMetric(float64(routes), "routes/render")
 }
