@@ -10,6 +10,7 @@
 #   status  print each part, its URL and whether it is healthy; non-zero if any is not.
 #   env     print the path of stack.env (after checking the stack is healthy).
 #   clean   down, then delete the stack dir (data, PKI, logs).
+#   tools   only install and build the tools into $SKEWGUARD_CACHE (nothing is started).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -181,8 +182,9 @@ env)
   STACK_ENV
   ;;
 clean) cmd_clean ;;
+tools) ensure_tools ;;
 *)
-  sed -n '2,13p' "$0" >&2
+  sed -n '2,14p' "$0" >&2
   exit 2
   ;;
 esac
