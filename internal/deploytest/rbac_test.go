@@ -1,0 +1,456 @@
+//go:build integration
+
+package deploytest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/klog/v2"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/skewguard/skewguard/internal/auth"
+	"github.com/skewguard/skewguard/internal/detect"
+	"github.com/skewguard/skewguard/internal/kube"
+	"github.com/skewguard/skewguard/internal/routes"
+)
+
+// The RBAC proof. skewguard authenticates as the chart's ServiceAccount, with a token the real
+// API server issued for it, and goes through a version's lifecycle with its own Kubernetes code
+// (internal/detect, internal/auth, internal/kube: every Kubernetes call the product makes goes
+// through them). With the chart's ClusterRole every step succeeds; with one rule removed, the
+// step that needs it fails with a Forbidden error naming the verb and the resource.
+
+const rbacApp = "myapp"
+
+// rbacRelease is the chart's RBAC, applied for real, and a kubeconfig of its ServiceAccount.
+type rbacRelease struct {
+	c          *cluster
+	role       *rbacv1.ClusterRole // as the chart renders it
+	kubeconfig string
+	token      string
+	saNS       string
+	saName     string
+}
+
+// installRBAC renders the chart with skew protection and auto-cleanup on (the most a release
+// is ever granted), creates its ServiceAccount, ClusterRole and ClusterRoleBinding, and writes a
+// kubeconfig that authenticates as the ServiceAccount with a TokenRequest token.
+func installRBAC(t *testing.T) *rbacRelease {
+	t.Helper()
+	ctx := context.Background()
+	c := connect(t)
+	ns := c.namespace(t, "sg-rbac")
+	release := "sg-rbac-" + randomSuffix(t)
+	m := render(t, release, ns,
+		"--set", "services.icc.features.skew_protection.enable=true",
+		"--set", "services.icc.skew_protection.auto_cleanup=true",
+		"--set", "gateway.parentRefs[0].namespace=gateway-system",
+		"--set", "gateway.parentRefs[0].name=public",
+	)
+	fullname := release + "-skewguard"
+	sa := m.get(t, "ServiceAccount", fullname)
+	role := m.get(t, "ClusterRole", fullname)
+	binding := m.get(t, "ClusterRoleBinding", fullname)
+	for _, o := range []*unstructured.Unstructured{sa, role, binding} {
+		require.NoError(t, c.apply(ctx, t, o, false), "create %s %s", o.GetKind(), o.GetName())
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_ = c.kube.RbacV1().ClusterRoleBindings().Delete(ctx, fullname, metav1.DeleteOptions{})
+		_ = c.kube.RbacV1().ClusterRoles().Delete(ctx, fullname, metav1.DeleteOptions{})
+	})
+
+	tr, err := c.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, fullname, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err, "TokenRequest for the chart's ServiceAccount")
+
+	ca := c.config.CAData
+	if len(ca) == 0 && c.config.CAFile != "" {
+		ca, err = os.ReadFile(c.config.CAFile)
+		require.NoError(t, err)
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["stack"] = &clientcmdapi.Cluster{Server: c.config.Host, CertificateAuthorityData: ca}
+	kc.AuthInfos["skewguard"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	kc.Contexts["skewguard"] = &clientcmdapi.Context{Cluster: "stack", AuthInfo: "skewguard"}
+	kc.CurrentContext = "skewguard"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, clientcmd.WriteToFile(*kc, path))
+
+	return &rbacRelease{
+		c: c, role: as[rbacv1.ClusterRole](t, role), kubeconfig: path, token: tr.Status.Token,
+		saNS: ns, saName: fullname,
+	}
+}
+
+// setRules replaces the ClusterRole's rules and waits until the API server's authorizer
+// answers the ServiceAccount accordingly for probe (allowed says what it must answer).
+func (r *rbacRelease) setRules(t *testing.T, rules []rbacv1.PolicyRule, probe authorizationv1.ResourceAttributes, allowed bool) {
+	t.Helper()
+	ctx := context.Background()
+	role, err := r.c.kube.RbacV1().ClusterRoles().Get(ctx, r.role.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	role.Rules = rules
+	_, err = r.c.kube.RbacV1().ClusterRoles().Update(ctx, role, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	sa := r.clients(t)
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		review, err := sa.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &probe},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return false, err
+		}
+		return review.Status.Allowed == allowed, nil
+	})
+	require.NoError(t, err, "the authorizer did not take the new ClusterRole (%s %s/%s allowed=%v)",
+		probe.Verb, probe.Group, probe.Resource, allowed)
+}
+
+// clients are skewguard's own clients, built the way the binary builds them, from the kubeconfig.
+func (r *rbacRelease) clients(t testing.TB) kubernetes.Interface {
+	t.Helper()
+	cl, err := kube.NewClients(r.kubeconfig)
+	require.NoError(t, err)
+	return cl.Kube
+}
+
+// lifecycleStep is one thing skewguard does to the cluster during a version's life.
+type lifecycleStep struct {
+	name string
+	run  func(ctx context.Context, w *lifecycleWorld) error
+}
+
+// lifecycleWorld is one app with two versions in a fresh namespace, and skewguard's clients.
+type lifecycleWorld struct {
+	ns      string
+	clients *kube.Clients
+	token   string
+	saNS    string
+	saName  string
+	klog    *klogCapture
+}
+
+// lifecycle is a version's life as skewguard lives it: v1 is Active, v2 is deployed and becomes
+// Active, v1 drains, expires and is cleaned up.
+var lifecycle = []lifecycleStep{
+	{"detect versions (pod and Service informers)", func(ctx context.Context, w *lifecycleWorld) error {
+		cache, err := detect.NewCache(w.clients.Kube, nil, 0)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		cache.Start(ctx)
+		if !cache.WaitForSync(ctx) {
+			return fmt.Errorf("detect: the informer cache did not sync: %s", w.klog.forbidden())
+		}
+		if _, _, ok := cache.ServiceFor(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Labels: versionLabels("2")}}); !ok {
+			return fmt.Errorf("detect: no Service found for version 2")
+		}
+		return nil
+	}},
+	{"authenticate the registering pod (TokenReview)", func(ctx context.Context, w *lifecycleWorld) error {
+		id, err := auth.NewAuthenticator(w.clients.Kube, auth.AuthenticatorOptions{}).Authenticate(ctx, w.token)
+		if err != nil {
+			return err
+		}
+		if ns, name, ok := id.ServiceAccount(); !ok || ns != w.saNS || name != w.saName {
+			return fmt.Errorf("TokenReview answered %q", id.Username)
+		}
+		return nil
+	}},
+	{"authorize an operator (SubjectAccessReview)", func(ctx context.Context, w *lifecycleWorld) error {
+		_, err := auth.NewAuthorizer(w.clients.Kube, auth.AuthorizerOptions{}).Authorize(ctx,
+			auth.Identity{Username: "jane", Groups: []string{"system:authenticated"}},
+			auth.Attributes{Verb: auth.VerbUpdate, Namespace: w.ns, Name: rbacApp})
+		return err
+	}},
+	{"wait for version 2's ready endpoints", func(ctx context.Context, w *lifecycleWorld) error {
+		_, err := kube.Workloads{Client: w.clients.Kube}.Readiness(ctx, w.ns, serviceName("2"), 80)
+		return err
+	}},
+	{"route everything to version 1", func(ctx context.Context, w *lifecycleWorld) error {
+		return w.applyRoutes(ctx, 1, "1")
+	}},
+	{"make version 2 Active, pin version 1's sessions", func(ctx context.Context, w *lifecycleWorld) error {
+		return w.applyRoutes(ctx, 2, "2", "1")
+	}},
+	{"expire version 1: unroute it", func(ctx context.Context, w *lifecycleWorld) error {
+		return w.applyRoutes(ctx, 3, "2")
+	}},
+	{"expire version 1: scale it to zero", func(ctx context.Context, w *lifecycleWorld) error {
+		names, err := kube.Workloads{Client: w.clients.Kube}.ScaleToZero(ctx, w.ns, rbacApp, "1")
+		if err == nil && !slices.Equal(names, []string{serviceName("1")}) {
+			err = fmt.Errorf("scaled %v", names)
+		}
+		return err
+	}},
+	{"auto-cleanup: delete version 1's Deployment and Service", func(ctx context.Context, w *lifecycleWorld) error {
+		_, err := kube.Workloads{Client: w.clients.Kube}.Delete(ctx, w.ns, rbacApp, "1")
+		return err
+	}},
+	{"remove the app's routes", func(ctx context.Context, w *lifecycleWorld) error {
+		return w.applyRoutes(ctx, 4, "")
+	}},
+}
+
+// applyRoutes renders the app's routes with the given Active version and pinned versions and
+// writes them with skewguard's route writer. No version renders no route.
+func (w *lifecycleWorld) applyRoutes(ctx context.Context, generation int64, active string, pinned ...string) error {
+	var desired []gatewayv1.HTTPRoute
+	if active != "" {
+		in := routes.Input{
+			Namespace: w.ns, App: rbacApp, Generation: generation,
+			ParentRefs: []routes.ParentRef{{Namespace: "gateway-system", Name: "public"}},
+			CookieName: "__plt_dpl", CookieMaxAge: 43200, RewritePrefix: true,
+			Active: &routes.Backend{Version: active, ServiceName: serviceName(active), Port: 80},
+		}
+		for _, v := range pinned {
+			in.Pinned = append(in.Pinned, routes.Backend{Version: v, ServiceName: serviceName(v), Port: 80})
+		}
+		var err error
+		if desired, err = routes.Render(in); err != nil {
+			return err
+		}
+	}
+	res, err := kube.NewRouteWriter(w.clients.Gateway).ApplyRoutes(ctx, w.ns, rbacApp, generation, desired)
+	if err == nil && !res.Changed() {
+		err = fmt.Errorf("the routes of generation %d changed nothing", generation)
+	}
+	return err
+}
+
+func serviceName(version string) string { return rbacApp + "-v" + version }
+
+func versionLabels(version string) map[string]string {
+	return map[string]string{detect.LabelApp: rbacApp, detect.LabelVersion: version}
+}
+
+// newWorld creates, as the admin, a namespace with two versions of the app, as a user writes
+// them. Their pods can be scheduled on no node, so no endpoint ever turns ready and nothing
+// dials a pod.
+func newWorld(t *testing.T, r *rbacRelease, capture *klogCapture) *lifecycleWorld {
+	t.Helper()
+	ctx := context.Background()
+	ns := r.c.namespace(t, "sg-rbac-app")
+	for _, v := range []string{"1", "2"} {
+		_, err := r.c.kube.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: serviceName(v), Labels: versionLabels(v)},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: new(int32(1)),
+				Selector: &metav1.LabelSelector{MatchLabels: versionLabels(v)},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: versionLabels(v)},
+					Spec: corev1.PodSpec{
+						NodeSelector: map[string]string{"skewguard.dev/no-such-node": "true"},
+						Containers:   []corev1.Container{{Name: "app", Image: "registry.example.com/myapp:v" + v}},
+					},
+				},
+			},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = r.c.kube.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: serviceName(v), Labels: versionLabels(v)},
+			Spec: corev1.ServiceSpec{
+				Selector: versionLabels(v),
+				Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(3042)}},
+			},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	cl, err := kube.NewClients(r.kubeconfig)
+	require.NoError(t, err)
+	return &lifecycleWorld{ns: ns, clients: cl, token: r.token, saNS: r.saNS, saName: r.saName, klog: capture}
+}
+
+// runLifecycle runs the steps in order and returns the name and error of the first that fails.
+func runLifecycle(t *testing.T, w *lifecycleWorld) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, s := range lifecycle {
+		if err := s.run(ctx, w); err != nil {
+			return s.name, err
+		}
+	}
+	return "", nil
+}
+
+func TestRBACVersionLifecycleAsServiceAccount(t *testing.T) {
+	capture := captureKlog(t)
+	r := installRBAC(t)
+
+	t.Run("the chart's ClusterRole is enough", func(t *testing.T) {
+		step, err := runLifecycle(t, newWorld(t, r, capture))
+		require.NoError(t, err, "step %q", step)
+	})
+
+	// Removing any one rule breaks the step that needs it, with a Forbidden error that says
+	// which verb on which resource was refused.
+	for _, c := range []struct {
+		group, resource string
+		onlyVerb        string // remove just this verb of the rule; "" removes the rule
+		step            string
+		verb            string // the refused verb the error names
+	}{
+		{"", "pods", "", "detect versions (pod and Service informers)", "list"},
+		{"", "services", "", "detect versions (pod and Service informers)", "list"},
+		{"authentication.k8s.io", "tokenreviews", "", "authenticate the registering pod (TokenReview)", "create"},
+		{"authorization.k8s.io", "subjectaccessreviews", "", "authorize an operator (SubjectAccessReview)", "create"},
+		{"discovery.k8s.io", "endpointslices", "", "wait for version 2's ready endpoints", "list"},
+		{"gateway.networking.k8s.io", "httproutes", "", "route everything to version 1", "list"},
+		{"gateway.networking.k8s.io", "httproutes", "update", "make version 2 Active, pin version 1's sessions", "update"},
+		{"apps", "deployments", "", "expire version 1: scale it to zero", "list"},
+		{"apps", "deployments/scale", "", "expire version 1: scale it to zero", "get"},
+		{"apps", "deployments/scale", "update", "expire version 1: scale it to zero", "update"},
+		{"apps", "deployments", "delete", "auto-cleanup: delete version 1's Deployment and Service", "delete"},
+		{"", "services", "delete", "auto-cleanup: delete version 1's Deployment and Service", "delete"},
+		{"gateway.networking.k8s.io", "httproutes", "delete", "remove the app's routes", "delete"},
+	} {
+		what := c.resource
+		if c.onlyVerb != "" {
+			what = c.onlyVerb + " " + c.resource
+		}
+		t.Run("without "+what, func(t *testing.T) {
+			rules := withoutPermission(t, r.role.Rules, c.group, c.resource, c.onlyVerb)
+			r.setRules(t, rules, authorizationv1.ResourceAttributes{Group: c.group, Resource: resourceOnly(c.resource),
+				Subresource: subresource(c.resource), Verb: c.verb}, false)
+			t.Cleanup(func() {
+				r.setRules(t, r.role.Rules, authorizationv1.ResourceAttributes{Group: c.group,
+					Resource: resourceOnly(c.resource), Subresource: subresource(c.resource), Verb: c.verb}, true)
+			})
+
+			step, err := runLifecycle(t, newWorld(t, r, capture))
+			require.Error(t, err, "the lifecycle succeeded without %s", what)
+			assert.Equal(t, c.step, step, "the step that needs %s failed: %v", what, err)
+			if !strings.HasPrefix(step, "detect") { // informers log their errors instead of returning them
+				assert.True(t, apierrors.IsForbidden(err), "not a Forbidden error: %v", err)
+			}
+			resource, group := resourceOnly(c.resource), c.group
+			if sub := subresource(c.resource); sub != "" {
+				resource += "/" + sub
+			}
+			msg := err.Error()
+			assert.Contains(t, msg, fmt.Sprintf("system:serviceaccount:%s:%s", r.saNS, r.saName), "the error names who was refused")
+			assert.Contains(t, msg, fmt.Sprintf("cannot %s resource %q in API group %q", c.verb, resource, group),
+				"the error names the verb and the resource")
+		})
+	}
+
+	// No step reads Gateways yet: the rule is granted because the issue lists "gateways read" for the
+	// product; it is the only rule no step needs, and must gain a step (or go) when that changes.
+	t.Run("every rule but gateways is needed by some step", func(t *testing.T) {
+		var unproven []string
+		for _, rule := range r.role.Rules {
+			for _, res := range rule.Resources {
+				if !slices.Contains([]string{"pods", "services", "tokenreviews", "subjectaccessreviews", "endpointslices",
+					"httproutes", "deployments", "deployments/scale"}, res) {
+					unproven = append(unproven, res)
+				}
+			}
+		}
+		assert.Equal(t, []string{"gateways"}, unproven)
+	})
+}
+
+// withoutPermission returns rules without the rule for group/resource, or, when verb is set,
+// with only that verb taken out of it.
+func withoutPermission(t *testing.T, rules []rbacv1.PolicyRule, group, resource, verb string) []rbacv1.PolicyRule {
+	t.Helper()
+	var out []rbacv1.PolicyRule
+	found := false
+	for _, r := range rules {
+		if !slices.Equal(r.APIGroups, []string{group}) || !slices.Equal(r.Resources, []string{resource}) {
+			out = append(out, r)
+			continue
+		}
+		found = true
+		if verb == "" {
+			continue
+		}
+		require.Contains(t, r.Verbs, verb)
+		r = *r.DeepCopy()
+		r.Verbs = slices.DeleteFunc(r.Verbs, func(v string) bool { return v == verb })
+		out = append(out, r)
+	}
+	require.True(t, found, "the ClusterRole has no rule for %s %s", group, resource)
+	return out
+}
+
+func resourceOnly(r string) string { res, _, _ := strings.Cut(r, "/"); return res }
+func subresource(r string) string  { _, sub, _ := strings.Cut(r, "/"); return sub }
+
+// klogCapture keeps the errors client-go logs: informers report a refused list or watch only
+// there (they retry forever rather than return an error).
+type klogCapture struct {
+	mu     sync.Mutex
+	errors []string
+}
+
+func captureKlog(t *testing.T) *klogCapture {
+	c := &klogCapture{}
+	klog.SetLogger(logr.New(klogSink{c}))
+	t.Cleanup(klog.ClearLogger)
+	return c
+}
+
+// forbidden returns the distinct Forbidden errors logged since the last call, or says there were none.
+func (c *klogCapture) forbidden() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var msgs []string
+	for _, e := range c.errors {
+		if strings.Contains(e, "forbidden") && !slices.Contains(msgs, e) {
+			msgs = append(msgs, e)
+		}
+	}
+	c.errors = nil
+	if len(msgs) == 0 {
+		return "no Forbidden error was logged"
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// klogSink is a logr.LogSink that records error messages.
+type klogSink struct{ c *klogCapture }
+
+func (klogSink) Init(logr.RuntimeInfo)            {}
+func (klogSink) Enabled(int) bool                 { return false }
+func (klogSink) Info(int, string, ...any)         {}
+func (s klogSink) WithValues(...any) logr.LogSink { return s }
+func (s klogSink) WithName(string) logr.LogSink   { return s }
+func (s klogSink) Error(err error, msg string, _ ...any) {
+	if err == nil {
+		return
+	}
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.c.errors = append(s.c.errors, err.Error())
+}
