@@ -1,0 +1,133 @@
+// Package activities owns everything the version lifecycle does to the world: registry
+// transitions in PostgreSQL, HTTPRoute writes, readiness of a version's Service, traffic readings
+// from Prometheus, scaling down or deleting a version's workloads, and the audit trail. Each
+// activity is a method on Activities, idempotent (repeating it after a crash, timeout or retry
+// changes nothing further), and reports permanent failures as non-retryable application errors
+// of the ErrType* types so that the workflow can tell them from transient ones.
+package activities
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/skewguard/skewguard/internal/config"
+	"github.com/skewguard/skewguard/internal/kube"
+	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/internal/routes"
+	"github.com/skewguard/skewguard/internal/traffic"
+)
+
+// Types of the non-retryable application errors activities return.
+const (
+	// ErrTypeIllegalTransition: the registry refused the state change (details: From, To).
+	ErrTypeIllegalTransition = "IllegalTransition"
+	// ErrTypeInvalidInput: the input can never succeed as it is.
+	ErrTypeInvalidInput = "InvalidInput"
+	// ErrTypeNotFound: the version or application does not exist.
+	ErrTypeNotFound = "NotFound"
+	// ErrTypeNotReady: the Service had no ready, listening endpoint by the deadline.
+	ErrTypeNotReady = "NotReady"
+	// ErrTypeNoTrafficSource: no Prometheus is configured; traffic is unknown.
+	ErrTypeNoTrafficSource = "NoTrafficSource"
+	// ErrTypeStaleLife: the registry's newest life of the label is not the one the workflow runs.
+	ErrTypeStaleLife = "StaleLife"
+)
+
+// Activities holds the clients the lifecycle activities use. Workflows refer to its methods
+// through a nil *Activities; the worker registers a real one.
+type Activities struct {
+	Registry  *registry.Store
+	Workloads kube.Workloads
+	Routes    RouteApplier
+	// Traffic is nil when no Prometheus is configured: every reading is then unknown.
+	Traffic *traffic.Querier
+	Config  config.Config
+	Log     *slog.Logger
+	// ReadyPoll is how often WaitReady looks at the Service (default 1s).
+	ReadyPoll time.Duration
+
+	trafficMu    sync.Mutex
+	trafficCache map[string]cachedRates
+	trafficCalls singleflight.Group
+}
+
+// Policy is an application's effective lifecycle settings: the global configuration with the
+// app's registry overrides applied.
+type Policy struct {
+	GracePeriod      time.Duration `json:"gracePeriod"`
+	MaxAlive         time.Duration `json:"maxAlive"`
+	CheckInterval    time.Duration `json:"checkInterval"`
+	TrafficWindow    time.Duration `json:"trafficWindow"`
+	ReadinessTimeout time.Duration `json:"readinessTimeout"`
+	AutoCleanup      bool          `json:"autoCleanup"`
+	RequireApproval  bool          `json:"requireApproval"`
+}
+
+// ResolvePolicy applies the per-app overrides p to the global configuration.
+func ResolvePolicy(cfg config.Config, p registry.Policy) Policy {
+	ms := func(override *int64, global time.Duration) time.Duration {
+		if override != nil {
+			return time.Duration(*override) * time.Millisecond
+		}
+		return global
+	}
+	flag := func(override *bool, global bool) bool {
+		if override != nil {
+			return *override
+		}
+		return global
+	}
+	return Policy{
+		GracePeriod:      ms(p.GracePeriodMS, cfg.GracePeriod()),
+		MaxAlive:         ms(p.MaxAliveMS, cfg.MaxAlive()),
+		CheckInterval:    ms(p.CheckIntervalMS, cfg.CheckInterval()),
+		TrafficWindow:    ms(p.TrafficWindowMS, cfg.TrafficWindow()),
+		ReadinessTimeout: cfg.ReadinessTimeout(),
+		AutoCleanup:      flag(p.AutoCleanup, cfg.AutoCleanup),
+		RequireApproval:  flag(p.RequireApproval, cfg.RequireApproval),
+	}
+}
+
+func (a *Activities) log() *slog.Logger {
+	if a.Log != nil {
+		return a.Log
+	}
+	return slog.Default()
+}
+
+// classify turns the permanent errors of the packages activities use into non-retryable
+// application errors; anything else is returned as is and retried.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ite *registry.IllegalTransitionError
+	switch {
+	case errors.As(err, &ite):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeIllegalTransition, err,
+			IllegalTransition{From: ite.From, To: ite.To})
+	case errors.Is(err, registry.ErrInvalid), errors.Is(err, routes.ErrInvalidInput):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, err)
+	case errors.Is(err, registry.ErrNotFound):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeNotFound, err)
+	}
+	return err
+}
+
+// IllegalTransition is the detail of an ErrTypeIllegalTransition error.
+type IllegalTransition struct {
+	From registry.State `json:"from"`
+	To   registry.State `json:"to"`
+}
+
+func staleLife(ref registry.VersionRef, want, got int64) error {
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("version %s: the registry's newest life is #%d, this workflow runs #%d", ref, got, want),
+		ErrTypeStaleLife, nil)
+}

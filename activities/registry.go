@@ -1,0 +1,181 @@
+package activities
+
+import (
+	"context"
+	"errors"
+
+	"github.com/skewguard/skewguard/internal/metrics"
+	"github.com/skewguard/skewguard/internal/registry"
+)
+
+// ObserveInput is what the lifecycle knows of its version when it starts.
+type ObserveInput struct {
+	Ref         registry.VersionRef `json:"ref"`
+	ServiceName string              `json:"serviceName"`
+	ServicePort int32               `json:"servicePort"`
+	PathPrefix  string              `json:"pathPrefix,omitempty"`
+	Hostname    string              `json:"hostname,omitempty"`
+	WorkflowID  string              `json:"workflowId"`
+	Actor       registry.Actor      `json:"actor"`
+}
+
+// Observe records the version in the registry (a new Pending life when the label has no live
+// one) and returns its live life, whatever state that is in.
+func (a *Activities) Observe(ctx context.Context, in ObserveInput) (registry.Version, error) {
+	v, _, err := a.Registry.ObserveVersion(ctx, registry.Observation{
+		Ref: in.Ref, ServiceName: in.ServiceName, ServicePort: in.ServicePort,
+		PathPrefix: in.PathPrefix, Hostname: in.Hostname, WorkflowID: in.WorkflowID,
+	}, in.Actor)
+	return v, classify(err)
+}
+
+// LoadPolicy returns the app's effective policy.
+func (a *Activities) LoadPolicy(ctx context.Context, app registry.AppRef) (Policy, error) {
+	p, err := a.Registry.GetPolicy(ctx, app)
+	if err != nil {
+		return Policy{}, classify(err)
+	}
+	return ResolvePolicy(a.Config, p), nil
+}
+
+// TransitionInput asks for one state change of one life of a version.
+type TransitionInput struct {
+	Ref registry.VersionRef `json:"ref"`
+	// VersionID is the life the workflow runs; a different newest life is an ErrTypeStaleLife.
+	VersionID int64          `json:"versionId"`
+	Actor     registry.Actor `json:"actor"`
+	Reason    string         `json:"reason"`
+	// From is the state the workflow believes the version is in (for the transition metric).
+	From registry.State `json:"from,omitempty"`
+}
+
+// TransitionResult is the registry's answer. Previous is the version this one superseded (now
+// Draining) when the change made this version Active, also when the change had already been
+// made by an earlier attempt.
+type TransitionResult struct {
+	Version    registry.Version  `json:"version"`
+	Previous   *registry.Version `json:"previous,omitempty"`
+	Generation int64             `json:"generation"`
+	Changed    bool              `json:"changed"`
+}
+
+// Activate makes the version Active and its predecessor Draining in one transaction. A repeat
+// after success returns the same predecessor. If the version has been superseded since this
+// activity first succeeded, the result says Draining (with its draining time) instead of failing.
+func (a *Activities) Activate(ctx context.Context, in TransitionInput) (TransitionResult, error) {
+	t, err := a.Registry.Activate(ctx, in.Ref, in.Actor, in.Reason)
+	var ite *registry.IllegalTransitionError
+	if errors.As(err, &ite) && ite.From == registry.Draining {
+		return a.alreadyActivated(ctx, in)
+	}
+	return a.finish(ctx, in, t, err)
+}
+
+// Promote makes a Draining version Active again; the current Active version becomes Draining.
+func (a *Activities) Promote(ctx context.Context, in TransitionInput) (TransitionResult, error) {
+	t, err := a.Registry.Promote(ctx, in.Ref, in.Actor, in.Reason)
+	return a.finish(ctx, in, t, err)
+}
+
+// Stage holds a Pending version at the approval gate.
+func (a *Activities) Stage(ctx context.Context, in TransitionInput) (TransitionResult, error) {
+	t, err := a.Registry.Stage(ctx, in.Ref, in.Actor, in.Reason)
+	return a.finish(ctx, in, t, err)
+}
+
+// Expire retires the version in the registry. A repeat is a no-op (Changed=false).
+func (a *Activities) Expire(ctx context.Context, in TransitionInput) (TransitionResult, error) {
+	t, err := a.Registry.Expire(ctx, in.Ref, in.Actor, in.Reason)
+	return a.finish(ctx, in, t, err)
+}
+
+func (a *Activities) finish(ctx context.Context, in TransitionInput, t registry.Transition, err error) (TransitionResult, error) {
+	if err != nil {
+		return TransitionResult{}, classify(err)
+	}
+	if in.VersionID != 0 && t.Version.ID != in.VersionID {
+		return TransitionResult{}, staleLife(in.Ref, in.VersionID, t.Version.ID)
+	}
+	res := TransitionResult{Version: t.Version, Previous: t.Previous, Generation: t.Generation, Changed: t.Changed}
+	if t.Changed {
+		if in.From != "" {
+			metrics.Transition(string(in.From), string(t.Version.State))
+		}
+		if t.Previous != nil {
+			metrics.Transition(string(registry.Active), string(registry.Draining))
+		}
+	}
+	if !t.Changed && t.Version.State == registry.Active && res.Previous == nil {
+		// An earlier attempt made the change: find whom it superseded.
+		if res.Previous, err = a.supersededBy(ctx, t.Version); err != nil {
+			return TransitionResult{}, classify(err)
+		}
+	}
+	return res, nil
+}
+
+// alreadyActivated answers an Activate that finds its version Draining: an earlier attempt
+// activated it and a newer version has superseded it since.
+func (a *Activities) alreadyActivated(ctx context.Context, in TransitionInput) (TransitionResult, error) {
+	v, err := a.Registry.GetVersion(ctx, in.Ref)
+	if err != nil {
+		return TransitionResult{}, classify(err)
+	}
+	if in.VersionID != 0 && v.ID != in.VersionID {
+		return TransitionResult{}, staleLife(in.Ref, in.VersionID, v.ID)
+	}
+	if v.ActiveAt == nil {
+		return TransitionResult{}, classify(&registry.IllegalTransitionError{Version: in.Ref, From: v.State, To: registry.Active, Op: "activate"})
+	}
+	prev, err := a.supersededBy(ctx, v)
+	if err != nil {
+		return TransitionResult{}, classify(err)
+	}
+	gen, err := a.Registry.Generation(ctx, in.Ref.AppRef())
+	if err != nil {
+		return TransitionResult{}, classify(err)
+	}
+	return TransitionResult{Version: v, Previous: prev, Generation: gen}, nil
+}
+
+// supersededBy finds the version v superseded when it became Active: the Draining version whose
+// draining time is v's activation time (both are the same transaction's clock).
+func (a *Activities) supersededBy(ctx context.Context, v registry.Version) (*registry.Version, error) {
+	if v.ActiveAt == nil {
+		return nil, nil
+	}
+	snap, err := a.Registry.Snapshot(ctx, v.Ref().AppRef())
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range snap.Pinned {
+		if p.State == registry.Draining && p.DrainingAt != nil && p.DrainingAt.Equal(*v.ActiveAt) && p.ID != v.ID {
+			return &p, nil
+		}
+	}
+	return nil, nil
+}
+
+// AuditInput is one audit entry that is not a state change.
+type AuditInput struct {
+	Ref    registry.VersionRef `json:"ref"`
+	Event  string              `json:"event"`
+	Actor  registry.Actor      `json:"actor"`
+	Reason string              `json:"reason,omitempty"`
+	Detail map[string]any      `json:"detail,omitempty"`
+}
+
+// Audit appends an entry to the version's audit trail.
+func (a *Activities) Audit(ctx context.Context, in AuditInput) error {
+	var detail any
+	if len(in.Detail) > 0 {
+		detail = in.Detail
+	}
+	return classify(a.Registry.AppendAudit(ctx, in.Ref, in.Event, in.Actor, in.Reason, detail))
+}
+
+// CurrentVersion returns the newest life of the label, whatever its state.
+func (a *Activities) CurrentVersion(ctx context.Context, ref registry.VersionRef) (registry.Version, error) {
+	v, err := a.Registry.GetVersion(ctx, ref)
+	return v, classify(err)
+}

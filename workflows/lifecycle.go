@@ -1,0 +1,468 @@
+// Package workflows owns the durable lifecycle of a version: one VersionLifecycle workflow per
+// version label (ID skew/<namespace>/<app>/<version>), driving it through
+// pending → (staged →) active → draining → expired with activities, steered by signals and
+// updates, and visible in the Temporal UI through search attributes, details and a query.
+//
+// # Timing of Draining
+//
+// The draining clock starts when the version became Draining in the registry (its draining_at,
+// carried by the superseded signal or returned by the activity that demoted it); workflow code
+// only ever reads workflow.Now. Then:
+//
+//   - Grace period: one durable timer, no checks at all.
+//   - After it, a check every check interval, on the grid grace end + k·interval (k ≥ 1):
+//     past max alive → expire; drained for less than the traffic window counted from the end of
+//     the grace period → wait (so a reading never covers the unconditional grace period; those
+//     checks are skipped rather than woken up for); else read the version's request rate.
+//   - Two consecutive zero readings → expire. A reading with traffic resets the streak. A failed
+//     query, or one that finds no series for the version, counts as nothing: neither zero nor
+//     traffic, and the streak is kept.
+//   - Max alive is measured from the draining start and always wins: the workflow wakes up at
+//     that instant even between two checks.
+//
+// With the documented defaults (grace 30 min, window 5 min, interval 1 min) and no traffic, the
+// first reading is at drained+35 min (zero #1), the second at +36 min (zero #2), and the version
+// expires at exactly drained+36 min = grace period + traffic window + the second zero check.
+//
+// The loop continues as new when the SDK suggests it, carrying the draining time, the zero
+// streak, the recent readings and the policy (Resume).
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/skewguard/skewguard/activities"
+	"github.com/skewguard/skewguard/internal/kube"
+	"github.com/skewguard/skewguard/internal/registry"
+)
+
+// a is how workflow code names activities: methods of a nil *Activities (the worker registers a
+// real one), so the compiler checks every name and signature.
+var a *activities.Activities
+
+// zeroReadingsToExpire is how many consecutive zero readings expire a Draining version.
+const zeroReadingsToExpire = 2
+
+// keptReadings is how many recent readings the state view (and continue-as-new) keeps.
+const keptReadings = 10
+
+// historyLimit continues as new even if the server never suggests it.
+const historyLimit = 20000
+
+// VersionLifecycle is the durable lifecycle of one version. See the package documentation for
+// the timing of Draining.
+func VersionLifecycle(ctx workflow.Context, in LifecycleInput) (LifecycleResult, error) {
+	if err := in.validate(); err != nil {
+		return LifecycleResult{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidInput, err)
+	}
+	w := newLifecycle(ctx, in)
+	if err := w.setup(ctx); err != nil {
+		return LifecycleResult{}, err
+	}
+	return w.run(ctx)
+}
+
+type lifecycle struct {
+	in     LifecycleInput
+	id     string
+	self   registry.Actor // the workflow itself, for its own decisions
+	logger log.Logger
+
+	versionID   int64
+	life        int
+	state       registry.State
+	transitions []StateChange
+	policy      activities.Policy
+
+	// Draining.
+	drainingAt time.Time
+	by         string
+	zeroStreak int
+	readings   []Reading
+	nextCheck  time.Time
+
+	waitingFor string
+	lastError  string
+	finalWhy   string
+	runs       int
+
+	actions     workflow.Channel // *action, from the update handlers
+	queued      int              // actions sent and not yet received
+	superseded  workflow.ReceiveChannel
+	forceExpire workflow.ReceiveChannel
+}
+
+func newLifecycle(ctx workflow.Context, in LifecycleInput) *lifecycle {
+	id := workflow.GetInfo(ctx).WorkflowExecution.ID
+	return &lifecycle{
+		in:          in,
+		id:          id,
+		self:        registry.Actor{Type: registry.ActorWorkflow, ID: id},
+		logger:      log.With(workflow.GetLogger(ctx), "version", in.Ref.String()),
+		state:       registry.Pending,
+		actions:     workflow.NewBufferedChannel(ctx, 64),
+		superseded:  workflow.GetSignalChannel(ctx, SignalSuperseded),
+		forceExpire: workflow.GetSignalChannel(ctx, SignalForceExpire),
+	}
+}
+
+// setup registers the query and update handlers and the search attributes.
+func (w *lifecycle) setup(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (StateView, error) { return w.view(), nil }); err != nil {
+		return err
+	}
+	for _, kind := range []string{UpdateExpire, UpdatePromote, UpdateApprove, UpdateReject} {
+		err := workflow.SetUpdateHandlerWithOptions(ctx, kind,
+			func(ctx workflow.Context, req ActionRequest) (ActionResult, error) { return w.submit(ctx, kind, req) },
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req ActionRequest) error {
+				return w.allowed(kind, req)
+			}})
+		if err != nil {
+			return err
+		}
+	}
+	if r := w.in.Resume; r != nil {
+		w.versionID, w.life, w.state = r.VersionID, r.Life, r.State
+		w.transitions = append([]StateChange(nil), r.Transitions...)
+		w.drainingAt, w.by, w.zeroStreak = r.DrainingAt, r.By, r.ZeroStreak
+		w.readings = append([]Reading(nil), r.Readings...)
+		w.policy, w.runs = r.Policy, r.Runs
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx,
+		NamespaceKey.ValueSet(w.in.Ref.Namespace), AppKey.ValueSet(w.in.Ref.App),
+		VersionKey.ValueSet(w.in.Ref.Label), StateKey.ValueSet(string(w.state)))
+}
+
+// run reads like the life of a version.
+func (w *lifecycle) run(ctx workflow.Context) (LifecycleResult, error) {
+	if w.in.Resume == nil {
+		if err := w.observe(ctx); err != nil {
+			return w.result(), err
+		}
+	}
+	for {
+		var err error
+		switch w.state {
+		case registry.Pending:
+			err = w.pending(ctx)
+		case registry.Staged:
+			err = w.staged(ctx)
+		case registry.Active:
+			err = w.active(ctx)
+		case registry.Draining:
+			err = w.draining(ctx)
+		default:
+			return w.finish(ctx)
+		}
+		if err != nil {
+			return w.result(), err
+		}
+	}
+}
+
+// observe records the version in the registry and adopts whatever state its live life is in
+// (a fresh Pending one, or further along when the workflow was restarted for a known version).
+func (w *lifecycle) observe(ctx workflow.Context) error {
+	var v registry.Version
+	err := workflow.ExecuteActivity(registryOptions(ctx, "record version"), a.Observe, activities.ObserveInput{
+		Ref: w.in.Ref, ServiceName: w.in.ServiceName, ServicePort: w.in.ServicePort,
+		PathPrefix: w.in.PathPrefix, Hostname: w.in.Hostname, WorkflowID: w.id, Actor: w.in.Actor,
+	}).Get(ctx, &v)
+	if err != nil {
+		return fmt.Errorf("record version %s: %w", w.in.Ref, err)
+	}
+	if err := w.loadPolicy(ctx); err != nil {
+		return err
+	}
+	w.versionID, w.life = v.ID, v.Life
+	w.adopt(ctx, v, w.in.Actor, "detected")
+	return nil
+}
+
+func (w *lifecycle) loadPolicy(ctx workflow.Context) error {
+	err := workflow.ExecuteActivity(registryOptions(ctx, "load policy"), a.LoadPolicy, w.in.Ref.AppRef()).Get(ctx, &w.policy)
+	if err != nil {
+		return fmt.Errorf("load policy of %s: %w", w.in.Ref.AppRef(), err)
+	}
+	return nil
+}
+
+// pending waits, bounded by the readiness timeout, for the version's Service to have a ready
+// endpoint that accepts connections; then the version is staged (approval required) or
+// activated. Expire (update or signal) ends the wait.
+func (w *lifecycle) pending(ctx workflow.Context) error {
+	deadline := workflow.Now(ctx).Add(w.policy.ReadinessTimeout)
+	w.setDetails(ctx, fmt.Sprintf("**Pending**: waiting for Service `%s` to have a ready endpoint that accepts connections, until %s (readiness timeout %s).",
+		w.in.ServiceName, stamp(deadline), w.policy.ReadinessTimeout))
+	actCtx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	ready := workflow.ExecuteActivity(readyOptions(actCtx, w.policy.ReadinessTimeout), a.WaitReady, activities.ReadyInput{
+		Ref: w.in.Ref, ServiceName: w.in.ServiceName, ServicePort: w.in.ServicePort, Deadline: deadline,
+	})
+	for w.state == registry.Pending {
+		ev := w.wait(ctx, time.Time{}, ready)
+		if ev.kind != eventFuture {
+			if err := w.handle(ctx, ev); err != nil {
+				return err
+			}
+			continue
+		}
+		var r kube.Readiness
+		if err := ready.Get(ctx, &r); err != nil {
+			return w.expire(ctx, w.self, fmt.Sprintf("not ready within the readiness timeout (%s): %s",
+				w.policy.ReadinessTimeout, failureMessage(err)))
+		}
+		if w.in.ServicePort == 0 && r.Port != 0 {
+			w.in.ServicePort = r.Port
+			if err := w.refreshPort(ctx); err != nil {
+				return err
+			}
+		}
+		reason := fmt.Sprintf("ready: %d endpoint(s), %s accepts connections", r.Endpoints, r.Probed)
+		if w.policy.RequireApproval {
+			return w.stage(ctx, reason)
+		}
+		return w.activate(ctx, w.self, reason)
+	}
+	return nil
+}
+
+// refreshPort records the Service port found while waiting, when none was detected (the
+// registry takes new values of a Pending version).
+func (w *lifecycle) refreshPort(ctx workflow.Context) error {
+	err := workflow.ExecuteActivity(registryOptions(ctx, "record Service port"), a.Observe, activities.ObserveInput{
+		Ref: w.in.Ref, ServiceName: w.in.ServiceName, ServicePort: w.in.ServicePort, WorkflowID: w.id, Actor: w.self,
+	}).Get(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record Service port of %s: %w", w.in.Ref, err)
+	}
+	return nil
+}
+
+// staged waits for an operator to approve or reject the version.
+func (w *lifecycle) staged(ctx workflow.Context) error {
+	w.setDetails(ctx, fmt.Sprintf("**Staged** since %s: reachable only by an explicit pin; waiting for the update `approve` (make it Active) or `reject` (expire it).",
+		stamp(w.since())))
+	for w.state == registry.Staged {
+		if err := w.handle(ctx, w.wait(ctx, time.Time{}, nil)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// active serves new sessions until a newer version supersedes this one.
+func (w *lifecycle) active(ctx workflow.Context) error {
+	w.setDetails(ctx, fmt.Sprintf("**Active** since %s: new sessions are routed here; waiting for a newer version to supersede it (signal `superseded`), or a manual action.",
+		stamp(w.since())))
+	for w.state == registry.Active {
+		if err := w.handle(ctx, w.wait(ctx, time.Time{}, nil)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// draining keeps the version for its pinned sessions until its traffic stops or max alive.
+func (w *lifecycle) draining(ctx workflow.Context) error {
+	for w.state == registry.Draining {
+		now := workflow.Now(ctx)
+		graceEnd, firstRead, maxAt := w.timeline()
+		if !now.Before(maxAt) {
+			return w.expire(ctx, w.self, fmt.Sprintf("max alive %s reached (draining since %s)", w.policy.MaxAlive, stamp(w.drainingAt)))
+		}
+		if now.Before(graceEnd) {
+			w.nextCheck = minTime(graceEnd, maxAt)
+			w.setDetails(ctx, fmt.Sprintf("**Draining** since %s (superseded by `%s`): grace period, no traffic checks until %s. Expires at the latest at %s (max alive %s).",
+				stamp(w.drainingAt), w.by, stamp(w.nextCheck), stamp(maxAt), w.policy.MaxAlive))
+			if ev := w.wait(ctx, w.nextCheck, nil); ev.kind != eventTimer {
+				if err := w.handle(ctx, ev); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if w.shouldContinueAsNew(ctx) {
+			if done, err := w.continueAsNew(ctx); done {
+				return err
+			}
+			continue
+		}
+		w.nextCheck = minTime(w.checkAfter(now, graceEnd, firstRead), maxAt)
+		w.setDetails(ctx, fmt.Sprintf("**Draining** since %s (superseded by `%s`): next traffic check at %s (zero readings in a row: %d of %d). Expires at the latest at %s (max alive %s).",
+			stamp(w.drainingAt), w.by, stamp(w.nextCheck), w.zeroStreak, zeroReadingsToExpire, stamp(maxAt), w.policy.MaxAlive))
+		if ev := w.wait(ctx, w.nextCheck, nil); ev.kind != eventTimer {
+			if err := w.handle(ctx, ev); err != nil {
+				return err
+			}
+			continue
+		}
+		now = workflow.Now(ctx)
+		if !now.Before(maxAt) || now.Before(firstRead) {
+			continue // max alive is handled at the top; before the window nothing is read
+		}
+		if w.check(ctx) {
+			return w.expire(ctx, w.self, fmt.Sprintf("no traffic: %d consecutive zero readings (last at %s)",
+				zeroReadingsToExpire, stamp(w.readings[len(w.readings)-1].At)))
+		}
+	}
+	return nil
+}
+
+// timeline returns when the grace period ends, when the first reading may be taken (grace end +
+// traffic window) and when max alive is reached.
+func (w *lifecycle) timeline() (graceEnd, firstRead, maxAt time.Time) {
+	graceEnd = w.drainingAt.Add(w.policy.GracePeriod)
+	return graceEnd, graceEnd.Add(w.policy.TrafficWindow), w.drainingAt.Add(w.policy.MaxAlive)
+}
+
+// checkAfter is the first check instant after now on the grid graceEnd + k·interval (k ≥ 1)
+// that is not before firstRead: checks inside the window would only wait, so they are skipped.
+func (w *lifecycle) checkAfter(now, graceEnd, firstRead time.Time) time.Time {
+	interval := w.policy.CheckInterval
+	k := now.Sub(graceEnd)/interval + 1
+	if lead := firstRead.Sub(graceEnd); graceEnd.Add(k * interval).Before(firstRead) {
+		k = (lead + interval - 1) / interval
+	}
+	return graceEnd.Add(k * interval)
+}
+
+// check takes one reading and reports whether the version has now had enough zero readings.
+func (w *lifecycle) check(ctx workflow.Context) bool {
+	var r activities.TrafficReading
+	err := workflow.ExecuteActivity(trafficOptions(ctx, w.policy.CheckInterval), a.ReadTraffic, activities.TrafficInput{
+		Ref: w.in.Ref, ServiceName: w.in.ServiceName, Window: w.policy.TrafficWindow, MaxAge: w.policy.CheckInterval / 2,
+	}).Get(ctx, &r)
+	reading := Reading{At: workflow.Now(ctx), RPS: r.RPS}
+	switch {
+	case err != nil:
+		reading.Verdict, reading.Error = VerdictFailed, failureMessage(err)
+	case !r.Found:
+		reading.Verdict = VerdictUnknown
+	case r.RPS == 0:
+		reading.Verdict = VerdictZero
+		w.zeroStreak++
+	default:
+		reading.Verdict = VerdictTraffic
+		w.zeroStreak = 0
+	}
+	w.readings = append(w.readings, reading)
+	if len(w.readings) > keptReadings {
+		w.readings = w.readings[len(w.readings)-keptReadings:]
+	}
+	return w.zeroStreak >= zeroReadingsToExpire
+}
+
+// shouldContinueAsNew is asked only where the loop holds no pending work.
+func (w *lifecycle) shouldContinueAsNew(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > historyLimit
+}
+
+// continueAsNew hands the Draining state to a new run, once every signal and update received
+// so far has been handled (done=false means something came in: handle it first).
+func (w *lifecycle) continueAsNew(ctx workflow.Context) (done bool, err error) {
+	if handled, err := w.settle(ctx); handled || err != nil {
+		return err != nil, err
+	}
+	next := w.in
+	next.Resume = &Resume{
+		VersionID: w.versionID, Life: w.life, State: w.state, Transitions: w.transitions,
+		DrainingAt: w.drainingAt, By: w.by, ZeroStreak: w.zeroStreak, Readings: w.readings,
+		Policy: w.policy, Runs: w.runs + 1,
+	}
+	w.logger.Info("continuing as new", "zeroStreak", w.zeroStreak, "runs", w.runs+1)
+	return true, workflow.NewContinueAsNewError(ctx, WorkflowType, next)
+}
+
+// finish answers whatever is still queued, and hands over to a new life of the label if one was
+// deployed while this one was expiring.
+func (w *lifecycle) finish(ctx workflow.Context) (LifecycleResult, error) {
+	w.setDetails(ctx, fmt.Sprintf("**Expired** at %s: %s", stamp(w.since()), w.finalWhy))
+	if _, err := w.settle(ctx); err != nil {
+		return w.result(), err
+	}
+	var newest registry.Version
+	err := workflow.ExecuteActivity(registryOptions(ctx, "look for a redeploy"), a.CurrentVersion, w.in.Ref).Get(ctx, &newest)
+	if err == nil && newest.ID != w.versionID && newest.State.Live() {
+		// The label was deployed again while this life was expiring: a Start with USE_EXISTING
+		// attached to this run, so this run carries on as the new life.
+		w.logger.Info("label redeployed while expiring: continuing as the new life", "life", newest.Life)
+		return w.result(), workflow.NewContinueAsNewError(ctx, WorkflowType, LifecycleInput{
+			Ref: w.in.Ref, ServiceName: newest.ServiceName, ServicePort: newest.ServicePort,
+			PathPrefix: newest.PathPrefix, Hostname: newest.Hostname,
+			Actor: registry.Actor{Type: registry.ActorSystem, Name: "redeploy"},
+		})
+	}
+	return w.result(), nil
+}
+
+func (w *lifecycle) result() LifecycleResult {
+	return LifecycleResult{Ref: w.in.Ref, VersionID: w.versionID, Life: w.life, State: w.state,
+		Reason: w.finalWhy, Transitions: w.transitions}
+}
+
+// since is when the current state began.
+func (w *lifecycle) since() time.Time {
+	if n := len(w.transitions); n > 0 {
+		return w.transitions[n-1].At
+	}
+	return time.Time{}
+}
+
+func (w *lifecycle) setDetails(ctx workflow.Context, details string) {
+	w.waitingFor = details
+	workflow.SetCurrentDetails(ctx, details)
+}
+
+func (w *lifecycle) view() StateView {
+	v := StateView{
+		Ref: w.in.Ref, VersionID: w.versionID, Life: w.life, State: w.state, Since: w.since(),
+		Transitions: w.transitions, Policy: w.policy, ZeroStreak: w.zeroStreak, Readings: w.readings,
+		WaitingFor: w.waitingFor, LastError: w.lastError, Runs: w.runs,
+	}
+	if w.state == registry.Draining {
+		graceEnd, firstRead, maxAt := w.timeline()
+		v.DrainingAt, v.SupersededBy = ptr(w.drainingAt), w.by
+		v.GraceEndsAt, v.FirstReadAt, v.MaxAliveAt = ptr(graceEnd), ptr(firstRead), ptr(maxAt)
+		if !w.nextCheck.IsZero() {
+			v.NextCheckAt = ptr(w.nextCheck)
+		}
+	}
+	return v
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func minTime(x, y time.Time) time.Time {
+	if y.Before(x) {
+		return y
+	}
+	return x
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "(unknown)"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000 MST")
+}
+
+// failureMessage is the innermost message of an activity failure (without the wrapping).
+func failureMessage(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Message()
+	}
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return "timed out (" + timeout.TimeoutType().String() + ")"
+	}
+	return err.Error()
+}

@@ -1,0 +1,77 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/skewguard/skewguard/activities"
+)
+
+// Errors no retry can fix; the workflow handles them itself.
+var permanent = []string{
+	activities.ErrTypeIllegalTransition,
+	activities.ErrTypeInvalidInput,
+	activities.ErrTypeNotFound,
+	activities.ErrTypeNotReady,
+	activities.ErrTypeNoTrafficSource,
+	activities.ErrTypeStaleLife,
+}
+
+// converge retries until the step succeeds: registry and Kubernetes writes must happen, and an
+// outage of PostgreSQL or the API server only delays them. The pending activity, its attempt
+// count and last failure are visible in the Temporal UI meanwhile.
+var converge = &temporal.RetryPolicy{
+	InitialInterval:        time.Second,
+	BackoffCoefficient:     2,
+	MaximumInterval:        time.Minute,
+	NonRetryableErrorTypes: permanent,
+}
+
+// registryOptions: one short transaction.
+func registryOptions(ctx workflow.Context, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         converge,
+		Summary:             summary,
+	})
+}
+
+// kubeOptions: a snapshot read, a render and a few API server writes.
+func kubeOptions(ctx workflow.Context, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         converge,
+		Summary:             summary,
+	})
+}
+
+// readyOptions: one long attempt that heartbeats every poll and gives up at the deadline by
+// itself; a lost worker is noticed within the heartbeat timeout and the attempt is retried.
+func readyOptions(ctx workflow.Context, left time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    left + time.Minute,
+		ScheduleToCloseTimeout: left + 2*time.Minute,
+		HeartbeatTimeout:       30 * time.Second,
+		RetryPolicy:            converge,
+		Summary:                "wait for ready endpoints",
+	})
+}
+
+// trafficOptions: a reading is worth a couple of quick attempts, not more: a failed reading
+// counts as nothing and the next check comes soon.
+func trafficOptions(ctx workflow.Context, interval time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    20 * time.Second,
+		ScheduleToCloseTimeout: max(30*time.Second, interval),
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        5 * time.Second,
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: permanent,
+		},
+		Summary: "read traffic",
+	})
+}

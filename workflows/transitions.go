@@ -1,0 +1,244 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/skewguard/skewguard/activities"
+	"github.com/skewguard/skewguard/internal/registry"
+)
+
+// refusal is a step the registry would not take (the version was not in the state the workflow
+// believed); the workflow has re-read the registry. It is reported to the operator who asked,
+// and never stops the workflow.
+type refusal struct{ msg string }
+
+func (r *refusal) Error() string { return r.msg }
+
+// activate makes the version Active (the registry makes its predecessor Draining in the same
+// transaction), writes the routes and tells the predecessor's workflow.
+func (w *lifecycle) activate(ctx workflow.Context, actor registry.Actor, reason string) error {
+	res, err := w.change(ctx, a.Activate, "activate", actor, reason)
+	if err != nil {
+		return w.refused(actor, err)
+	}
+	if err := w.adopt(ctx, res.Version, actor, reason); err != nil {
+		return err
+	}
+	w.syncRoutes(ctx, actor, reason)
+	if res.Previous != nil {
+		w.notifySuperseded(ctx, *res.Previous, actor, reason)
+	}
+	return nil
+}
+
+// promote makes a Draining version Active again; the current Active version becomes Draining
+// and its workflow is told.
+func (w *lifecycle) promote(ctx workflow.Context, actor registry.Actor, reason string) error {
+	res, err := w.change(ctx, a.Promote, "promote", actor, reason)
+	if err != nil {
+		return w.refused(actor, err)
+	}
+	if err := w.adopt(ctx, res.Version, actor, reason); err != nil {
+		return err
+	}
+	w.syncRoutes(ctx, actor, reason)
+	if res.Previous != nil {
+		w.notifySuperseded(ctx, *res.Previous, actor, reason)
+	}
+	return nil
+}
+
+// stage holds the version at the approval gate; it gets a pin rule.
+func (w *lifecycle) stage(ctx workflow.Context, reason string) error {
+	res, err := w.change(ctx, a.Stage, "stage", w.self, reason+"; approval required")
+	if err != nil {
+		return w.refused(w.self, err)
+	}
+	if err := w.adopt(ctx, res.Version, w.self, reason+"; approval required"); err != nil {
+		return err
+	}
+	w.syncRoutes(ctx, w.self, "staged")
+	return nil
+}
+
+// expire retires the version: registry, routes without it, then its workloads.
+func (w *lifecycle) expire(ctx workflow.Context, actor registry.Actor, reason string) error {
+	res, err := w.change(ctx, a.Expire, "expire", actor, reason)
+	if err != nil {
+		return w.refused(actor, err)
+	}
+	w.finalWhy = reason
+	if err := w.adopt(ctx, res.Version, actor, reason); err != nil {
+		return err
+	}
+	w.syncRoutes(ctx, actor, reason)
+	w.retire(ctx, actor, reason)
+	return nil
+}
+
+// refused passes a refusal back to the operator who asked for the step; a step the workflow
+// decided itself is nobody's error: the workflow has adopted the registry's state and carries on
+// from there.
+func (w *lifecycle) refused(actor registry.Actor, err error) error {
+	var r *refusal
+	if actor == w.self && errors.As(err, &r) {
+		w.logger.Warn("registry refused the lifecycle's own step", "error", r.msg)
+		return nil
+	}
+	return err
+}
+
+// enterDraining starts the draining clock at drainingAt (the registry's time of the change).
+func (w *lifecycle) enterDraining(ctx workflow.Context, drainingAt time.Time, by string, actor registry.Actor, reason string) error {
+	if err := w.loadPolicy(ctx); err != nil {
+		return err
+	}
+	w.drainingAt, w.by = drainingAt, by
+	w.zeroStreak, w.readings, w.nextCheck = 0, nil, time.Time{}
+	return w.enter(ctx, registry.Draining, drainingAt, actor, reason)
+}
+
+// change runs one registry transition of this life. A refusal by the registry re-reads the
+// registry and comes back as a *refusal; losing the life (a newer one exists, or none) ends
+// the lifecycle and also comes back as a *refusal. Other errors stop the workflow.
+func (w *lifecycle) change(ctx workflow.Context, step any, name string, actor registry.Actor, reason string) (activities.TransitionResult, error) {
+	var res activities.TransitionResult
+	err := workflow.ExecuteActivity(registryOptions(ctx, name), step, activities.TransitionInput{
+		Ref: w.in.Ref, VersionID: w.versionID, Actor: actor, Reason: reason, From: w.state,
+	}).Get(ctx, &res)
+	if err == nil {
+		return res, nil
+	}
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) {
+		return res, fmt.Errorf("%s %s: %w", name, w.in.Ref, err)
+	}
+	switch app.Type() {
+	case activities.ErrTypeIllegalTransition:
+		if err := w.resync(ctx); err != nil {
+			return res, err
+		}
+		return res, &refusal{fmt.Sprintf("cannot %s version %s: %s; it is %s", name, w.in.Ref.Label, app.Message(), w.state)}
+	case activities.ErrTypeStaleLife, activities.ErrTypeNotFound:
+		w.lost(ctx, app.Message())
+		return res, &refusal{fmt.Sprintf("cannot %s version %s: %s", name, w.in.Ref.Label, app.Message())}
+	}
+	return res, fmt.Errorf("%s %s: %w", name, w.in.Ref, err)
+}
+
+// resync adopts the registry's view of this life.
+func (w *lifecycle) resync(ctx workflow.Context) error {
+	var v registry.Version
+	err := workflow.ExecuteActivity(registryOptions(ctx, "re-read version"), a.CurrentVersion, w.in.Ref).Get(ctx, &v)
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) && app.Type() == activities.ErrTypeNotFound {
+		w.lost(ctx, app.Message())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("re-read version %s: %w", w.in.Ref, err)
+	}
+	if v.ID != w.versionID {
+		w.lost(ctx, fmt.Sprintf("the registry's newest life of %s is #%d, not #%d", w.in.Ref, v.Life, w.life))
+		return nil
+	}
+	return w.adopt(ctx, v, registry.Actor{Type: registry.ActorSystem, Name: "registry"}, "re-read from the registry")
+}
+
+// lost ends a lifecycle whose life the registry no longer has as its newest.
+func (w *lifecycle) lost(ctx workflow.Context, why string) {
+	w.logger.Warn("life no longer current in the registry: ending", "why", why)
+	w.finalWhy = why
+	_ = w.enter(ctx, registry.Expired, workflow.Now(ctx), registry.Actor{Type: registry.ActorSystem, Name: "registry"}, why)
+}
+
+// adopt takes the state of a registry row, with the registry's time of its last change.
+func (w *lifecycle) adopt(ctx workflow.Context, v registry.Version, actor registry.Actor, reason string) error {
+	if v.State == w.state && len(w.transitions) > 0 {
+		return nil
+	}
+	at := workflow.Now(ctx)
+	switch {
+	case v.State == registry.Pending:
+		at = v.PendingAt
+	case v.State == registry.Staged && v.StagedAt != nil:
+		at = *v.StagedAt
+	case v.State == registry.Active && v.ActiveAt != nil:
+		at = *v.ActiveAt
+	case v.State == registry.Expired && v.ExpiredAt != nil:
+		at = *v.ExpiredAt
+	case v.State == registry.Draining && v.DrainingAt != nil:
+		// Superseded since: its successor's signal will find it Draining and be ignored.
+		return w.enterDraining(ctx, *v.DrainingAt, orDefault(w.by, "a newer version"), actor, reason)
+	}
+	return w.enter(ctx, v.State, at, actor, reason)
+}
+
+// enter records a state change and publishes it to visibility.
+func (w *lifecycle) enter(ctx workflow.Context, state registry.State, at time.Time, actor registry.Actor, reason string) error {
+	w.state = state
+	w.transitions = append(w.transitions, StateChange{State: state, At: at, Actor: actor, Reason: reason})
+	w.logger.Info("state changed", "state", state, "at", at, "reason", reason)
+	return workflow.UpsertTypedSearchAttributes(ctx, StateKey.ValueSet(string(state)))
+}
+
+// syncRoutes writes the app's routes from the registry. Transient failures are retried by the
+// activity; a permanent one (the snapshot cannot be rendered) is recorded and the lifecycle goes
+// on: routing keeps its last good state.
+func (w *lifecycle) syncRoutes(ctx workflow.Context, actor registry.Actor, reason string) {
+	err := workflow.ExecuteActivity(kubeOptions(ctx, "write routes"), a.SyncRoutes, activities.SyncInput{
+		App: w.in.Ref.AppRef(), Cause: w.in.Ref, Actor: actor, Reason: reason,
+	}).Get(ctx, nil)
+	if err != nil {
+		w.lastError = "routes not written: " + failureMessage(err)
+		w.logger.Error("routes not written", "error", err)
+	}
+}
+
+// retire scales the version's Deployments to 0, or deletes its Deployments and Services.
+func (w *lifecycle) retire(ctx workflow.Context, actor registry.Actor, reason string) {
+	err := workflow.ExecuteActivity(kubeOptions(ctx, "retire workloads"), a.Retire, activities.RetireInput{
+		Ref: w.in.Ref, Delete: w.policy.AutoCleanup, Actor: actor, Reason: reason,
+	}).Get(ctx, nil)
+	if err != nil {
+		w.lastError = "workloads not retired: " + failureMessage(err)
+		w.logger.Error("workloads not retired", "error", err)
+	}
+}
+
+// notifySuperseded tells the version this one superseded that it is now Draining. A workflow
+// that no longer runs is not an error.
+func (w *lifecycle) notifySuperseded(ctx workflow.Context, prev registry.Version, actor registry.Actor, reason string) {
+	if prev.ID == w.versionID || prev.DrainingAt == nil {
+		return
+	}
+	id := prev.WorkflowID
+	if id == "" {
+		id = WorkflowID(prev.Ref())
+	}
+	sig := Superseded{VersionID: prev.ID, DrainingAt: *prev.DrainingAt, By: w.in.Ref.Label, Actor: actor,
+		Reason: fmt.Sprintf("superseded by %s (%s)", w.in.Ref.Label, reason)}
+	err := workflow.SignalExternalWorkflow(ctx, id, "", SignalSuperseded, sig).Get(ctx, nil)
+	var unknown *temporal.UnknownExternalWorkflowExecutionError
+	switch {
+	case errors.As(err, &unknown):
+		w.logger.Info("superseded version has no running workflow", "workflowId", id)
+	case err != nil:
+		w.logger.Warn("could not signal the superseded version", "workflowId", id, "error", err)
+	}
+}
+
+// audit appends an entry that is not a state change; a failure is logged only.
+func (w *lifecycle) audit(ctx workflow.Context, event string, actor registry.Actor, reason string) {
+	err := workflow.ExecuteActivity(registryOptions(ctx, "audit"), a.Audit, activities.AuditInput{
+		Ref: w.in.Ref, Event: event, Actor: actor, Reason: reason,
+	}).Get(ctx, nil)
+	if err != nil {
+		w.logger.Warn("audit not written", "event", event, "error", err)
+	}
+}
