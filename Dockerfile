@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The skewguard image: one static binary on distroless, running as an unprivileged user.
-#   docker build --build-arg VERSION=$(git describe --tags --always) -t skewguard .
+#   docker build --build-arg VERSION=$(git describe --tags --always) --build-arg COMMIT=$(git rev-parse HEAD) -t skewguard .
 # The build stage runs on the builder's own platform and cross-compiles, so multi-platform builds
 # (docker buildx build --platform linux/amd64,linux/arm64) need no emulation.
 
@@ -11,12 +11,14 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY . .
 ARG VERSION=dev
+# The commit, since .git stays out of the build context: --build-arg COMMIT=$(git rev-parse HEAD).
+ARG COMMIT=
 ARG TARGETOS=linux
 ARG TARGETARCH
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags "-s -w -X github.com/skewguard/skewguard/internal/buildinfo.Version=$VERSION" \
+    go build -trimpath -ldflags "-s -w -X github.com/skewguard/skewguard/internal/buildinfo.Version=$VERSION -X github.com/skewguard/skewguard/internal/buildinfo.Commit=$COMMIT" \
       -o /out/skewguard ./cmd/skewguard
 
 # static: no libc, no shell, CA certificates and /etc/passwd only; :nonroot is uid 65532.

@@ -124,6 +124,9 @@ func TestComposeServices(t *testing.T) {
 			s := service(t, p, name)
 			assert.Equal(t, "skewguard:local", s.Image, name)
 			assert.Equal(t, types.ShellCommand{command}, s.Command, name)
+			assert.True(t, s.ReadOnly, "%s: read-only root filesystem", name)
+			assert.Equal(t, []string{"ALL"}, s.CapDrop, name)
+			assert.Contains(t, s.SecurityOpt, "no-new-privileges:true", name)
 			if s.HealthCheck != nil {
 				assert.Equal(t, types.HealthCheckTest{"CMD", "/usr/local/bin/skewguard", "healthcheck"}, s.HealthCheck.Test, name)
 			}

@@ -146,6 +146,8 @@ func TestDockerfile(t *testing.T) {
 			args = append(args, in.args)
 		}
 		assert.Contains(t, args, "VERSION=dev", "VERSION is a build argument with a default")
+		assert.Contains(t, args, "COMMIT=", "COMMIT is a build argument (.git is not in the context)")
+		assert.Contains(t, m[1], "-X github.com/skewguard/skewguard/internal/buildinfo.Commit=$COMMIT")
 	})
 
 	t.Run("runtime stage", func(t *testing.T) {
@@ -185,7 +187,7 @@ func TestBinaryIsStatic(t *testing.T) {
 	run := buildCommand(t, stages[0])
 	m := ldflagsRE.FindStringSubmatch(run)
 	require.NotNil(t, m)
-	ldflags := strings.ReplaceAll(m[1], "$VERSION", "deploytest-static")
+	ldflags := strings.NewReplacer("$VERSION", "deploytest-static", "$COMMIT", "0123abcd").Replace(m[1])
 
 	out := filepath.Join(t.TempDir(), "skewguard")
 	cmd := exec.Command(goTool(), "build", "-trimpath", "-ldflags", ldflags, "-o", out, "./cmd/skewguard")
@@ -209,4 +211,5 @@ func TestBinaryIsStatic(t *testing.T) {
 	version, err := exec.Command(out, "version").CombinedOutput()
 	require.NoError(t, err, string(version))
 	assert.Contains(t, string(version), "deploytest-static", "the version is stamped through -X")
+	assert.Contains(t, string(version), "commit 0123abcd", "the commit is stamped through -X")
 }
