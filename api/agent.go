@@ -1,0 +1,230 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skewguard/skewguard/internal/auth"
+	"github.com/skewguard/skewguard/internal/detect"
+	"github.com/skewguard/skewguard/internal/metrics"
+	"github.com/skewguard/skewguard/internal/registry"
+)
+
+// InstanceRequest is the body watt-extra sends to register (it may send more; extra fields
+// are ignored, because the agent adds fields across releases).
+type InstanceRequest struct {
+	PodID             string `json:"podId,omitempty"`
+	APIVersion        string `json:"apiVersion,omitempty"`
+	ApplicationName   string `json:"applicationName,omitempty"`
+	BuildDeploymentID string `json:"buildDeploymentId,omitempty"`
+}
+
+// InstanceResponse is what watt-extra needs back. ApplicationID is required by the agent (it
+// never retries a 2xx without one); DeploymentVersion becomes PLT_DEPLOYMENT_VERSION in the
+// app's workers and is left out when skewguard does not track the pod's version. No optional
+// ICC service (compliance, cron, scaler...) is advertised, so the agent never calls one.
+type InstanceResponse struct {
+	ApplicationID     string `json:"applicationId"`
+	ApplicationName   string `json:"applicationName"`
+	DeploymentVersion string `json:"deploymentVersion,omitempty"`
+}
+
+// registerInstance is POST /control-plane/pods/{podId}/instance.
+func (s *Server) registerInstance(w http.ResponseWriter, r *http.Request) {
+	podID := mux.Vars(r)["podId"]
+	caller, ok := s.podCaller(w, r)
+	if !ok {
+		return
+	}
+	var req InstanceRequest
+	if err := decodeLenient(w, r, &req); err != nil {
+		decodeError(w, err)
+		return
+	}
+	if req.PodID != "" && req.PodID != podID {
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "podId %q in the body differs from %q in the path", req.PodID, podID)
+		return
+	}
+	pod, ok := s.resolvePod(w, podID, caller)
+	if !ok {
+		return
+	}
+	res, err := s.opts.Detector.Detect(r.Context(), pod, detect.SourceAgent, detect.Hint{ApplicationName: req.ApplicationName})
+	if err != nil || res.Outcome == metrics.OutcomeNoService {
+		// The pod's labels already say what it runs, so it gets its answer and boots; the
+		// detection itself is retried in the background.
+		s.retry(pod)
+	}
+	if req.BuildDeploymentID != "" && res.DeploymentVersion != "" && req.BuildDeploymentID != res.DeploymentVersion {
+		s.log.Debug("build deployment id differs from the version label", "pod", pod.Namespace+"/"+pod.Name,
+			"buildDeploymentId", req.BuildDeploymentID, "version", res.DeploymentVersion)
+	}
+	writeJSON(w, http.StatusOK, InstanceResponse{
+		ApplicationID:     res.ApplicationID,
+		ApplicationName:   res.AppName,
+		DeploymentVersion: res.DeploymentVersion,
+	})
+}
+
+// saveInstanceState is POST /control-plane/pods/{podId}/instance/state: the agent reports its
+// services and runtime metadata, stored as is on the pod's row. The agent needs a JSON answer.
+func (s *Server) saveInstanceState(w http.ResponseWriter, r *http.Request) {
+	podID := mux.Vars(r)["podId"]
+	caller, ok := s.podCaller(w, r)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, agentBodyLimit))
+	if err != nil {
+		decodeError(w, err)
+		return
+	}
+	state, err := compactObject(body)
+	if err != nil {
+		decodeError(w, err)
+		return
+	}
+	pod, ok := s.resolvePod(w, podID, caller)
+	if !ok {
+		return
+	}
+	if err := s.opts.Registry.UpsertPod(r.Context(), registry.Pod{ID: pod.Name, Namespace: pod.Namespace, Metadata: state}); err != nil {
+		s.log.Error("store pod state", "pod", pod.Namespace+"/"+pod.Name, "error", err)
+		writeError(w, http.StatusServiceUnavailable, CodeRegistryUnavailable, "the pod's state could not be stored; retry later")
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) retry(pod *corev1.Pod) {
+	if s.opts.Retry != nil {
+		s.opts.Retry(pod)
+	}
+}
+
+// decodeLenient decodes the agent's JSON object, ignoring fields we do not know. An empty
+// body counts as an empty object.
+func decodeLenient(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, agentBodyLimit))
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	if _, err := compactObject(body); err != nil {
+		return err
+	}
+	return json.Unmarshal(body, v)
+}
+
+// compactObject checks that body is one JSON object and returns it compacted. An empty body is
+// an empty object.
+func compactObject(body []byte) (json.RawMessage, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return json.RawMessage("{}"), nil
+	}
+	if body[0] != '{' {
+		return nil, errors.New("the body must be a JSON object")
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, body); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// podCaller authenticates a request of the agent. With pod authentication on, the caller must
+// bring a service-account token bound to a pod; it answers 401 or 403 itself otherwise. With it
+// off, the returned identity is the zero one.
+func (s *Server) podCaller(w http.ResponseWriter, r *http.Request) (*auth.PodIdentity, bool) {
+	if s.opts.InsecureSkipPodAuth {
+		return nil, true
+	}
+	id, ok := s.authenticate(w, r)
+	if !ok {
+		return nil, false
+	}
+	pod, ok := id.Pod()
+	if !ok {
+		writeError(w, http.StatusForbidden, CodeNotPodToken,
+			"registration needs the pod's own bound service-account token; %q is not one", id.Username)
+		return nil, false
+	}
+	return &pod, true
+}
+
+// authenticate turns the request's bearer token into an identity, answering 401 or 503 itself.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Identity, bool) {
+	token, ok := auth.BearerToken(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="skewguard"`)
+		writeError(w, http.StatusUnauthorized, CodeUnauthenticated, "a bearer token is required")
+		return auth.Identity{}, false
+	}
+	id, err := s.opts.Authenticator.Authenticate(r.Context(), token)
+	switch {
+	case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrNoToken):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="skewguard", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, CodeUnauthenticated, "the token was not accepted by the Kubernetes API server")
+		return auth.Identity{}, false
+	case err != nil:
+		s.log.Error("token review failed", "error", err)
+		writeError(w, http.StatusServiceUnavailable, CodeAuthUnavailable, "the token could not be verified; retry later")
+		return auth.Identity{}, false
+	}
+	return id, true
+}
+
+// resolvePod finds the pod named podID in the informer cache. With a caller, it looks in the
+// caller's namespace only and requires that the token was issued for exactly that pod (same
+// name and UID); without one (pod authentication off) the name must be unambiguous.
+func (s *Server) resolvePod(w http.ResponseWriter, podID string, caller *auth.PodIdentity) (*corev1.Pod, bool) {
+	if !validDNSSubdomain(podID) {
+		writeError(w, http.StatusBadRequest, CodeInvalidPath, "%q is not a pod name", podID)
+		return nil, false
+	}
+	var found []*corev1.Pod
+	for _, p := range s.opts.Pods.PodsNamed(podID) {
+		if caller == nil || p.Namespace == caller.Namespace {
+			found = append(found, p)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		where := "any watched namespace"
+		if caller != nil {
+			where = "namespace " + caller.Namespace
+		}
+		writeError(w, http.StatusNotFound, CodePodNotFound, "no pod %q in %s", podID, where)
+		return nil, false
+	case len(found) > 1:
+		namespaces := make([]string, len(found))
+		for i, p := range found {
+			namespaces[i] = p.Namespace
+		}
+		writeError(w, http.StatusConflict, CodeAmbiguousPod, "pod %q exists in namespaces %s; authenticate with its token to choose",
+			podID, strings.Join(namespaces, ", "))
+		return nil, false
+	}
+	pod := found[0]
+	if caller != nil {
+		if caller.Name != pod.Name {
+			writeError(w, http.StatusForbidden, CodePodMismatch, "the token belongs to pod %q, not %q", caller.Name, pod.Name)
+			return nil, false
+		}
+		if caller.UID != string(pod.UID) {
+			writeError(w, http.StatusForbidden, CodePodMismatch, "the token was issued for another pod named %q (uid %s)", pod.Name, caller.UID)
+			return nil, false
+		}
+	}
+	return pod, true
+}

@@ -1,0 +1,111 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Error is the body of every error answer: a stable snake_case code for programs and a message
+// for people.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Stable error codes.
+const (
+	CodeUnauthenticated     = "unauthenticated"      // 401: no token, or the API server refused it
+	CodeForbidden           = "forbidden"            // 403: RBAC denied the call
+	CodeNotPodToken         = "not_pod_token"        // 403: registration with a token not bound to a pod
+	CodePodMismatch         = "pod_mismatch"         // 403: the token belongs to another pod
+	CodeApplicationMismatch = "application_mismatch" // 403: the applicationId is not the caller's
+	CodeInvalidJSON         = "invalid_json"         // 400
+	CodeInvalidPath         = "invalid_path"         // 400: a path parameter is malformed
+	CodeInvalidRequest      = "invalid_request"      // 400: well-formed JSON with bad values
+	CodeInvalidPolicy       = "invalid_policy"       // 400
+	CodeBodyTooLarge        = "body_too_large"       // 413
+	CodeUnsupportedMedia    = "unsupported_media"    // 415
+	CodePodNotFound         = "pod_not_found"        // 404
+	CodeAmbiguousPod        = "ambiguous_pod"        // 409: same pod name in several namespaces, no token to choose
+	CodeVersionNotFound     = "version_not_found"    // 404
+	CodeNotFound            = "not_found"            // 404: no such route
+	CodeMethodNotAllowed    = "method_not_allowed"   // 405
+	CodeActionRejected      = "action_rejected"      // 409: the workflow's validator refused the action
+	CodeWorkflowNotRunning  = "workflow_not_running" // 409: the version's workflow is not running
+	CodeAuthUnavailable     = "auth_unavailable"     // 503: TokenReview/SubjectAccessReview could not be made
+	CodeRegistryUnavailable = "registry_unavailable" // 503: PostgreSQL
+	CodeTemporalUnavailable = "temporal_unavailable" // 503: Temporal
+	CodeInternal            = "internal_error"       // 500
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, format string, args ...any) {
+	writeJSON(w, status, Error{Code: code, Message: fmt.Sprintf(format, args...)})
+}
+
+// decodeError answers a body that could not be decoded.
+func decodeError(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "request body is larger than %d bytes", tooBig.Limit)
+		return
+	}
+	writeError(w, http.StatusBadRequest, CodeInvalidJSON, "request body is not valid JSON: %v", err)
+}
+
+// decodeStrict decodes one JSON value from r's body into v, rejecting unknown fields and
+// trailing data. An empty body leaves v as it is when allowEmpty.
+func decodeStrict(w http.ResponseWriter, r *http.Request, limit int64, v any, allowEmpty bool) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		return errUnsupportedMedia
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		return err
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return errors.New("the body is empty")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("unexpected data after the JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+var errUnsupportedMedia = errors.New("content type must be application/json")
+
+func isJSON(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// answerDecodeError writes the right answer for an error of decodeStrict.
+func answerDecodeError(w http.ResponseWriter, err error) {
+	if errors.Is(err, errUnsupportedMedia) {
+		writeError(w, http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "%v", err)
+		return
+	}
+	decodeError(w, err)
+}

@@ -1,0 +1,410 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/skewguard/skewguard/internal/auth"
+	"github.com/skewguard/skewguard/internal/registry"
+)
+
+// Limits of the management requests.
+const (
+	maxReasonLength = 1024
+	maxBulkVersions = 100
+	maxAuditLimit   = 1000
+)
+
+// AppList is the answer of GET /api/v1/apps.
+type AppList struct {
+	Apps []registry.Application `json:"apps"`
+}
+
+// VersionList is the answer of GET …/versions: every life of every label, newest first.
+type VersionList struct {
+	App      registry.AppRef    `json:"app"`
+	Versions []registry.Version `json:"versions"`
+}
+
+// AuditList is the answer of the audit endpoints, oldest entry first.
+type AuditList struct {
+	Entries []registry.AuditEntry `json:"entries"`
+}
+
+// ActionBody is the optional body of promote, expire, approve and reject.
+type ActionBody struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// ActionOutcome is the answer of one action.
+type ActionOutcome struct {
+	Version string         `json:"version"`
+	OK      bool           `json:"ok"`
+	State   registry.State `json:"state,omitempty"`
+	Message string         `json:"message,omitempty"`
+	Error   *Error         `json:"error,omitempty"`
+}
+
+// BulkExpireBody is the body of POST …/expire.
+type BulkExpireBody struct {
+	Versions []string `json:"versions"`
+	Reason   string   `json:"reason,omitempty"`
+}
+
+// ThresholdBody is the body of POST …/threshold: expire every live version deployed longer ago
+// than OlderThan (a Go duration, or whole days like "7d"), except the Active one.
+type ThresholdBody struct {
+	OlderThan string `json:"olderThan"`
+	Reason    string `json:"reason,omitempty"`
+	DryRun    bool   `json:"dryRun,omitempty"`
+}
+
+// Skipped is a live version a threshold left alone, and why.
+type Skipped struct {
+	Version string `json:"version"`
+	Reason  string `json:"reason"`
+}
+
+// BulkResult is the answer of bulk expire and threshold. Failed counts the versions whose
+// action failed; the status is 200 either way, the details are per version.
+type BulkResult struct {
+	Cutoff  *time.Time      `json:"cutoff,omitempty"`
+	DryRun  bool            `json:"dryRun,omitempty"`
+	Results []ActionOutcome `json:"results"`
+	Skipped []Skipped       `json:"skipped,omitempty"`
+	Failed  int             `json:"failed"`
+}
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
+	apps, err := s.opts.Registry.ListApps(r.Context())
+	if err != nil {
+		s.registryError(w, err)
+		return
+	}
+	visible, err := s.visibleNamespaces(r, apps)
+	if err != nil {
+		s.log.Error("authorize list of apps", "error", err)
+		writeError(w, http.StatusServiceUnavailable, CodeAuthUnavailable, "access could not be checked; retry later")
+		return
+	}
+	out := AppList{Apps: []registry.Application{}}
+	for _, a := range apps {
+		if visible(a.Namespace) {
+			out.Apps = append(out.Apps, a)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) {
+	app, _ := appRef(w, r) // checked by authorized
+	vs, err := s.opts.Registry.ListVersions(r.Context(), app)
+	if err != nil {
+		s.registryError(w, err)
+		return
+	}
+	if vs == nil {
+		vs = []registry.Version{}
+	}
+	writeJSON(w, http.StatusOK, VersionList{App: app, Versions: vs})
+}
+
+func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) {
+	ref, ok := versionRef(w, r)
+	if !ok {
+		return
+	}
+	v, err := s.opts.Registry.GetVersion(r.Context(), ref)
+	if err != nil {
+		s.registryError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) versionAudit(w http.ResponseWriter, r *http.Request) {
+	ref, ok := versionRef(w, r)
+	if !ok {
+		return
+	}
+	entries, err := s.opts.Registry.Audit(r.Context(), ref)
+	if err != nil {
+		s.registryError(w, err)
+		return
+	}
+	if entries == nil {
+		entries = []registry.AuditEntry{}
+	}
+	writeJSON(w, http.StatusOK, AuditList{Entries: entries})
+}
+
+func (s *Server) appAudit(w http.ResponseWriter, r *http.Request) {
+	app, _ := appRef(w, r)
+	limit := registry.DefaultAuditLimit
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > maxAuditLimit {
+			writeError(w, http.StatusBadRequest, CodeInvalidRequest, "limit must be a whole number from 1 to %d", maxAuditLimit)
+			return
+		}
+		limit = n
+	}
+	entries, err := s.opts.Registry.AppAudit(r.Context(), app, limit)
+	if err != nil {
+		s.registryError(w, err)
+		return
+	}
+	if entries == nil {
+		entries = []registry.AuditEntry{}
+	}
+	writeJSON(w, http.StatusOK, AuditList{Entries: entries})
+}
+
+func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
+	app, _ := appRef(w, r)
+	p, err := s.opts.Registry.GetPolicy(r.Context(), app)
+	if err != nil {
+		s.registryError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
+	app, _ := appRef(w, r)
+	var p registry.Policy
+	if err := decodeStrict(w, r, apiBodyLimit, &p, false); err != nil {
+		answerDecodeError(w, err)
+		return
+	}
+	if err := s.opts.Registry.PutPolicy(r.Context(), app, p); err != nil {
+		if errors.Is(err, registry.ErrInvalid) {
+			writeError(w, http.StatusBadRequest, CodeInvalidPolicy, "%v", err)
+			return
+		}
+		s.registryError(w, err)
+		return
+	}
+	s.log.Info("policy replaced", "app", app.String(), "by", caller(r.Context()).Username)
+	writeJSON(w, http.StatusOK, p)
+}
+
+// act is POST …/versions/{version}/<action>.
+func (s *Server) act(action Action) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ref, ok := versionRef(w, r)
+		if !ok {
+			return
+		}
+		var body ActionBody
+		if err := decodeStrict(w, r, apiBodyLimit, &body, true); err != nil {
+			answerDecodeError(w, err)
+			return
+		}
+		if err := checkReason(body.Reason); err != nil {
+			writeError(w, http.StatusBadRequest, CodeInvalidRequest, "%v", err)
+			return
+		}
+		out, status := s.runAction(r.Context(), ref, action, body.Reason)
+		if !out.OK {
+			writeJSON(w, status, out.Error)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func (s *Server) bulkExpire(w http.ResponseWriter, r *http.Request) {
+	app, _ := appRef(w, r)
+	var body BulkExpireBody
+	if err := decodeStrict(w, r, apiBodyLimit, &body, false); err != nil {
+		answerDecodeError(w, err)
+		return
+	}
+	if err := body.check(); err != nil {
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "%v", err)
+		return
+	}
+	res := BulkResult{Results: []ActionOutcome{}}
+	for _, label := range body.Versions {
+		ref := registry.VersionRef{Namespace: app.Namespace, App: app.Name, Label: label}
+		out, _ := s.runAction(r.Context(), ref, ActionExpire, body.Reason)
+		res.add(out)
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (b BulkExpireBody) check() error {
+	if len(b.Versions) == 0 {
+		return errors.New("versions must list at least one version")
+	}
+	if len(b.Versions) > maxBulkVersions {
+		return fmt.Errorf("at most %d versions at once, got %d", maxBulkVersions, len(b.Versions))
+	}
+	seen := make(map[string]bool, len(b.Versions))
+	for _, v := range b.Versions {
+		if err := checkVersionLabel(v); err != nil {
+			return err
+		}
+		if seen[v] {
+			return fmt.Errorf("version %q is listed twice", v)
+		}
+		seen[v] = true
+	}
+	return checkReason(b.Reason)
+}
+
+func (s *Server) threshold(w http.ResponseWriter, r *http.Request) {
+	app, _ := appRef(w, r)
+	var body ThresholdBody
+	if err := decodeStrict(w, r, apiBodyLimit, &body, false); err != nil {
+		answerDecodeError(w, err)
+		return
+	}
+	age, err := ParseAge(body.OlderThan)
+	if err == nil {
+		err = checkReason(body.Reason)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "%v", err)
+		return
+	}
+	vs, err := s.opts.Registry.ListVersions(r.Context(), app)
+	if err != nil {
+		s.registryError(w, err)
+		return
+	}
+	cutoff := time.Now().Add(-age).UTC()
+	res := BulkResult{Cutoff: &cutoff, DryRun: body.DryRun, Results: []ActionOutcome{}}
+	reason := body.Reason
+	if reason == "" {
+		reason = "threshold: deployed more than " + body.OlderThan + " ago"
+	}
+	for _, v := range vs {
+		switch {
+		case !v.State.Live() || !v.PendingAt.Before(cutoff):
+			continue
+		case v.State == registry.Active:
+			res.Skipped = append(res.Skipped, Skipped{Version: v.Label, Reason: "the Active version is never expired by a threshold"})
+		case body.DryRun:
+			res.Results = append(res.Results, ActionOutcome{Version: v.Label, OK: true, State: v.State, Message: "would expire"})
+		default:
+			out, _ := s.runAction(r.Context(), v.Ref(), ActionExpire, reason)
+			res.add(out)
+		}
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (res *BulkResult) add(out ActionOutcome) {
+	res.Results = append(res.Results, out)
+	if !out.OK {
+		res.Failed++
+	}
+}
+
+// runAction acts on one version through its workflow and reports the outcome with the HTTP
+// status it deserves on its own. Expiring an expired version succeeds and changes nothing.
+func (s *Server) runAction(ctx context.Context, ref registry.VersionRef, action Action, reason string) (ActionOutcome, int) {
+	out := ActionOutcome{Version: ref.Label}
+	fail := func(status int, code, format string, args ...any) (ActionOutcome, int) {
+		out.Error = &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+		return out, status
+	}
+	v, err := s.opts.Registry.GetVersion(ctx, ref)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return fail(http.StatusNotFound, CodeVersionNotFound, "version %s not found", ref)
+	case err != nil:
+		s.log.Error("registry read failed", "version", ref.String(), "error", err)
+		return fail(http.StatusServiceUnavailable, CodeRegistryUnavailable, "the registry is unavailable; retry later")
+	case v.State == registry.Expired && action == ActionExpire:
+		out.OK, out.State, out.Message = true, registry.Expired, "already expired"
+		return out, http.StatusOK
+	case v.State == registry.Expired:
+		return fail(http.StatusConflict, CodeActionRejected, "version %s is expired: it cannot be %s", ref.Label, pastTense(action))
+	}
+	id := caller(ctx)
+	res, err := s.opts.Lifecycle.Act(ctx, ref, action, ActionRequest{
+		Actor:  registry.Actor{Type: registry.ActorUser, ID: id.Username, Name: id.Username},
+		Reason: reason,
+	})
+	var rejected *RejectedError
+	switch {
+	case errors.As(err, &rejected):
+		return fail(http.StatusConflict, CodeActionRejected, "%s", rejected.Message)
+	case errors.Is(err, ErrWorkflowNotRunning):
+		return fail(http.StatusConflict, CodeWorkflowNotRunning, "version %s has no running workflow (state %s)", ref.Label, v.State)
+	case err != nil:
+		s.log.Error("version action failed", "version", ref.String(), "action", string(action), "error", err)
+		return fail(http.StatusServiceUnavailable, CodeTemporalUnavailable, "the action could not be run; retry later")
+	}
+	s.log.Info("version action", "version", ref.String(), "action", string(action), "by", id.Username, "state", string(res.State))
+	out.OK, out.State, out.Message = true, res.State, res.Message
+	return out, http.StatusOK
+}
+
+func pastTense(a Action) string {
+	if strings.HasSuffix(string(a), "e") {
+		return string(a) + "d"
+	}
+	return string(a) + "ed"
+}
+
+func checkReason(reason string) error {
+	if len(reason) > maxReasonLength {
+		return fmt.Errorf("reason is longer than %d bytes", maxReasonLength)
+	}
+	return nil
+}
+
+// ParseAge parses a threshold age: a Go duration ("90m", "2h") or whole days ("7d"). It must be
+// positive.
+func ParseAge(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("olderThan is required, e.g. \"2h\" or \"7d\"")
+	}
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 || n > 3650 {
+			return 0, fmt.Errorf("olderThan %q is not a whole number of days from 1 to 3650", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("olderThan %q is not a duration like \"2h\" or \"7d\"", s)
+		}
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("olderThan %q must be positive", s)
+	}
+	return d, nil
+}
+
+func (s *Server) registryError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		writeError(w, http.StatusNotFound, CodeVersionNotFound, "%v", err)
+	case errors.Is(err, registry.ErrInvalid):
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "%v", err)
+	default:
+		s.log.Error("registry call failed", "error", err)
+		writeError(w, http.StatusServiceUnavailable, CodeRegistryUnavailable, "the registry is unavailable; retry later")
+	}
+}
+
+// caller is the authenticated identity of a management request.
+func caller(ctx context.Context) auth.Identity {
+	id, _ := ctx.Value(callerKey{}).(auth.Identity)
+	return id
+}
+
+type callerKey struct{}
