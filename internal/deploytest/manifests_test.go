@@ -1,13 +1,8 @@
 package deploytest
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -21,45 +16,18 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/skewguard/skewguard/internal/config"
+	"github.com/skewguard/skewguard/internal/deploytest/charttest"
 )
 
-// repoRoot is the module root, found by walking up to go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	require.NoError(t, err)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		require.NotEqual(t, dir, parent, "no go.mod above the test's directory")
-		dir = parent
-	}
-}
+func repoRoot(t testing.TB) string { return charttest.RepoRoot(t) }
 
 // manifests is a parsed multi-document YAML stream of Kubernetes objects.
 type manifests []*unstructured.Unstructured
 
 func parseManifests(t testing.TB, data []byte) manifests {
-	t.Helper()
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var out manifests
-	for {
-		var obj map[string]any
-		err := dec.Decode(&obj)
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		require.NoError(t, err, "decode manifests")
-		if len(obj) == 0 { // an empty document, e.g. a template rendered to nothing
-			continue
-		}
-		out = append(out, &unstructured.Unstructured{Object: obj})
-	}
+	return manifests(charttest.Objects(t, data))
 }
 
 // get returns the object of that kind and name, failing the test when there is none.

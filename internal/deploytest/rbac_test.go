@@ -5,8 +5,6 @@ package deploytest
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,22 +15,19 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/klog/v2"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/skewguard/skewguard/internal/auth"
+	"github.com/skewguard/skewguard/internal/deploytest/charttest"
 	"github.com/skewguard/skewguard/internal/detect"
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/routes"
@@ -46,66 +41,22 @@ import (
 
 const rbacApp = "myapp"
 
-// rbacRelease is the chart's RBAC, applied for real, and a kubeconfig of its ServiceAccount.
+// rbacRelease is the chart's RBAC, installed for real with skew protection and auto-cleanup on
+// (the most a release is ever granted), and the admin's view of the cluster.
 type rbacRelease struct {
-	c          *cluster
-	role       *rbacv1.ClusterRole // as the chart renders it
-	kubeconfig string
-	token      string
-	saNS       string
-	saName     string
+	*charttest.RBAC
+	c *cluster
 }
 
-// installRBAC renders the chart with skew protection and auto-cleanup on (the most a release
-// is ever granted), creates its ServiceAccount, ClusterRole and ClusterRoleBinding, and writes a
-// kubeconfig that authenticates as the ServiceAccount with a TokenRequest token.
 func installRBAC(t *testing.T) *rbacRelease {
 	t.Helper()
-	ctx := context.Background()
-	c := connect(t)
-	ns := c.namespace(t, "sg-rbac")
-	release := "sg-rbac-" + randomSuffix(t)
-	m := render(t, release, ns,
+	rbac := charttest.InstallRBAC(t, time.Hour,
 		"--set", "services.icc.features.skew_protection.enable=true",
 		"--set", "services.icc.skew_protection.auto_cleanup=true",
 		"--set", "gateway.parentRefs[0].namespace=gateway-system",
 		"--set", "gateway.parentRefs[0].name=public",
 	)
-	fullname := release + "-skewguard"
-	sa := m.get(t, "ServiceAccount", fullname)
-	role := m.get(t, "ClusterRole", fullname)
-	binding := m.get(t, "ClusterRoleBinding", fullname)
-	for _, o := range []*unstructured.Unstructured{sa, role, binding} {
-		require.NoError(t, c.apply(ctx, t, o, false), "create %s %s", o.GetKind(), o.GetName())
-	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		_ = c.kube.RbacV1().ClusterRoleBindings().Delete(ctx, fullname, metav1.DeleteOptions{})
-		_ = c.kube.RbacV1().ClusterRoles().Delete(ctx, fullname, metav1.DeleteOptions{})
-	})
-
-	tr, err := c.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, fullname, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err, "TokenRequest for the chart's ServiceAccount")
-
-	ca := c.config.CAData
-	if len(ca) == 0 && c.config.CAFile != "" {
-		ca, err = os.ReadFile(c.config.CAFile)
-		require.NoError(t, err)
-	}
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["stack"] = &clientcmdapi.Cluster{Server: c.config.Host, CertificateAuthorityData: ca}
-	kc.AuthInfos["skewguard"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	kc.Contexts["skewguard"] = &clientcmdapi.Context{Cluster: "stack", AuthInfo: "skewguard"}
-	kc.CurrentContext = "skewguard"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	require.NoError(t, clientcmd.WriteToFile(*kc, path))
-
-	return &rbacRelease{
-		c: c, role: as[rbacv1.ClusterRole](t, role), kubeconfig: path, token: tr.Status.Token,
-		saNS: ns, saName: fullname,
-	}
+	return &rbacRelease{RBAC: rbac, c: connect(t)}
 }
 
 // setRules replaces the ClusterRole's rules and waits until the API server's authorizer
@@ -113,7 +64,7 @@ func installRBAC(t *testing.T) *rbacRelease {
 func (r *rbacRelease) setRules(t *testing.T, rules []rbacv1.PolicyRule, probe authorizationv1.ResourceAttributes, allowed bool) {
 	t.Helper()
 	ctx := context.Background()
-	role, err := r.c.kube.RbacV1().ClusterRoles().Get(ctx, r.role.Name, metav1.GetOptions{})
+	role, err := r.c.kube.RbacV1().ClusterRoles().Get(ctx, r.ClusterRole, metav1.GetOptions{})
 	require.NoError(t, err)
 	role.Rules = rules
 	_, err = r.c.kube.RbacV1().ClusterRoles().Update(ctx, role, metav1.UpdateOptions{})
@@ -136,7 +87,7 @@ func (r *rbacRelease) setRules(t *testing.T, rules []rbacv1.PolicyRule, probe au
 // clients are skewguard's own clients, built the way the binary builds them, from the kubeconfig.
 func (r *rbacRelease) clients(t testing.TB) kubernetes.Interface {
 	t.Helper()
-	cl, err := kube.NewClients(r.kubeconfig)
+	cl, err := kube.NewClients(r.Kubeconfig)
 	require.NoError(t, err)
 	return cl.Kube
 }
@@ -285,9 +236,9 @@ func newWorld(t *testing.T, r *rbacRelease, capture *klogCapture) *lifecycleWorl
 		}, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
-	cl, err := kube.NewClients(r.kubeconfig)
+	cl, err := kube.NewClients(r.Kubeconfig)
 	require.NoError(t, err)
-	return &lifecycleWorld{ns: ns, clients: cl, token: r.token, saNS: r.saNS, saName: r.saName, klog: capture}
+	return &lifecycleWorld{ns: ns, clients: cl, token: r.Token, saNS: r.Namespace, saName: r.ServiceAccount, klog: capture}
 }
 
 // runLifecycle runs the steps in order and returns the name and error of the first that fails.
@@ -339,11 +290,11 @@ func TestRBACVersionLifecycleAsServiceAccount(t *testing.T) {
 			what = c.onlyVerb + " " + c.resource
 		}
 		t.Run("without "+what, func(t *testing.T) {
-			rules := withoutPermission(t, r.role.Rules, c.group, c.resource, c.onlyVerb)
+			rules := withoutPermission(t, r.Rules, c.group, c.resource, c.onlyVerb)
 			r.setRules(t, rules, authorizationv1.ResourceAttributes{Group: c.group, Resource: resourceOnly(c.resource),
 				Subresource: subresource(c.resource), Verb: c.verb}, false)
 			t.Cleanup(func() {
-				r.setRules(t, r.role.Rules, authorizationv1.ResourceAttributes{Group: c.group,
+				r.setRules(t, r.Rules, authorizationv1.ResourceAttributes{Group: c.group,
 					Resource: resourceOnly(c.resource), Subresource: subresource(c.resource), Verb: c.verb}, true)
 			})
 
@@ -358,7 +309,7 @@ func TestRBACVersionLifecycleAsServiceAccount(t *testing.T) {
 				resource += "/" + sub
 			}
 			msg := err.Error()
-			assert.Contains(t, msg, fmt.Sprintf("system:serviceaccount:%s:%s", r.saNS, r.saName), "the error names who was refused")
+			assert.Contains(t, msg, r.Username(), "the error names who was refused")
 			assert.Contains(t, msg, fmt.Sprintf("cannot %s resource %q in API group %q", c.verb, resource, group),
 				"the error names the verb and the resource")
 		})
@@ -368,7 +319,7 @@ func TestRBACVersionLifecycleAsServiceAccount(t *testing.T) {
 	// product; it is the only rule no step needs, and must gain a step (or go) when that changes.
 	t.Run("every rule but gateways is needed by some step", func(t *testing.T) {
 		var unproven []string
-		for _, rule := range r.role.Rules {
+		for _, rule := range r.Rules {
 			for _, res := range rule.Resources {
 				if !slices.Contains([]string{"pods", "services", "tokenreviews", "subjectaccessreviews", "endpointslices",
 					"httproutes", "deployments", "deployments/scale"}, res) {

@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
+
+	"github.com/skewguard/skewguard/internal/deploytest/charttest"
 )
 
 // documented is the public documentation's table: Helm key, environment variable, default.
@@ -26,9 +28,7 @@ var documented = []struct {
 	{"services.icc.skew_protection.traffic_window_ms", "PLT_SKEW_TRAFFIC_WINDOW_MS", "300000"},
 }
 
-func chartDir(t testing.TB) string {
-	return filepath.Join(repoRoot(t), "deploy", "helm", "skewguard")
-}
+func chartDir(t testing.TB) string { return charttest.Dir(t) }
 
 func loadValues(t testing.TB) map[string]any {
 	t.Helper()
