@@ -7,6 +7,7 @@
 package activities
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,10 +40,28 @@ const (
 	ErrTypeStaleLife = "StaleLife"
 )
 
+// Registry is what the activities use of the version registry; *registry.Store is the
+// implementation.
+type Registry interface {
+	ObserveVersion(ctx context.Context, o registry.Observation, actor registry.Actor) (registry.Version, bool, error)
+	GetPolicy(ctx context.Context, app registry.AppRef) (registry.Policy, error)
+	Activate(ctx context.Context, ref registry.VersionRef, actor registry.Actor, reason string) (registry.Transition, error)
+	Stage(ctx context.Context, ref registry.VersionRef, actor registry.Actor, reason string) (registry.Transition, error)
+	Promote(ctx context.Context, ref registry.VersionRef, actor registry.Actor, reason string) (registry.Transition, error)
+	Expire(ctx context.Context, ref registry.VersionRef, actor registry.Actor, reason string) (registry.Transition, error)
+	GetVersion(ctx context.Context, ref registry.VersionRef) (registry.Version, error)
+	Generation(ctx context.Context, app registry.AppRef) (int64, error)
+	Snapshot(ctx context.Context, app registry.AppRef) (registry.Snapshot, error)
+	AppendAudit(ctx context.Context, ref registry.VersionRef, event string, actor registry.Actor, reason string, detail any) error
+	RecordTraffic(ctx context.Context, ref registry.VersionRef, rps float64, at time.Time) error
+}
+
+var _ Registry = (*registry.Store)(nil)
+
 // Activities holds the clients the lifecycle activities use. Workflows refer to its methods
 // through a nil *Activities; the worker registers a real one.
 type Activities struct {
-	Registry  *registry.Store
+	Registry  Registry
 	Workloads kube.Workloads
 	Routes    RouteApplier
 	// Traffic is nil when no Prometheus is configured: every reading is then unknown.

@@ -8,6 +8,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/skewguard/skewguard/internal/config"
+	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/routes"
@@ -135,4 +136,27 @@ func RouteInput(cfg config.Config, snap registry.Snapshot) routes.Input {
 		}
 	}
 	return in
+}
+
+// KubeRoutes adapts the Kubernetes route writer to RouteApplier.
+func KubeRoutes(w *kube.RouteWriter) RouteApplier {
+	return RouteApplierFunc(func(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (RouteOutcome, error) {
+		res, err := w.ApplyRoutes(ctx, namespace, app, generation, desired)
+		if err != nil {
+			return RouteOutcome{}, err
+		}
+		return routeOutcome(res), nil
+	})
+}
+
+func routeOutcome(res kube.RouteApplyResult) RouteOutcome {
+	out := RouteOutcome{Outcome: RoutesUnchanged, Deleted: res.Deleted}
+	out.Applied = append(append(out.Applied, res.Created...), res.Updated...)
+	switch {
+	case res.Superseded:
+		out.Outcome = RoutesStale
+	case res.Changed():
+		out.Outcome = RoutesApplied
+	}
+	return out
 }

@@ -1,0 +1,174 @@
+// Package worker owns skewguard's Temporal worker: it builds the lifecycle activities from the
+// configuration and the clients, registers them and the VersionLifecycle workflow on the
+// configured task queue, and runs until its context ends.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/skewguard/skewguard/activities"
+	"github.com/skewguard/skewguard/internal/config"
+	"github.com/skewguard/skewguard/internal/kube"
+	"github.com/skewguard/skewguard/internal/metrics"
+	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/internal/traffic"
+	"github.com/skewguard/skewguard/workflows"
+)
+
+// Deps are the clients the worker's activities use.
+type Deps struct {
+	// Temporal is a connected client; the worker does not close it.
+	Temporal client.Client
+	// Registry is the version registry.
+	Registry *registry.Store
+	// Kube reaches the API server: readiness, scaling and deletion of versions, and the route
+	// writer (made from Kube.Gateway only when skew protection is enabled).
+	Kube *kube.Clients
+	// Routes overrides the route writer (tests).
+	Routes activities.RouteApplier
+	// Traffic overrides the Prometheus querier built from the configuration (tests).
+	Traffic *traffic.Querier
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// StopTimeout is how long a stopping worker lets running activities finish (default 10s);
+	// those still running are cancelled and retried by another worker.
+	StopTimeout time.Duration
+}
+
+// New builds a worker for cfg.TaskQueue with the lifecycle workflow and its activities
+// registered; the caller starts and stops it.
+func New(cfg config.Config, deps Deps) (worker.Worker, error) {
+	acts, err := Activities(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	stop := deps.StopTimeout
+	if stop <= 0 {
+		stop = 10 * time.Second
+	}
+	w := worker.New(deps.Temporal, cfg.TaskQueue, worker.Options{
+		WorkerStopTimeout: stop,
+		Interceptors:      []interceptor.WorkerInterceptor{&failureCounter{}},
+	})
+	w.RegisterWorkflowWithOptions(workflows.VersionLifecycle, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	w.RegisterActivity(acts)
+	return w, nil
+}
+
+// Run runs the worker until ctx is cancelled (SIGTERM in the binary), then stops it: it stops
+// polling, lets running activities finish for up to StopTimeout, and returns nil. It returns an
+// error if the worker cannot start (the Temporal server is unreachable, for example).
+func Run(ctx context.Context, cfg config.Config, deps Deps) error {
+	w, err := New(cfg, deps)
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start Temporal worker on task queue %q: %w", cfg.TaskQueue, err)
+	}
+	logger(deps).Info("temporal worker started", "taskQueue", cfg.TaskQueue)
+	<-ctx.Done()
+	w.Stop()
+	logger(deps).Info("temporal worker stopped", "taskQueue", cfg.TaskQueue)
+	return nil
+}
+
+// Activities builds the activities from the configuration and the clients.
+func Activities(cfg config.Config, deps Deps) (*activities.Activities, error) {
+	var missing []error
+	if deps.Temporal == nil {
+		missing = append(missing, errors.New("no Temporal client"))
+	}
+	if deps.Registry == nil {
+		missing = append(missing, errors.New("no registry"))
+	}
+	if deps.Kube == nil || deps.Kube.Kube == nil {
+		missing = append(missing, errors.New("no Kubernetes client"))
+	}
+	if err := errors.Join(missing...); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	log := logger(deps)
+	routes := deps.Routes
+	if routes == nil && cfg.SkewProtection {
+		if deps.Kube.Gateway == nil {
+			return nil, errors.New("worker: skew protection is enabled but there is no Gateway API client")
+		}
+		routes = activities.KubeRoutes(kube.NewRouteWriter(deps.Kube.Gateway))
+	}
+	querier := deps.Traffic
+	if querier == nil {
+		q, err := Querier(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		querier = q
+	}
+	return &activities.Activities{
+		Registry:  deps.Registry,
+		Workloads: kube.Workloads{Client: deps.Kube.Kube},
+		Routes:    routes,
+		Traffic:   querier,
+		Config:    cfg,
+		Log:       log,
+	}, nil
+}
+
+// Querier builds the traffic querier the configuration asks for; nil, with a warning, when no
+// Prometheus URL is set (every reading is then unknown, and Draining versions live until max
+// alive).
+func Querier(cfg config.Config, log *slog.Logger) (*traffic.Querier, error) {
+	tmpl, err := traffic.Select(cfg.TrafficPreset, cfg.TrafficQuery)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if cfg.PrometheusURL == "" {
+		log.Warn("PROMETHEUS_URL is not set: traffic of Draining versions is unknown, they expire at max alive")
+		return nil, nil
+	}
+	q, err := traffic.NewQuerier(cfg.PrometheusURL, tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	q.Log = log
+	q.Timeout = 15 * time.Second
+	return q, nil
+}
+
+func logger(deps Deps) *slog.Logger {
+	if deps.Logger != nil {
+		return deps.Logger
+	}
+	return slog.Default()
+}
+
+// failureCounter counts failed activity attempts in skewguard_activity_failures_total.
+type failureCounter struct {
+	interceptor.WorkerInterceptorBase
+}
+
+func (*failureCounter) InterceptActivity(_ context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+	return &activityFailures{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}}
+}
+
+type activityFailures struct {
+	interceptor.ActivityInboundInterceptorBase
+}
+
+func (a *activityFailures) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
+	res, err := a.Next.ExecuteActivity(ctx, in)
+	if err != nil {
+		metrics.ActivityFailure(activity.GetInfo(ctx).ActivityType.Name)
+	}
+	return res, err
+}
