@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skewguard/skewguard/internal/testenv"
 )
@@ -201,4 +203,68 @@ func firstDifference(got, want string) string {
 		}
 	}
 	return ""
+}
+
+// The chart's switches do what values.yaml says.
+func TestChartOptions(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	for _, c := range []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, m manifests)
+	}{
+		{"RBAC and ServiceAccount brought by the user", []string{
+			"--set", "rbac.create=false", "--set", "rbac.operatorRoles=false",
+			"--set", "serviceAccount.create=false", "--set", "serviceAccount.name=platform-skewguard",
+		}, func(t *testing.T, m manifests) {
+			assert.Empty(t, m.ofKind("ClusterRole"))
+			assert.Empty(t, m.ofKind("ClusterRoleBinding"))
+			assert.Empty(t, m.ofKind("ServiceAccount"))
+			for _, d := range m.ofKind("Deployment") {
+				assert.Equal(t, "platform-skewguard", as[appsv1.Deployment](t, d).Spec.Template.Spec.ServiceAccountName)
+			}
+		}},
+		{"operator roles not aggregated", []string{"--set", "rbac.aggregateToDefaultRoles=false"}, func(t *testing.T, m manifests) {
+			for _, r := range []string{"skewguard-versions-view", "skewguard-versions-edit"} {
+				for k := range m.get(t, "ClusterRole", r).GetLabels() {
+					assert.NotContains(t, k, "aggregate-to", r)
+				}
+			}
+		}},
+		{"metrics on the API port", []string{"--set", "metrics.port=0"}, func(t *testing.T, m manifests) {
+			assert.NotContains(t, m.get(t, "ConfigMap", "skewguard").Object["data"], "PLT_SKEW_METRICS_ADDRESS")
+			d := as[appsv1.Deployment](t, m.get(t, "Deployment", "skewguard-api"))
+			assert.Equal(t, "8080", d.Spec.Template.Annotations["prometheus.io/port"])
+			require.Len(t, d.Spec.Template.Spec.Containers[0].Ports, 1)
+			assert.Len(t, as[corev1.Service](t, m.get(t, "Service", "skewguard")).Spec.Ports, 1)
+		}},
+		{"image by digest", []string{"--set", "image.digest=" + digest}, func(t *testing.T, m manifests) {
+			d := as[appsv1.Deployment](t, m.get(t, "Deployment", "skewguard-worker"))
+			assert.Equal(t, "ghcr.io/skewguard/skewguard@"+digest, d.Spec.Template.Spec.Containers[0].Image)
+			assert.Equal(t, "ghcr.io/skewguard/skewguard@"+digest, d.Spec.Template.Spec.InitContainers[0].Image)
+		}},
+		{"database URL in values goes to a Secret", []string{"--set", "postgresql.url=postgres://u:p@db/skewguard"}, func(t *testing.T, m manifests) {
+			s := as[corev1.Secret](t, m.get(t, "Secret", "skewguard-database"))
+			assert.Equal(t, "postgres://u:p@db/skewguard", s.StringData["DATABASE_URL"])
+			assert.NotContains(t, m.get(t, "ConfigMap", "skewguard").Object["data"], "DATABASE_URL", "no password in the ConfigMap")
+			d := as[appsv1.Deployment](t, m.get(t, "Deployment", "skewguard-api"))
+			env := d.Spec.Template.Spec.Containers[0].Env
+			require.Len(t, env, 1)
+			assert.Equal(t, "skewguard-database", env[0].ValueFrom.SecretKeyRef.Name)
+			assert.Contains(t, d.Spec.Template.Annotations, "checksum/database", "pods roll when the URL changes")
+		}},
+		{"one API replica has no disruption budget", []string{"--set", "api.replicas=1"}, func(t *testing.T, m manifests) {
+			assert.Empty(t, m.ofKind("PodDisruptionBudget"))
+		}},
+		{"extra environment", []string{"--set", "extraEnv[0].name=PLT_SKEW_INSECURE_SKIP_POD_AUTH", "--set-string", "extraEnv[0].value=true"}, func(t *testing.T, m manifests) {
+			d := as[appsv1.Deployment](t, m.get(t, "Deployment", "skewguard-api"))
+			assert.Equal(t, []corev1.EnvVar{{Name: "PLT_SKEW_INSECURE_SKIP_POD_AUTH", Value: "true"}}, d.Spec.Template.Spec.Containers[0].Env)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.check(t, render(t, "skewguard", "skewguard-system", c.args...))
+		})
+	}
+	_, err := helmTemplate(t, "skewguard", "skewguard-system", "--set", "serviceAccount.create=false")
+	assert.ErrorContains(t, err, "serviceAccount.name is required")
 }
