@@ -32,6 +32,7 @@ cleanup() {
   "$STACK" down >/dev/null 2>&1 || true
   if [[ $FAILED == 0 && $rc == 0 ]]; then rm -rf "$DIR"; else echo "stack-selftest: logs kept in $DIR/logs"; fi
   echo "stack-selftest: $PASSED passed, $FAILED failed"
+  [[ -z ${SKEWGUARD_TEST_COUNTS:-} ]] || echo "stack-selftest $PASSED $FAILED 0" >>"$SKEWGUARD_TEST_COUNTS"
   [[ $FAILED == 0 ]] || exit 1
 }
 trap cleanup EXIT

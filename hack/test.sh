@@ -33,10 +33,15 @@ phase() { # phase NAME CMD...: run CMD, record its duration, stop at the first f
   "$@" || rc=$?
   TIMES+=("$(printf '%-14s %4ds  %s' "$name" $((SECONDS - t)) "$([[ $rc == 0 ]] && echo ok || echo FAILED)")")
   if [[ $rc != 0 ]]; then
+    echo "phase-$name 0 1 0" >>"$SKEWGUARD_TEST_COUNTS"
     echo "=== make test: $name FAILED (exit $rc)"
     exit "$rc"
   fi
 }
+
+export SKEWGUARD_TEST_COUNTS=$STACK_DIR/test-counts
+mkdir -p "$STACK_DIR"
+: >"$SKEWGUARD_TEST_COUNTS"
 
 print_times() {
   echo
@@ -44,6 +49,8 @@ print_times() {
   local l
   for l in "${TIMES[@]}"; do echo "  $l"; done
   echo "  total          $((SECONDS - T_ALL))s"
+  # One closing line for the whole run (unit, self-test and integration tests).
+  awk '{p += $2; f += $3; s += $4} END {printf "total: %d passed, %d failed, %d skipped\n", p, f, s}' "$SKEWGUARD_TEST_COUNTS"
 }
 
 build_report() {
@@ -89,6 +96,7 @@ integration_tests() {
   go test -count=1 -json -tags integration -p "$PARALLEL" -timeout "$TIMEOUT" ./... 2>&1 | "$REPORT" -label integration
 }
 
+trap 'exit 130' INT TERM # so the EXIT trap below still stops what this run started
 case ${1:-all} in
 all)
   trap 'stop_if_started; print_times' EXIT

@@ -5,6 +5,8 @@
 REPO_DIR=${REPO_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 HACK_DIR=$REPO_DIR/hack
 export PATH=/usr/local/go/bin:$PATH
+# CI may run without HOME; go and the cache path need one.
+export HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
 
 SKEWGUARD_CACHE=${SKEWGUARD_CACHE:-$HOME/.cache/skewguard}
 SKEWGUARD_STACK_DIR=${SKEWGUARD_STACK_DIR:-$REPO_DIR/.stack}

@@ -39,7 +39,16 @@ timed_build() {
     log "building $name into $dir (cold builds take minutes; progress below)"
     t0=$(now_ms)
     mkdir -p "$dir"
-    if ! "$fn" "$dir"; then
+    # A heartbeat, so a cold build (minutes of silent compiling) shows it is alive.
+    (
+      exec 9>&- # never hold the build lock
+      while sleep 60 && kill -0 $$ 2>/dev/null; do log "  still building $name ($(since "$t0"))"; done
+    ) &
+    local ticker=$! rc=0
+    "$fn" "$dir" || rc=$?
+    kill "$ticker" 2>/dev/null || true
+    wait "$ticker" 2>/dev/null || true
+    if [[ $rc != 0 ]]; then
       flock -u 9
       die "building $name failed"
     fi

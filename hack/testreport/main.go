@@ -4,6 +4,9 @@
 // a test that skips (say, because a part of the stack is missing) must not make a run pass.
 //
 //	go test -json ./... | testreport -label unit
+//
+// With SKEWGUARD_TEST_COUNTS set, it also appends "LABEL PASSED FAILED SKIPPED" to that file, so
+// hack/test.sh can print one total for the whole run.
 package main
 
 import (
@@ -107,7 +110,22 @@ func main() {
 		fmt.Printf("%d test(s) skipped: a skipped test fails the run (see above for why each skipped)\n", s.Skipped)
 	}
 	fmt.Printf("%s: %d passed, %d failed, %d skipped\n", *label, s.Passed, s.Failed, s.Skipped)
+	if f := os.Getenv("SKEWGUARD_TEST_COUNTS"); f != "" {
+		if err := appendCounts(f, *label, s); err != nil {
+			fmt.Fprintf(os.Stderr, "testreport: %v\n", err)
+		}
+	}
 	if !s.OK() {
 		os.Exit(1)
 	}
+}
+
+func appendCounts(path, label string, s Summary) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open counts file: %w", err)
+	}
+	defer f.Close()
+	_, err = fmt.Fprintf(f, "%s %d %d %d\n", label, s.Passed, s.Failed+s.BrokenPackages, s.Skipped)
+	return err
 }
