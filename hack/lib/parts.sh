@@ -301,8 +301,10 @@ up_traefik() {
   require_free_port SKEWGUARD_TRAEFIK_WEB_PORT
   require_free_port SKEWGUARD_TRAEFIK_ADMIN_PORT
   # providersThrottleDuration=100ms: the default 2 s delays back-to-back route changes by up to 2 s.
-  # Metrics with service labels give traefik_service_requests_total{service="<ns>-<svc>-<port>@kubernetesgateway"}
-  # (see hack/README.md). --api.dashboard=false: the module zip has no built dashboard.
+  # Metrics with service labels give, per HTTPRoute rule and backend, traefik_service_requests_total{service=
+  # "httproute-<route ns>-<route>-gw-<gw ns>-<gw>-ep-<entrypoint>-<rule index>-<rule hash>-svc-<svc ns>-<svc>-<backend index>@kubernetesgateway"},
+  # so one version's traffic is service=~".+-svc-<ns>-<svc>-[0-9]+@kubernetesgateway" (hack/README.md).
+  # --api.dashboard=false: the module zip has no built dashboard.
   spawn traefik env KUBECONFIG="$SKEWGUARD_STACK_DIR/kubeconfigs/traefik" "$(TRAEFIK_DIR)/traefik" \
     --global.checknewversion=false --global.sendanonymoususage=false \
     --entrypoints.web.address="127.0.0.1:$SKEWGUARD_TRAEFIK_WEB_PORT" \
