@@ -69,6 +69,7 @@ ensure_apt() {
   command -v ip >/dev/null || need+=(iproute2)
   command -v ss >/dev/null || need+=(iproute2)
   command -v flock >/dev/null || need+=(util-linux)
+  command -v pgrep >/dev/null || need+=(procps)
   [[ ${#need[@]} == 0 ]] && return 0
   local sudo=""
   [[ $(id -u) == 0 ]] || sudo=sudo
