@@ -33,3 +33,12 @@ func BenchmarkLifecycle24h(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/lifecycle")
 	b.ReportMetric(float64(readings), "readings/lifecycle")
 }
+
+// TestLifecycle24hBenchmark runs BenchmarkLifecycle24h once in `make test` and logs its figures
+// (no timed assertion).
+func TestLifecycle24hBenchmark(t *testing.T) {
+	r := testing.Benchmark(BenchmarkLifecycle24h)
+	require.Positive(t, r.N, "the benchmark failed (its assertions stop it before any run counts)")
+	t.Logf("24-hour lifecycle in the time-skipping environment: %.1f ms/lifecycle over %d runs, %.0f readings each",
+		r.Extra["ms/lifecycle"], r.N, r.Extra["readings/lifecycle"])
+}
