@@ -32,7 +32,9 @@ func realActivities(t *testing.T) (*Activities, *kube.Clients, string) {
 	ns := fmt.Sprintf("sg-activities-%08x", rand.Uint32())
 	_, err = clients.Kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = clients.Kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = clients.Kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	})
 	cfg, err := config.LoadFrom(t.Context(), mapLookuper{"PLT_FEATURE_SKEW_PROTECTION": "true", "PLT_SKEW_GATEWAY_PARENT_REFS": ns + "/no-such-gateway"})
 	require.NoError(t, err)
 	return &Activities{Registry: registrytest.New(t), Config: cfg, Workloads: kube.Workloads{Client: clients.Kube},
