@@ -326,6 +326,9 @@ func (w *lifecycle) timeline() (graceEnd, firstRead, maxAt time.Time) {
 // that is not before firstRead: checks inside the window would only wait, so they are skipped.
 func (w *lifecycle) checkAfter(now, graceEnd, firstRead time.Time) time.Time {
 	interval := w.policy.CheckInterval
+	if interval <= 0 { // the registry and the configuration refuse it; never divide by zero
+		interval = time.Minute
+	}
 	k := now.Sub(graceEnd)/interval + 1
 	if lead := firstRead.Sub(graceEnd); graceEnd.Add(k * interval).Before(firstRead) {
 		k = (lead + interval - 1) / interval

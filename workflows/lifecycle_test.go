@@ -535,3 +535,15 @@ func TestStartOptions(t *testing.T) {
 	_, err := Start(t.Context(), nil, "skewguard", LifecycleInput{Ref: ref("v1")})
 	assert.ErrorContains(t, err, "missing serviceName", "bad input is refused before any call")
 }
+
+func TestSupersededWithoutTimeStartsTheClockOnArrival(t *testing.T) {
+	env, w := newEnv(t, defaults)
+	env.SetStartWorkflowOptions(StartOptions("test", input("v1")))
+	at(env, time.Hour, func() {
+		w.supersede("v1")
+		require.NoError(t, env.SignalWorkflowByID(WorkflowID(ref("v1")), SignalSuperseded, Superseded{By: "v2"}))
+	})
+	env.ExecuteWorkflow(VersionLifecycle, input("v1"))
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, t0.Add(time.Hour+36*time.Minute), *w.version("v1").ExpiredAt, "not expired at once as if drained in year 1")
+}

@@ -98,6 +98,9 @@ func (w *lifecycle) enterDraining(ctx workflow.Context, drainingAt time.Time, by
 	if err := w.loadPolicy(ctx); err != nil {
 		return err
 	}
+	if drainingAt.IsZero() { // a sender that did not say when: start the clock now, not in year 1
+		drainingAt = workflow.Now(ctx)
+	}
 	w.drainingAt, w.by = drainingAt, by
 	w.zeroStreak, w.readings, w.nextCheck = 0, nil, time.Time{}
 	return w.enter(ctx, registry.Draining, drainingAt, actor, reason)
