@@ -159,7 +159,9 @@ func (s *Server) Close(ctx context.Context) error {
 }
 
 func (s *Server) routes() *mux.Router {
-	r := mux.NewRouter()
+	// Paths are not cleaned: a redirect would turn an agent's POST into a GET elsewhere; an
+	// unclean path simply matches nothing or fails validation.
+	r := mux.NewRouter().SkipClean(true)
 	r.Use(nameRoute)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path)

@@ -1,0 +1,158 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Every request body and path parameter has a fuzz target. Each checks the same promises:
+// nothing panics, nothing answers 5xx while every dependency is healthy, every error is a JSON
+// {code, message}, and every success is JSON. Run one briefly with, e.g.,
+//
+//	go test ./api -run '^$' -fuzz '^FuzzInstanceBody$' -fuzztime 5s
+
+var (
+	fuzzOnce    sync.Once
+	fuzzHarness *harness
+)
+
+// sharedHarness is built once per process: fuzzing runs the target millions of times.
+func sharedHarness(t testing.TB) *harness {
+	fuzzOnce.Do(func() { fuzzHarness = newHarness(&testing.T{}, harnessOptions{}) })
+	if fuzzHarness == nil {
+		t.Fatal("harness")
+	}
+	return fuzzHarness
+}
+
+func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	if rec.Code >= 500 {
+		t.Fatalf("status %d with healthy dependencies: %s", rec.Code, rec.Body.String())
+	}
+	if rec.Code == http.StatusSwitchingProtocols {
+		return
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("status %d with content type %q: %s", rec.Code, ct, rec.Body.String())
+	}
+	if rec.Code >= 400 {
+		var e Error
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Code == "" || e.Message == "" {
+			t.Fatalf("status %d without a JSON error: %q", rec.Code, rec.Body.String())
+		}
+		return
+	}
+	if !json.Valid(rec.Body.Bytes()) {
+		t.Fatalf("status %d with invalid JSON: %q", rec.Code, rec.Body.String())
+	}
+}
+
+func seedBodies(f *testing.F, seeds ...string) {
+	for _, s := range append(seeds, "", "{}", "null", "[]", `"x"`, "{", `{"a":1}{}`, "\x00", strings.Repeat("[", 10000)) {
+		f.Add([]byte(s))
+	}
+}
+
+func FuzzInstanceBody(f *testing.F) {
+	seedBodies(f, instanceBody, `{"podId":"web-v1-a","apiVersion":"v3"}`, `{"podId":"other"}`,
+		`{"applicationName":null,"buildDeploymentId":7}`)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h := sharedHarness(t)
+		rec := h.serve(h.request("POST", "/control-plane/pods/web-v1-a/instance", tokenPodA, string(body)))
+		checkAnswer(t, rec)
+		if rec.Code == http.StatusOK {
+			var res InstanceResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil || res.ApplicationID == "" {
+				t.Fatalf("a 200 without applicationId leaves the agent looping: %s", rec.Body.String())
+			}
+		}
+	})
+}
+
+func FuzzStateBody(f *testing.F) {
+	seedBodies(f, `{"id":"web-v1-a","services":[],"metadata":{"pid":1},"scheduler":[]}`)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h := sharedHarness(t)
+		checkAnswer(t, h.serve(h.request("POST", "/control-plane/pods/web-v1-a/instance/state", tokenPodA, string(body))))
+	})
+}
+
+func FuzzPodID(f *testing.F) {
+	for _, s := range []string{"web-v1-a", "web-v1-b", "ghost", "", "..", "a/b", "A", strings.Repeat("a", 300), "%00", "web-v1-a/instance"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, podID string) {
+		h := sharedHarness(t)
+		for _, suffix := range []string{"/instance", "/instance/state"} {
+			checkAnswer(t, h.serve(h.request("POST", "/control-plane/pods/"+url.PathEscape(podID)+suffix, tokenPodA, "{}")))
+		}
+	})
+}
+
+func FuzzUpdatesParams(f *testing.F) {
+	f.Add("5d2b6f5e-1d6c-5a0e-9a53-3c8e0bd1f3a4", "9955e776-c1bc-467c-9aec-6e0ff2d6f50a")
+	f.Add("", "")
+	f.Add("a b", "\x00")
+	f.Fuzz(func(t *testing.T, appID, runtimeID string) {
+		h := sharedHarness(t)
+		// Not an upgrade request: everything before the upgrade is exercised.
+		path := "/api/updates/applications/" + url.PathEscape(appID) + "?runtimeId=" + url.QueryEscape(runtimeID)
+		checkAnswer(t, h.serve(h.request("GET", path, tokenPodA, "")))
+	})
+}
+
+func FuzzManagementPath(f *testing.F) {
+	f.Add("shop", "web", "1")
+	f.Add("Shop", "-web", "1.0-rc_1")
+	f.Add("", "", "")
+	f.Add("a/b", "..", "%2F")
+	f.Fuzz(func(t *testing.T, ns, app, version string) {
+		h := sharedHarness(t)
+		base := "/api/v1/apps/" + url.PathEscape(ns) + "/" + url.PathEscape(app)
+		for _, p := range []string{"/versions", "/versions/" + url.PathEscape(version), "/versions/" + url.PathEscape(version) + "/audit", "/policy", "/audit"} {
+			checkAnswer(t, h.serve(h.request("GET", base+p, tokenViewer, "")))
+		}
+		// The viewer may not act: these exercise validation and authorization only.
+		checkAnswer(t, h.serve(h.request("POST", base+"/versions/"+url.PathEscape(version)+"/expire", tokenViewer, "")))
+	})
+}
+
+func FuzzActionBody(f *testing.F) {
+	seedBodies(f, `{"reason":"rollback"}`, `{"reason":""}`, `{"reason":1}`, `{"force":true}`)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h := sharedHarness(t)
+		// Version 9 does not exist, so a valid body ends in a 404 and the registry is unchanged.
+		checkAnswer(t, h.serve(h.request("POST", "/api/v1/apps/shop/web/versions/9/promote", tokenAdmin, string(body))))
+	})
+}
+
+func FuzzBulkExpireBody(f *testing.F) {
+	seedBodies(f, `{"versions":["8","9"],"reason":"x"}`, `{"versions":[]}`, `{"versions":["9","9"]}`, `{"versions":[1]}`)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h := sharedHarness(t)
+		checkAnswer(t, h.serve(h.request("POST", "/api/v1/apps/shop/nope/expire", tokenAdmin, string(body))))
+	})
+}
+
+func FuzzThresholdBody(f *testing.F) {
+	seedBodies(f, `{"olderThan":"2h"}`, `{"olderThan":"7d","dryRun":true}`, `{"olderThan":"-1s"}`, `{"olderThan":"9999999999d"}`)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h := sharedHarness(t)
+		checkAnswer(t, h.serve(h.request("POST", "/api/v1/apps/shop/nope/threshold", tokenAdmin, string(body))))
+	})
+}
+
+func FuzzPolicyBody(f *testing.F) {
+	seedBodies(f, `{"gracePeriodMs":0}`, `{"maxAliveMs":0}`, `{"maxAliveMs":1,"gracePeriodMs":2}`,
+		`{"cookieMaxAge":9223372036854775807}`, `{"autoCleanup":"yes"}`)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h := sharedHarness(t)
+		checkAnswer(t, h.serve(h.request("PUT", "/api/v1/apps/shop/fuzzed/policy", tokenAdmin, string(body))))
+	})
+}
