@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -140,6 +141,20 @@ func (w *world) mock(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(a.ReadTraffic, mock.Anything, mock.Anything).AfterFn(func() time.Duration { return w.trafficWait }).Return(w.readTraffic)
 	env.OnActivity(a.Retire, mock.Anything, mock.Anything).Return(w.retire)
 	env.OnActivity(a.Audit, mock.Anything, mock.Anything).Return(w.audit)
+}
+
+// register makes the world's functions the activities themselves, without mocks: no simulated
+// delays, but none of testify's argument matching on every call either (the benchmark's
+// harness).
+func (w *world) register(env *testsuite.TestWorkflowEnvironment) {
+	w.env = env
+	for name, fn := range map[string]any{
+		"Observe": w.observe, "LoadPolicy": w.loadPolicy, "WaitReady": w.waitReady, "Activate": w.activate,
+		"Promote": w.promote, "Stage": w.stage, "Expire": w.expire, "CurrentVersion": w.currentVersion,
+		"SyncRoutes": w.syncRoutes, "ReadTraffic": w.readTraffic, "Retire": w.retire, "Audit": w.audit,
+	} {
+		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	}
 }
 
 func (w *world) now() time.Time { return w.env.Now().UTC() }
