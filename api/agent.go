@@ -192,6 +192,11 @@ func (s *Server) resolvePod(w http.ResponseWriter, podID string, caller *auth.Po
 		writeError(w, http.StatusBadRequest, CodeInvalidPath, "%q is not a pod name", podID)
 		return nil, false
 	}
+	if s.opts.Synced != nil && !s.opts.Synced() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, CodeNotReady, "skewguard is starting: its pod cache is not synced yet")
+		return nil, false
+	}
 	var found []*corev1.Pod
 	for _, p := range s.opts.Pods.PodsNamed(podID) {
 		if caller == nil || p.Namespace == caller.Namespace {

@@ -195,3 +195,15 @@ func TestUnknownAgentEndpointsAreNotServed(t *testing.T) {
 	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
 	assert.Equal(t, CodeMethodNotAllowed, errorCode(t, rec))
 }
+
+func TestRegistrationWaitsForTheCache(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	synced := false
+	h.server.opts.Synced = func() bool { return synced }
+	rec := h.do(t, http.MethodPost, "/control-plane/pods/web-v1-a/instance", tokenPodA, instanceBody)
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	assert.Equal(t, CodeNotReady, errorCode(t, rec))
+	synced = true
+	rec = h.do(t, http.MethodPost, "/control-plane/pods/web-v1-a/instance", tokenPodA, instanceBody)
+	assert.Equal(t, http.StatusOK, rec.Code)
+}

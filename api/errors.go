@@ -39,6 +39,7 @@ const (
 	CodeAuthUnavailable     = "auth_unavailable"     // 503: TokenReview/SubjectAccessReview could not be made
 	CodeRegistryUnavailable = "registry_unavailable" // 503: PostgreSQL
 	CodeTemporalUnavailable = "temporal_unavailable" // 503: Temporal
+	CodeNotReady            = "not_ready"            // 503: the pod cache has not synced yet
 	CodeInternal            = "internal_error"       // 500
 )
 

@@ -73,6 +73,9 @@ type Options struct {
 	Retry         func(*corev1.Pod)
 	Authenticator Authenticator
 	Authorizer    Authorizer
+	// Synced reports whether the informer cache has listed once; until then registrations
+	// answer 503 (the agent retries) instead of not finding pods. Nil means always synced.
+	Synced func() bool
 	// InsecureSkipPodAuth accepts registrations without proof of pod identity (development).
 	InsecureSkipPodAuth bool
 	// InsecureSkipAPIAuth lets anyone use /api/v1 (development).
