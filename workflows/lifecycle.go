@@ -181,8 +181,7 @@ func (w *lifecycle) observe(ctx workflow.Context) error {
 		return err
 	}
 	w.versionID, w.life = v.ID, v.Life
-	w.adopt(ctx, v, w.in.Actor, "detected")
-	return nil
+	return w.adopt(ctx, v, w.in.Actor, "detected")
 }
 
 func (w *lifecycle) loadPolicy(ctx workflow.Context) error {
