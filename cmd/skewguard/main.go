@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/skewguard/skewguard/api"
 )
 
 // command is one subcommand of the binary.
@@ -26,6 +28,14 @@ var commands = map[string]command{
 	"api":         {"run the HTTP API only", runAPI},
 	"worker":      {"run the Temporal worker only", runWorker},
 	"healthcheck": {"exit 0 when this container's skewguard answers /readyz (for image health checks)", runHealthcheck},
+	// Operator commands over the REST API (SKEWGUARD_URL, SKEWGUARD_TOKEN).
+	"versions":  {"list an app's versions: versions <namespace>/<app>", runVersions},
+	"audit":     {"show an audit trail: audit <namespace>/<app> [<version>]", runAudit},
+	"expire":    {"expire versions now: expire <namespace>/<app> <version>... [--reason R]", runExpire},
+	"promote":   {"make a Draining version Active again: promote <namespace>/<app> <version>", actionCommand(api.ActionPromote)},
+	"approve":   {"make a Staged version Active: approve <namespace>/<app> <version>", actionCommand(api.ActionApprove)},
+	"reject":    {"expire a Staged version: reject <namespace>/<app> <version>", actionCommand(api.ActionReject)},
+	"threshold": {"expire live versions older than an age: threshold <namespace>/<app> --older-than 2h", runThreshold},
 }
 
 // usageError is reported with the usage text and exit code 2.

@@ -3,9 +3,27 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
 
+	"go.temporal.io/sdk/client"
+	temporallog "go.temporal.io/sdk/log"
+
+	"github.com/skewguard/skewguard/api"
+	"github.com/skewguard/skewguard/internal/auth"
+	"github.com/skewguard/skewguard/internal/buildinfo"
 	"github.com/skewguard/skewguard/internal/config"
+	"github.com/skewguard/skewguard/internal/detect"
+	"github.com/skewguard/skewguard/internal/kube"
+	"github.com/skewguard/skewguard/internal/metrics"
+	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/worker"
 )
 
 // loadConfig reads and validates the environment; every problem is reported at once.
@@ -13,23 +31,266 @@ func loadConfig(ctx context.Context) (config.Config, error) {
 	return config.Load(ctx)
 }
 
-func runServe(ctx context.Context, _ []string, _, _ io.Writer) error {
-	if _, err := loadConfig(ctx); err != nil {
-		return err
-	}
-	return errors.New("serve: not implemented yet")
+// role is what a process runs: the HTTP API, the Temporal worker, or both.
+type role struct{ api, worker bool }
+
+func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
+	return runRole(ctx, "serve", args, stderr, role{api: true, worker: true})
 }
 
-func runAPI(ctx context.Context, _ []string, _, _ io.Writer) error {
-	if _, err := loadConfig(ctx); err != nil {
-		return err
-	}
-	return errors.New("api: not implemented yet")
+func runAPI(ctx context.Context, args []string, _, stderr io.Writer) error {
+	return runRole(ctx, "api", args, stderr, role{api: true})
 }
 
-func runWorker(ctx context.Context, _ []string, _, _ io.Writer) error {
-	if _, err := loadConfig(ctx); err != nil {
+func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
+	return runRole(ctx, "worker", args, stderr, role{worker: true})
+}
+
+// Timeouts of a clean shutdown (SIGTERM cancels ctx): HTTP requests in flight finish, agents'
+// WebSockets are told goodbye.
+const shutdownTimeout = 15 * time.Second
+
+func runRole(ctx context.Context, name string, args []string, stderr io.Writer, r role) error {
+	if len(args) > 0 {
+		return usageError{msg: fmt.Sprintf("%s takes no arguments (configuration is read from the environment), got %v", name, args)}
+	}
+	cfg, err := loadConfig(ctx)
+	if err != nil {
 		return err
 	}
-	return errors.New("worker: not implemented yet")
+	log := newLogger(cfg, stderr)
+	log.Info("starting skewguard", "command", name, "version", buildinfo.String(), "listen", cfg.ListenAddress,
+		"taskQueue", cfg.TaskQueue, "temporal", cfg.TemporalAddress)
+	warnSettings(log, cfg, r)
+
+	kc, err := kube.NewClients(cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	store, err := registry.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("open registry: %w", err)
+	}
+	defer store.Close()
+	tc, err := client.NewLazyClient(client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.TemporalNamespace,
+		Logger:    temporallog.NewStructuredLogger(log.With("component", "temporal")),
+	})
+	if err != nil {
+		return fmt.Errorf("temporal client: %w", err)
+	}
+	defer tc.Close()
+	temporal := api.NewTemporal(tc, cfg.TaskQueue)
+	ready := []api.ReadyCheck{
+		{Name: "postgres", Check: store.Ping},
+		{Name: "temporal", Check: temporal.Ping},
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	spawn := func(what string, fn func() error) {
+		wg.Go(func() {
+			if err := fn(); err != nil {
+				errs <- fmt.Errorf("%s: %w", what, err)
+				cancel() // one part failing stops the process; the orchestrator restarts it
+			}
+		})
+	}
+
+	var handler http.Handler
+	if r.api {
+		h, err := startAPI(ctx, cfg, log, kc, store, temporal, &ready, spawn)
+		if err != nil {
+			return err
+		}
+		handler = h
+	} else {
+		handler = opsHandler(log, ready, cfg.MetricsAddress == "")
+	}
+	if r.worker {
+		spawn("worker", func() error {
+			return worker.Run(ctx, cfg, worker.Deps{Temporal: tc, Registry: store, Kube: kc, Logger: log.With("component", "worker")})
+		})
+	}
+	spawn("http", func() error { return serveHTTP(ctx, log, cfg.ListenAddress, handler) })
+	if cfg.MetricsAddress != "" {
+		spawn("metrics", func() error { return serveHTTP(ctx, log, cfg.MetricsAddress, metrics.Handler()) })
+	}
+
+	<-ctx.Done()
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	log.Info("skewguard stopped", "command", name)
+	return errors.Join(all...)
+}
+
+// startAPI builds the pod cache, detection, the pod watch and the API, and starts the cache
+// and the watch.
+func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube.Clients, store *registry.Store,
+	temporal *api.Temporal, ready *[]api.ReadyCheck, spawn func(string, func() error)) (http.Handler, error) {
+	cache, err := detect.NewCache(kc.Kube, cfg.Namespaces, 10*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	det := detect.NewDetector(detect.Options{
+		Registry: store, Starter: temporal, Lookup: cache, Enabled: cfg.SkewProtection,
+		Logger: log.With("component", "detect"),
+	})
+	// Without skew protection there is nothing to detect: the watch stays off, retries are moot.
+	watcher, err := detect.NewWatcher(cache, det, cfg.WatchPods && cfg.SkewProtection, log.With("component", "pod-watch"))
+	if err != nil {
+		return nil, err
+	}
+	*ready = append(*ready, api.ReadyCheck{Name: "informers", Check: func(context.Context) error {
+		if !cache.HasSynced() {
+			return errors.New("pod and Service informers have not synced yet")
+		}
+		return nil
+	}})
+	srv, err := api.New(api.Options{
+		Logger:              log.With("component", "api"),
+		Registry:            store,
+		Pods:                cache,
+		Detector:            det,
+		Lifecycle:           temporal,
+		Retry:               watcher.Retry,
+		Authenticator:       auth.NewAuthenticator(kc.Kube, auth.AuthenticatorOptions{}),
+		Authorizer:          auth.NewAuthorizer(kc.Kube, auth.AuthorizerOptions{}),
+		InsecureSkipPodAuth: cfg.InsecureSkipPodAuth,
+		InsecureSkipAPIAuth: cfg.InsecureSkipAPIAuth,
+		ServeMetrics:        cfg.MetricsAddress == "",
+		Ready:               *ready,
+		Synced:              cache.HasSynced,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cache.Start(ctx)
+	spawn("pod watch", func() error {
+		if !cache.WaitForSync(ctx) {
+			return nil // stopping before the first list
+		}
+		log.Info("pod and Service informers synced", "namespaces", namespacesOrAll(cfg.Namespaces))
+		watcher.Run(ctx, 2)
+		return nil
+	})
+	spawn("websockets", func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		return srv.Close(sctx)
+	})
+	return srv.Handler(), nil
+}
+
+// opsHandler serves health, readiness and metrics for a worker-only process.
+func opsHandler(log *slog.Logger, ready []api.ReadyCheck, withMetrics bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		var failed []string
+		for _, c := range ready {
+			if err := c.Check(ctx); err != nil {
+				failed = append(failed, c.Name+": "+err.Error())
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if len(failed) > 0 {
+			log.Warn("not ready", "checks", failed)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"status":"unavailable"}`+"\n")
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+	})
+	if withMetrics {
+		mux.Handle("GET /metrics", metrics.Handler())
+	}
+	return mux
+}
+
+// serveHTTP serves h on addr until ctx ends, then shuts down gracefully.
+func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	log.Info("listening", "address", ln.Addr().String())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shut down %s: %w", addr, err)
+	}
+	<-done
+	return nil
+}
+
+// newLogger is the process logger: JSON or text on stderr at the configured level.
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if cfg.LogFormat == "text" {
+		h = slog.NewTextHandler(w, opts)
+	}
+	log := slog.New(h)
+	slog.SetDefault(log)
+	return log
+}
+
+// warnSettings says loudly, at start, when the process runs with protection off or with an
+// insecure development setting.
+func warnSettings(log *slog.Logger, cfg config.Config, r role) {
+	if !cfg.SkewProtection {
+		log.Warn("SKEW PROTECTION IS DISABLED (PLT_FEATURE_SKEW_PROTECTION=false): registrations are answered, " +
+			"but no version is recorded, no workflow is started and the Gateway API is never called")
+	}
+	if !r.api {
+		return
+	}
+	if cfg.InsecureSkipPodAuth {
+		log.Warn("INSECURE: PLT_SKEW_INSECURE_SKIP_POD_AUTH=true: registrations are accepted without proof of pod " +
+			"identity; anyone who can reach the API can register any pod. For local development only")
+	}
+	if cfg.InsecureSkipAPIAuth {
+		log.Warn("INSECURE: PLT_SKEW_INSECURE_SKIP_API_AUTH=true: /api/v1 is open to anyone who can reach it, " +
+			"including promote and expire. For local development only")
+	}
+	if cfg.SkewProtection && !cfg.WatchPods {
+		log.Info("pod watch is off (PLT_SKEW_WATCH_PODS=false): versions are detected only when an agent registers")
+	}
+}
+
+func namespacesOrAll(ns []string) string {
+	if len(ns) == 0 {
+		return "all"
+	}
+	return strings.Join(ns, ",")
 }

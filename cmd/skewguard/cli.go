@@ -1,0 +1,357 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/skewguard/skewguard/api"
+	"github.com/skewguard/skewguard/internal/buildinfo"
+	"github.com/skewguard/skewguard/internal/registry"
+)
+
+// The operator commands talk to a running skewguard's REST API (/api/v1). The server comes from
+// --server or SKEWGUARD_URL, the bearer token from --token or SKEWGUARD_TOKEN (any token the
+// Kubernetes API server accepts, e.g. `kubectl create token`); RBAC on versions.skewguard.dev
+// decides what it may do.
+const (
+	envServer     = "SKEWGUARD_URL"
+	envToken      = "SKEWGUARD_TOKEN"
+	defaultServer = "http://127.0.0.1:8080"
+)
+
+// cliFlags are the flags every operator command has.
+type cliFlags struct {
+	fs      *flag.FlagSet
+	server  *string
+	token   *string
+	output  *string
+	timeout *time.Duration
+}
+
+func newCLIFlags(name string) *cliFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	f := &cliFlags{fs: fs}
+	f.server = fs.String("server", envOr(envServer, defaultServer), "skewguard API address (env "+envServer+")")
+	f.token = fs.String("token", os.Getenv(envToken), "bearer token (env "+envToken+")")
+	f.output = fs.String("o", "table", "output: table or json")
+	f.timeout = fs.Duration("timeout", 60*time.Second, "give up after this long")
+	return f
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// parse parses flags anywhere among the arguments (`expire shop/web 3 --reason x` works) and
+// returns the positional ones.
+func (f *cliFlags) parse(args []string, usage string) ([]string, error) {
+	var positional []string
+	for {
+		if err := f.fs.Parse(args); err != nil {
+			return nil, usageError{msg: fmt.Sprintf("%s: %v\nusage: skewguard %s", f.fs.Name(), err, usage)}
+		}
+		args = f.fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+	if *f.output != "table" && *f.output != "json" {
+		return nil, usageError{msg: fmt.Sprintf("%s: -o must be table or json, got %q", f.fs.Name(), *f.output)}
+	}
+	return positional, nil
+}
+
+func (f *cliFlags) client() *api.Client {
+	return &api.Client{
+		BaseURL:   *f.server,
+		Token:     *f.token,
+		HTTP:      &http.Client{Timeout: *f.timeout},
+		UserAgent: "skewguard-cli/" + buildinfo.Version,
+	}
+}
+
+// parseApp reads "namespace/app".
+func parseApp(s string) (registry.AppRef, error) {
+	ns, app, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || app == "" || strings.Contains(app, "/") {
+		return registry.AppRef{}, usageError{msg: fmt.Sprintf("%q is not <namespace>/<app>", s)}
+	}
+	return registry.AppRef{Namespace: ns, Name: app}, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// runVersions: skewguard versions <namespace>/<app>
+func runVersions(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	const usage = "versions <namespace>/<app> [-o table|json]"
+	f := newCLIFlags("versions")
+	pos, err := f.parse(args, usage)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{msg: "usage: skewguard " + usage}
+	}
+	app, err := parseApp(pos[0])
+	if err != nil {
+		return err
+	}
+	list, err := f.client().Versions(ctx, app)
+	if err != nil {
+		return err
+	}
+	if *f.output == "json" {
+		return printJSON(stdout, list)
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tLIFE\tSTATE\tSERVICE\tDEPLOYED\tACTIVE\tDRAINING\tEXPIRED\tLAST RPS")
+	for _, v := range list.Versions {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Label, v.Life, v.State,
+			service(v), ago(now, &v.PendingAt), ago(now, v.ActiveAt), ago(now, v.DrainingAt), ago(now, v.ExpiredAt), rps(v))
+	}
+	if len(list.Versions) == 0 {
+		fmt.Fprintf(tw, "(no versions of %s)\n", app)
+	}
+	return tw.Flush()
+}
+
+func service(v registry.Version) string {
+	if v.ServiceName == "" {
+		return "-"
+	}
+	return v.ServiceName + ":" + strconv.Itoa(int(v.ServicePort))
+}
+
+func rps(v registry.Version) string {
+	if v.LastRPS == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*v.LastRPS, 'g', 4, 64)
+}
+
+// ago prints how long before now t was, or "-".
+func ago(now time.Time, t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(*t)
+	switch {
+	case d < 0:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm ago", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+// runAudit: skewguard audit <namespace>/<app> [<version>]
+func runAudit(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	const usage = "audit <namespace>/<app> [<version>] [--limit N] [-o table|json]"
+	f := newCLIFlags("audit")
+	limit := f.fs.Int("limit", 0, "with no version: how many of the app's newest entries")
+	pos, err := f.parse(args, usage)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return usageError{msg: "usage: skewguard " + usage}
+	}
+	app, err := parseApp(pos[0])
+	if err != nil {
+		return err
+	}
+	var list api.AuditList
+	if len(pos) == 2 {
+		list, err = f.client().Audit(ctx, registry.VersionRef{Namespace: app.Namespace, App: app.Name, Label: pos[1]})
+	} else {
+		list, err = f.client().AppAudit(ctx, app, *limit)
+	}
+	if err != nil {
+		return err
+	}
+	if *f.output == "json" {
+		return printJSON(stdout, list)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "AT\tVERSION\tLIFE\tEVENT\tSTATE\tACTOR\tREASON")
+	for _, e := range list.Entries {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.At.Local().Format(time.DateTime), e.Version.Label, e.Life,
+			e.Event, transition(e), actor(e.Actor), oneLine(e.Reason))
+	}
+	return tw.Flush()
+}
+
+func transition(e registry.AuditEntry) string {
+	switch {
+	case e.FromState != nil && e.ToState != nil:
+		return string(*e.FromState) + " → " + string(*e.ToState)
+	case e.ToState != nil:
+		return "→ " + string(*e.ToState)
+	}
+	return "-"
+}
+
+func actor(a registry.Actor) string {
+	id := a.ID
+	if id == "" {
+		id = a.Name
+	}
+	if id == "" {
+		return string(a.Type)
+	}
+	return string(a.Type) + ":" + id
+}
+
+func oneLine(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// runExpire: skewguard expire <namespace>/<app> <version>... [--reason R]
+func runExpire(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	const usage = "expire <namespace>/<app> <version>... [--reason R] [-o table|json]"
+	f := newCLIFlags("expire")
+	reason := f.fs.String("reason", "", "why, for the audit trail")
+	pos, err := f.parse(args, usage)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 2 {
+		return usageError{msg: "usage: skewguard " + usage}
+	}
+	app, err := parseApp(pos[0])
+	if err != nil {
+		return err
+	}
+	if len(pos) == 2 {
+		return act(ctx, f, app, pos[1], api.ActionExpire, *reason, stdout)
+	}
+	res, err := f.client().BulkExpire(ctx, app, pos[1:], *reason)
+	if err != nil {
+		return err
+	}
+	return printBulk(stdout, *f.output, res)
+}
+
+func actionCommand(action api.Action) func(context.Context, []string, io.Writer, io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, _ io.Writer) error {
+		usage := string(action) + " <namespace>/<app> <version> [--reason R] [-o table|json]"
+		f := newCLIFlags(string(action))
+		reason := f.fs.String("reason", "", "why, for the audit trail")
+		pos, err := f.parse(args, usage)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 2 {
+			return usageError{msg: "usage: skewguard " + usage}
+		}
+		app, err := parseApp(pos[0])
+		if err != nil {
+			return err
+		}
+		return act(ctx, f, app, pos[1], action, *reason, stdout)
+	}
+}
+
+func act(ctx context.Context, f *cliFlags, app registry.AppRef, version string, action api.Action, reason string, stdout io.Writer) error {
+	ref := registry.VersionRef{Namespace: app.Namespace, App: app.Name, Label: version}
+	out, err := f.client().Act(ctx, ref, action, reason)
+	if err != nil {
+		return err
+	}
+	if *f.output == "json" {
+		return printJSON(stdout, out)
+	}
+	_, err = fmt.Fprintf(stdout, "%s version %s: %s (%s)\n", app, out.Version, out.State, out.Message)
+	return err
+}
+
+// runThreshold: skewguard threshold <namespace>/<app> --older-than 2h [--dry-run] [--reason R]
+func runThreshold(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	const usage = "threshold <namespace>/<app> --older-than <age, e.g. 2h or 7d> [--dry-run] [--reason R] [-o table|json]"
+	f := newCLIFlags("threshold")
+	olderThan := f.fs.String("older-than", "", "expire every live version deployed longer ago than this, except the Active one")
+	dryRun := f.fs.Bool("dry-run", false, "only list what would be expired")
+	reason := f.fs.String("reason", "", "why, for the audit trail")
+	pos, err := f.parse(args, usage)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{msg: "usage: skewguard " + usage}
+	}
+	if _, err := api.ParseAge(*olderThan); err != nil {
+		return usageError{msg: fmt.Sprintf("threshold: --older-than: %v", err)}
+	}
+	app, err := parseApp(pos[0])
+	if err != nil {
+		return err
+	}
+	res, err := f.client().Threshold(ctx, app, api.ThresholdBody{OlderThan: *olderThan, DryRun: *dryRun, Reason: *reason})
+	if err != nil {
+		return err
+	}
+	return printBulk(stdout, *f.output, res)
+}
+
+// errSomeFailed makes the exit status non-zero when some versions of a bulk action failed.
+var errSomeFailed = errors.New("some versions failed")
+
+func printBulk(stdout io.Writer, output string, res api.BulkResult) error {
+	if output == "json" {
+		if err := printJSON(stdout, res); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tRESULT\tSTATE\tDETAIL")
+		for _, r := range res.Results {
+			if r.OK {
+				fmt.Fprintf(tw, "%s\tok\t%s\t%s\n", r.Version, r.State, oneLine(r.Message))
+			} else if r.Error != nil {
+				fmt.Fprintf(tw, "%s\tfailed\t-\t%s: %s\n", r.Version, r.Error.Code, oneLine(r.Error.Message))
+			}
+		}
+		for _, s := range res.Skipped {
+			fmt.Fprintf(tw, "%s\tskipped\t-\t%s\n", s.Version, oneLine(s.Reason))
+		}
+		if len(res.Results) == 0 && len(res.Skipped) == 0 {
+			fmt.Fprintln(tw, "(nothing to do)")
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if res.Failed > 0 {
+		return fmt.Errorf("%w: %d of %d", errSomeFailed, res.Failed, len(res.Results))
+	}
+	return nil
+}
