@@ -28,6 +28,11 @@ const benchClients = 64
 func BenchmarkRegistrationFastPath(b *testing.B) {
 	h := newHarness(b, harnessOptions{})
 	h.reg.addVersion(registry.Version{Namespace: "shop", App: "web", Label: "1", State: registry.Active})
+	benchmarkRegistration(b, h)
+}
+
+// benchmarkRegistration measures h's router beside a bare handler (see above).
+func benchmarkRegistration(b *testing.B, h *harness) {
 	full := httptest.NewServer(h.handler)
 	defer full.Close()
 

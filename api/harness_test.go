@@ -344,6 +344,11 @@ type harnessOptions struct {
 	insecureAPI  bool
 	ready        []ReadyCheck
 	pingInterval time.Duration
+	// registry replaces the in-memory registry (the PostgreSQL benchmark).
+	registry interface {
+		Registry
+		detect.Registry
+	}
 }
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
@@ -386,14 +391,21 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 
 	reg := newFakeRegistry()
 	starter := &fakeStarter{reg: reg}
-	det := detect.NewDetector(detect.Options{Registry: reg, Starter: starter, Lookup: cache, Enabled: !o.disabled,
+	var store interface {
+		Registry
+		detect.Registry
+	} = reg
+	if o.registry != nil {
+		store = o.registry
+	}
+	det := detect.NewDetector(detect.Options{Registry: store, Starter: starter, Lookup: cache, Enabled: !o.disabled,
 		Logger: slog.New(slog.DiscardHandler)})
 	lc := &fakeLifecycle{reg: reg}
 	var retried []string
 	var retryMu sync.Mutex
 	srv, err := New(Options{
 		Logger:              slog.New(slog.DiscardHandler),
-		Registry:            reg,
+		Registry:            store,
 		Pods:                cache,
 		Detector:            det,
 		Lifecycle:           lc,

@@ -75,14 +75,19 @@ type Options struct {
 	Enabled bool
 	// DedupeTTL is how long a started version is not started again by this process.
 	DedupeTTL time.Duration
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// PodRecordTTL is how long a pod recorded against a live version is not written again
+	// (last_seen is that coarse); a repeat registration of it then costs one read.
+	PodRecordTTL time.Duration
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // Detector is the one idempotent path from "this pod exists" to "its version is tracked".
 type Detector struct {
 	opts   Options
-	recent *recentSet
+	recent *recentSet[registry.VersionRef]
+	// recorded remembers pod rows written on the fast path.
+	recorded *recentSet[podRecord]
 	// retry, when set, is handed pods whose detection failed, to try again later.
 	retry func(pod *corev1.Pod)
 }
@@ -92,13 +97,16 @@ func NewDetector(opts Options) *Detector {
 	if opts.DedupeTTL <= 0 {
 		opts.DedupeTTL = 30 * time.Second
 	}
+	if opts.PodRecordTTL <= 0 {
+		opts.PodRecordTTL = time.Minute
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Detector{opts: opts, recent: newRecentSet(4096)}
+	return &Detector{opts: opts, recent: newRecentSet[registry.VersionRef](4096), recorded: newRecentSet[podRecord](16384)}
 }
 
 // Enabled reports whether skew protection is on.
@@ -143,9 +151,15 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		return finish(metrics.OutcomeError, "", err)
 	}
 	if ok {
+		now := d.opts.Now()
+		rec := podRecord{uid: string(pod.UID), versionID: live.ID}
+		if !d.recorded.reserve(rec, now, now.Add(d.opts.PodRecordTTL)) {
+			return finish(metrics.OutcomeFastPath, "", nil)
+		}
 		err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace,
 			AppID: &live.AppID, VersionID: &live.ID})
 		if err != nil {
+			d.recorded.release(rec)
 			return finish(metrics.OutcomeError, "", err)
 		}
 		return finish(metrics.OutcomeFastPath, "", nil)
@@ -249,24 +263,32 @@ func ApplicationID(namespace, app string) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
 
-// recentSet remembers versions started moments ago, so a burst of registrations (every replica
-// of a new Deployment, plus the pod watch) starts a workflow once, not once per pod.
-type recentSet struct {
+// podRecord is a pod row written for a live version.
+type podRecord struct {
+	uid       string
+	versionID int64
+}
+
+// recentSet remembers keys for a while: versions started moments ago, so a burst of
+// registrations (every replica of a new Deployment, plus the pod watch) starts a workflow once,
+// not once per pod; and pod rows written moments ago. It is bounded: when full, expired keys
+// are dropped, and if none had expired, all of them (a forgotten key only costs a repeat).
+type recentSet[K comparable] struct {
 	mu    sync.Mutex
 	max   int
-	until map[registry.VersionRef]time.Time
+	until map[K]time.Time
 }
 
-func newRecentSet(max int) *recentSet {
-	return &recentSet{max: max, until: make(map[registry.VersionRef]time.Time)}
+func newRecentSet[K comparable](max int) *recentSet[K] {
+	return &recentSet[K]{max: max, until: make(map[K]time.Time)}
 }
 
-// reserve marks ref as started until the given time and reports whether it was free: of
-// concurrent detections of one new version, only the first goes on to start it.
-func (s *recentSet) reserve(ref registry.VersionRef, now, until time.Time) bool {
+// reserve marks key until the given time and reports whether it was free: of concurrent
+// detections of one new version, only the first goes on to start it.
+func (s *recentSet[K]) reserve(key K, now, until time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t, ok := s.until[ref]; ok && now.Before(t) {
+	if t, ok := s.until[key]; ok && now.Before(t) {
 		return false
 	}
 	if len(s.until) >= s.max {
@@ -279,13 +301,13 @@ func (s *recentSet) reserve(ref registry.VersionRef, now, until time.Time) bool 
 			clear(s.until)
 		}
 	}
-	s.until[ref] = until
+	s.until[key] = until
 	return true
 }
 
-// release forgets ref, after a detection that did not start it.
-func (s *recentSet) release(ref registry.VersionRef) {
+// release forgets key (the work it stood for did not happen).
+func (s *recentSet[K]) release(key K) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.until, ref)
+	delete(s.until, key)
 }

@@ -26,6 +26,7 @@ type fakeRegistry struct {
 	mu       sync.Mutex
 	versions map[registry.VersionRef]registry.Version
 	pods     map[string]registry.Pod
+	upserts  int
 	err      error
 }
 
@@ -65,6 +66,7 @@ func (f *fakeRegistry) UpsertPod(_ context.Context, p registry.Pod) error {
 	if f.err != nil {
 		return f.err
 	}
+	f.upserts++
 	f.pods[p.Namespace+"/"+p.ID] = p
 	return nil
 }
@@ -377,4 +379,32 @@ func TestApplicationID(t *testing.T) {
 	assert.Equal(t, id, ApplicationID("shop", "web"), "deterministic")
 	assert.NotEqual(t, id, ApplicationID("shop", "api"))
 	assert.NotEqual(t, id, ApplicationID("other", "web"))
+}
+
+func TestFastPathWritesThePodRowOncePerTTL(t *testing.T) {
+	now := time.Now()
+	p := pod("shop", "web-v2-a", versionLabels("web", "2"), true, now)
+	c, _ := startedCache(t, p, service("shop", "web-v2", versionLabels("web", "2")))
+	reg := newFakeRegistry()
+	reg.put(registry.Version{ID: 4, AppID: 1, Namespace: "shop", App: "web", Label: "2", State: registry.Active})
+	clock := now
+	d := NewDetector(Options{Registry: reg, Starter: &fakeStarter{reg: reg}, Lookup: c, Enabled: true,
+		PodRecordTTL: time.Minute, Now: func() time.Time { return clock }})
+	upserts := func() int { reg.mu.Lock(); defer reg.mu.Unlock(); return reg.upserts }
+
+	for range 3 {
+		res, err := d.Detect(context.Background(), p, SourcePodWatch, Hint{})
+		require.NoError(t, err)
+		assert.Equal(t, metrics.OutcomeFastPath, res.Outcome)
+	}
+	assert.Equal(t, 1, upserts(), "repeats within the TTL only read")
+	clock = clock.Add(time.Minute + time.Second)
+	_, err := d.Detect(context.Background(), p, SourceAgent, Hint{})
+	require.NoError(t, err)
+	assert.Equal(t, 2, upserts(), "last_seen is refreshed after the TTL")
+
+	reg.put(registry.Version{ID: 5, AppID: 1, Namespace: "shop", App: "web", Label: "2", State: registry.Active})
+	_, err = d.Detect(context.Background(), p, SourceAgent, Hint{})
+	require.NoError(t, err)
+	assert.Equal(t, 3, upserts(), "a new life of the version is recorded at once")
 }
