@@ -77,7 +77,9 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 				status = http.StatusOK
 			}
 			elapsed := time.Since(start)
-			metrics.ObserveHTTP(route, r.Method, status, elapsed)
+			if status != http.StatusSwitchingProtocols { // a WebSocket's lifetime is no latency
+				metrics.ObserveHTTP(route, r.Method, status, elapsed)
+			}
 			if status >= 500 {
 				s.log.Warn("request failed", "route", route, "method", r.Method, "status", status, "duration", elapsed)
 			}
