@@ -143,9 +143,6 @@ func (w *Watcher) Run(ctx context.Context, workers int) {
 	wg.Wait()
 }
 
-// Len is the number of pods waiting (for tests and debugging).
-func (w *Watcher) Len() int { return w.queue.Len() }
-
 func (w *Watcher) next(parent context.Context) bool {
 	it, shutdown := w.queue.Get()
 	if shutdown {
