@@ -48,7 +48,7 @@ func (a *Activities) ReadTraffic(ctx context.Context, in TrafficInput) (TrafficR
 	if err != nil {
 		return TrafficReading{}, err
 	}
-	r := rates.Readings[in.Ref.Label]
+	r := rates.Of(in.Ref.Label)
 	out := TrafficReading{At: rates.At, RPS: r.RPS, Found: r.Found, Query: rates.Query}
 	if r.Found {
 		if err := a.Registry.RecordTraffic(ctx, in.Ref, r.RPS, rates.At); err != nil {
@@ -80,7 +80,7 @@ func (a *Activities) appRates(ctx context.Context, in TrafficInput) (traffic.Rat
 		if r, ok := fresh(); ok {
 			return r, nil
 		}
-		targets, err := a.drainingTargets(ctx, in)
+		targets, active, err := a.drainingTargets(ctx, in)
 		if err != nil {
 			return traffic.Rates{}, err
 		}
@@ -88,6 +88,7 @@ func (a *Activities) appRates(ctx context.Context, in TrafficInput) (traffic.Rat
 		if err != nil {
 			return traffic.Rates{}, err
 		}
+		r.Reference = active
 		a.trafficMu.Lock()
 		if a.trafficCache == nil {
 			a.trafficCache = map[string]cachedRates{}
@@ -108,14 +109,15 @@ func (a *Activities) appRates(ctx context.Context, in TrafficInput) (traffic.Rat
 	return r, nil
 }
 
-// drainingTargets lists the app's Draining versions, always including the asking one.
-func (a *Activities) drainingTargets(ctx context.Context, in TrafficInput) ([]traffic.Target, error) {
+// drainingTargets lists the app's Draining versions, always including the asking one, and then the
+// Active version (returned as reference) whose series proves the query sees the app's traffic.
+func (a *Activities) drainingTargets(ctx context.Context, in TrafficInput) ([]traffic.Target, string, error) {
 	targets := []traffic.Target{{Version: in.Ref.Label, Service: in.ServiceName}}
 	snap, err := a.Registry.Snapshot(ctx, in.Ref.AppRef())
 	if err != nil {
 		// The asking version alone still gets its reading.
 		a.log().Warn("list draining versions for the traffic query", "app", in.Ref.AppRef().String(), "error", err)
-		return targets, nil
+		return targets, "", nil
 	}
 	for _, v := range snap.Pinned {
 		if v.State == registry.Draining && v.Label != in.Ref.Label {
@@ -131,5 +133,10 @@ func (a *Activities) drainingTargets(ctx context.Context, in TrafficInput) ([]tr
 		}
 		return 0
 	})
-	return targets, nil
+	active := ""
+	if snap.Active != nil && snap.Active.Label != in.Ref.Label {
+		active = snap.Active.Label
+		targets = append(targets, traffic.Target{Version: active, Service: snap.Active.ServiceName})
+	}
+	return targets, active, nil
 }

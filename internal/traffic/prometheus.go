@@ -25,6 +25,21 @@ type Rates struct {
 	At       time.Time          `json:"at"`
 	Query    string             `json:"query"`
 	Readings map[string]Reading `json:"readings"` // by version label
+	// Reference is the app's Active version when it was queried alongside the draining ones: its
+	// series shows that the app's traffic is visible to the query at all.
+	Reference string `json:"reference,omitempty"`
+}
+
+// Of returns the reading of one version. A version with no series counts as zero only when the
+// Reference version has one: the query demonstrably sees the app's traffic, and no request reached
+// this version in the window (Traefik, for one, creates a series on a backend's first request).
+// Otherwise no series stays unknown, never zero.
+func (r Rates) Of(version string) Reading {
+	got := r.Readings[version]
+	if !got.Found && r.Reference != "" && r.Reference != version && r.Readings[r.Reference].Found {
+		return Reading{RPS: 0, Found: true}
+	}
+	return got
 }
 
 // ErrNoPrometheus is returned when no Prometheus URL is configured.

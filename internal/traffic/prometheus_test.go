@@ -90,3 +90,24 @@ func TestNewQuerierNeedsURL(t *testing.T) {
 	_, err = NewQuerier("", tmpl)
 	assert.ErrorIs(t, err, ErrNoPrometheus)
 }
+
+// TestRatesOf: no series is zero only when the Active reference version has one; otherwise unknown.
+func TestRatesOf(t *testing.T) {
+	found := func(rps float64) Reading { return Reading{RPS: rps, Found: true} }
+	tests := []struct {
+		name  string
+		rates Rates
+		want  Reading
+	}{
+		{"series found", Rates{Readings: map[string]Reading{"1": found(0.5)}, Reference: "2"}, found(0.5)},
+		{"no series, reference seen", Rates{Readings: map[string]Reading{"1": {}, "2": found(3)}, Reference: "2"}, found(0)},
+		{"no series, reference idle too", Rates{Readings: map[string]Reading{"1": {}, "2": {}}, Reference: "2"}, Reading{}},
+		{"no series, no reference", Rates{Readings: map[string]Reading{"1": {}}}, Reading{}},
+		{"asking version is the reference", Rates{Readings: map[string]Reading{"1": {}}, Reference: "1"}, Reading{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, tc.rates.Of("1"))
+		})
+	}
+}
