@@ -43,3 +43,23 @@ test-integration:
 # here when it is not running, and stopped again afterwards).
 test:
 	hack/test.sh all
+
+.PHONY: demo demo-down manifests bench
+
+# The whole story on real parts: stack up, skewguard built and started, myapp v1 then v2 applied,
+# sessions pinned through Traefik, v1 drained, expired and scaled to 0 (hack/demo.sh).
+demo:
+	hack/demo.sh
+
+# Stop the demo's skewguard and the stack.
+demo-down:
+	-@if [ -f .stack/run/demo-skewguard.pid ]; then kill $$(cat .stack/run/demo-skewguard.pid) 2>/dev/null; rm -f .stack/run/demo-skewguard.pid; fi
+	hack/stack.sh down
+
+# Regenerate deploy/kubernetes/ from the Helm chart.
+manifests:
+	hack/render-manifests.sh
+
+# Benchmarks that need no stack; the stack ones are in hack/README.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
