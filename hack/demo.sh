@@ -25,6 +25,12 @@ SKEWGUARD_WITH_WATT=1 hack/stack.sh up >"$ROOT/.stack-demo-up.log" 2>&1 || { tai
 tail -n 20 "$ROOT/.stack-demo-up.log" | sed 's/^/           /'
 rm -f "$ROOT/.stack-demo-up.log"
 set -a; source .stack/stack.env; set +a
+if ! grep -q "\"iccURL\": \"http://$SKEWGUARD_TEST_METRICS_ADDR\"" "$SKEWGUARD_STACK_DIR/launcher.json"; then
+  say "Restarting the stack so that pods register with the demo's skewguard (http://$SKEWGUARD_TEST_METRICS_ADDR)"
+  hack/stack.sh down >/dev/null
+  SKEWGUARD_WITH_WATT=1 SKEWGUARD_LAUNCHER_ICC_URL="http://$SKEWGUARD_TEST_METRICS_ADDR" hack/stack.sh up >/dev/null
+  set -a; source .stack/stack.env; set +a
+fi
 KUBECTL=$SKEWGUARD_TEST_KUBECTL
 GW=$SKEWGUARD_TEST_GATEWAY_URL
 SG_ADDR=$SKEWGUARD_TEST_METRICS_ADDR # Prometheus scrapes skewguard here, and pods register here
@@ -43,6 +49,17 @@ say "Fresh registry database and namespace for the story"
 psql -q "$SKEWGUARD_TEST_PG_URL" -c "DROP DATABASE IF EXISTS skewguard_demo" -c "CREATE DATABASE skewguard_demo" >/dev/null
 export DATABASE_URL="${SKEWGUARD_TEST_PG_URL%/postgres*}/skewguard_demo?sslmode=disable"
 bin/skewguard migrate | sed 's/^/           /'
+# Lifecycles of a previous run belong to the registry just dropped: end them so this story starts clean.
+if "$SKEWGUARD_TEST_TEMPORAL_CLI" workflow count --address "$TEMPORAL_ADDRESS" \
+    --query 'SkewNamespace="myapp" AND ExecutionStatus="Running"' 2>/dev/null | grep -qv 'Total: 0'; then
+  "$SKEWGUARD_TEST_TEMPORAL_CLI" workflow terminate --address "$TEMPORAL_ADDRESS" --yes \
+    --query 'SkewNamespace="myapp" AND ExecutionStatus="Running"' --reason "demo restarted" >/dev/null
+  for _ in $(seq 1 100); do
+    "$SKEWGUARD_TEST_TEMPORAL_CLI" workflow count --address "$TEMPORAL_ADDRESS" \
+      --query 'SkewNamespace="myapp" AND ExecutionStatus="Running"' 2>/dev/null | grep -q 'Total: 0' && break
+    sleep 0.2
+  done
+fi
 "$KUBECTL" delete namespace myapp --ignore-not-found --wait=true >/dev/null
 "$KUBECTL" create namespace myapp >/dev/null
 # An operator identity for the CLI: RBAC on the virtual resource versions.skewguard.dev decides who may act.
