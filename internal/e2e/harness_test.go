@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
+	"github.com/skewguard/skewguard/internal/deploytest/charttest"
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/registry/registrytest"
 	"github.com/skewguard/skewguard/internal/testenv"
@@ -175,9 +176,16 @@ func baseSettings(t testing.TB, ns, databaseURL string) settings {
 	}
 }
 
-// startSkewguard runs `skewguard serve` and waits until it is ready.
+// startSkewguard runs `skewguard serve` and waits until it is ready. It authenticates to Kubernetes as
+// the Helm chart's ServiceAccount, bound to the chart's ClusterRole rendered for the same settings, so
+// every end-to-end test also proves that the chart grants what a full lifecycle needs.
 func startSkewguard(t testing.TB, s settings) *skewguard {
 	t.Helper()
+	rbac := charttest.InstallRBAC(t, 2*time.Hour,
+		"--set", "services.icc.features.skew_protection.enable="+orFalse(s["PLT_FEATURE_SKEW_PROTECTION"]),
+		"--set", "services.icc.skew_protection.auto_cleanup="+orFalse(s["PLT_SKEW_AUTO_CLEANUP"]),
+		"--set", "gateway.parentRefs[0].namespace=skewguard-system", "--set", "gateway.parentRefs[0].name=gw")
+	s["KUBECONFIG"] = rbac.Kubeconfig
 	addr := freeAddr(t)
 	s["PLT_SKEW_LISTEN_ADDRESS"] = addr
 	env := os.Environ()
@@ -269,6 +277,13 @@ func (s *skewguard) logs() string {
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
 	return s.logBuf.String()
+}
+
+func orFalse(v string) string {
+	if v == "" {
+		return "false"
+	}
+	return v
 }
 
 func freeAddr(t testing.TB) string {
