@@ -62,6 +62,17 @@ unit_tests() {
   go test -count=1 -json ./... 2>&1 | "$REPORT" -label unit
 }
 
+# fuzz_tests runs every fuzz target briefly: the API's request bodies and path parameters
+# (api/fuzz_test.go). Each target's seed corpus already runs with the unit tests; this explores.
+fuzz_tests() {
+  local f targets
+  targets=$(go test ./api -list '^Fuzz' | grep '^Fuzz')
+  [[ -n $targets ]] || { echo "no fuzz targets found in ./api"; return 1; }
+  for f in $targets; do
+    go test ./api -run '^$' -fuzz "^$f\$" -fuzztime "${SKEWGUARD_FUZZTIME:-3s}" || return 1
+  done
+}
+
 STARTED=0
 stop_if_started() {
   if [[ $STARTED == 1 ]]; then
@@ -104,6 +115,7 @@ all)
   phase vet go vet ./...
   phase vet-integ go vet -tags integration ./...
   phase unit unit_tests
+  phase fuzz fuzz_tests
   if [[ ${SKEWGUARD_SKIP_SELFTEST:-0} != 1 ]]; then
     phase stack-selftest "$HERE/stack-selftest.sh"
   fi
