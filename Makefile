@@ -4,7 +4,8 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin/skewguard
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/skewguard/skewguard/internal/buildinfo.Version=$(VERSION)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS := -s -w -X github.com/skewguard/skewguard/internal/buildinfo.Version=$(VERSION) -X github.com/skewguard/skewguard/internal/buildinfo.Commit=$(COMMIT)
 
 .PHONY: build test test-unit test-integration vet stack-up stack-down stack-status stack-clean stack-selftest
 
