@@ -22,24 +22,19 @@ func (r *refusal) Error() string { return r.msg }
 // activate makes the version Active (the registry makes its predecessor Draining in the same
 // transaction), writes the routes and tells the predecessor's workflow.
 func (w *lifecycle) activate(ctx workflow.Context, actor registry.Actor, reason string) error {
-	res, err := w.change(ctx, a.Activate, "activate", actor, reason)
-	if err != nil {
-		return w.refused(actor, err)
-	}
-	if err := w.adopt(ctx, res.Version, actor, reason); err != nil {
-		return err
-	}
-	w.syncRoutes(ctx, actor, reason)
-	if res.Previous != nil {
-		w.notifySuperseded(ctx, *res.Previous, actor, reason)
-	}
-	return nil
+	return w.takeOver(ctx, a.Activate, "activate", actor, reason)
 }
 
 // promote makes a Draining version Active again; the current Active version becomes Draining
 // and its workflow is told.
 func (w *lifecycle) promote(ctx workflow.Context, actor registry.Actor, reason string) error {
-	res, err := w.change(ctx, a.Promote, "promote", actor, reason)
+	return w.takeOver(ctx, a.Promote, "promote", actor, reason)
+}
+
+// takeOver runs a registry step that makes this version Active, then writes the routes and tells
+// the version it displaced, if any.
+func (w *lifecycle) takeOver(ctx workflow.Context, step any, name string, actor registry.Actor, reason string) error {
+	res, err := w.change(ctx, step, name, actor, reason)
 	if err != nil {
 		return w.refused(actor, err)
 	}
