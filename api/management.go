@@ -108,10 +108,7 @@ func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) {
 		s.registryError(w, err)
 		return
 	}
-	if vs == nil {
-		vs = []registry.Version{}
-	}
-	writeJSON(w, http.StatusOK, VersionList{App: app, Versions: vs})
+	writeJSON(w, http.StatusOK, VersionList{App: app, Versions: nonNil(vs)})
 }
 
 func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) {
@@ -137,10 +134,7 @@ func (s *Server) versionAudit(w http.ResponseWriter, r *http.Request) {
 		s.registryError(w, err)
 		return
 	}
-	if entries == nil {
-		entries = []registry.AuditEntry{}
-	}
-	writeJSON(w, http.StatusOK, AuditList{Entries: entries})
+	writeJSON(w, http.StatusOK, AuditList{Entries: nonNil(entries)})
 }
 
 func (s *Server) appAudit(w http.ResponseWriter, r *http.Request) {
@@ -159,10 +153,7 @@ func (s *Server) appAudit(w http.ResponseWriter, r *http.Request) {
 		s.registryError(w, err)
 		return
 	}
-	if entries == nil {
-		entries = []registry.AuditEntry{}
-	}
-	writeJSON(w, http.StatusOK, AuditList{Entries: entries})
+	writeJSON(w, http.StatusOK, AuditList{Entries: nonNil(entries)})
 }
 
 func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
@@ -408,3 +399,11 @@ func caller(ctx context.Context) auth.Identity {
 }
 
 type callerKey struct{}
+
+// nonNil returns s, or an empty slice for nil, so that lists encode as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
