@@ -38,6 +38,14 @@ const (
 	ErrTypeNoTrafficSource = "NoTrafficSource"
 	// ErrTypeStaleLife: the registry's newest life of the label is not the one the workflow runs.
 	ErrTypeStaleLife = "StaleLife"
+	// ErrTypeRoutesInvalid: the app's routes cannot be rendered with this change (a hostname,
+	// path, label or Service that Gateway API refuses); the registry was left as it was.
+	ErrTypeRoutesInvalid = "RoutesInvalid"
+	// ErrTypeRoutesRefused: the API server refused the route write (forbidden, invalid, a route
+	// of that name that is not ours); the registry was left as it was.
+	ErrTypeRoutesRefused = "RoutesRefused"
+	// ErrTypeClaimConflict: another application already serves the version's host and path.
+	ErrTypeClaimConflict = "ClaimConflict"
 )
 
 // Registry is what the activities use of the version registry; *registry.Store is the
@@ -45,10 +53,9 @@ const (
 type Registry interface {
 	ObserveVersion(ctx context.Context, o registry.Observation, actor registry.Actor) (registry.Version, bool, error)
 	GetPolicy(ctx context.Context, app registry.AppRef) (registry.Policy, error)
-	Activate(ctx context.Context, ref registry.VersionRef, actor registry.Actor, reason string) (registry.Transition, error)
-	Stage(ctx context.Context, ref registry.VersionRef, actor registry.Actor, reason string) (registry.Transition, error)
-	Promote(ctx context.Context, ref registry.VersionRef, actor registry.Actor, reason string) (registry.Transition, error)
-	Expire(ctx context.Context, ref registry.VersionRef, actor registry.Actor, reason string) (registry.Transition, error)
+	Flip(ctx context.Context, req registry.FlipRequest) (registry.Transition, error)
+	Publish(ctx context.Context, app registry.AppRef, fn func(ctx context.Context, snap registry.Snapshot) error) error
+	BumpGeneration(ctx context.Context, app registry.AppRef) (int64, error)
 	GetVersion(ctx context.Context, ref registry.VersionRef) (registry.Version, error)
 	Generation(ctx context.Context, app registry.AppRef) (int64, error)
 	Snapshot(ctx context.Context, app registry.AppRef) (registry.Snapshot, error)
@@ -127,7 +134,16 @@ func classify(err error) error {
 		return nil
 	}
 	var ite *registry.IllegalTransitionError
+	var invalidRoutes *RoutesInvalidError
+	var refused *RoutesRefusedError
+	var conflict *registry.ClaimConflictError
 	switch {
+	case errors.As(err, &invalidRoutes):
+		return temporal.NewNonRetryableApplicationError(invalidRoutes.Error(), ErrTypeRoutesInvalid, err)
+	case errors.As(err, &refused):
+		return temporal.NewNonRetryableApplicationError(refused.Error(), ErrTypeRoutesRefused, err)
+	case errors.As(err, &conflict):
+		return temporal.NewNonRetryableApplicationError(conflict.Error(), ErrTypeClaimConflict, err)
 	case errors.As(err, &ite):
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeIllegalTransition, err,
 			IllegalTransition{From: ite.From, To: ite.To})

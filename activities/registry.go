@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
@@ -17,6 +18,9 @@ type ObserveInput struct {
 	Hostname    string              `json:"hostname,omitempty"`
 	WorkflowID  string              `json:"workflowId"`
 	Actor       registry.Actor      `json:"actor"`
+	// DeployedAt and PodsCreatedAt order versions found together (zero: unknown).
+	DeployedAt    time.Time `json:"deployedAt,omitzero"`
+	PodsCreatedAt time.Time `json:"podsCreatedAt,omitzero"`
 }
 
 // Observe records the version in the registry (a new Pending life when the label has no live
@@ -25,6 +29,7 @@ func (a *Activities) Observe(ctx context.Context, in ObserveInput) (registry.Ver
 	v, _, err := a.Registry.ObserveVersion(ctx, registry.Observation{
 		Ref: in.Ref, ServiceName: in.ServiceName, ServicePort: in.ServicePort,
 		PathPrefix: in.PathPrefix, Hostname: in.Hostname, WorkflowID: in.WorkflowID,
+		DeployedAt: in.DeployedAt, PodsCreatedAt: in.PodsCreatedAt,
 	}, in.Actor)
 	return v, classify(err)
 }
@@ -57,13 +62,22 @@ type TransitionResult struct {
 	Previous   *registry.Version `json:"previous,omitempty"`
 	Generation int64             `json:"generation"`
 	Changed    bool              `json:"changed"`
+	// KeptBy is the newer version that stayed Active when this one, found together with it,
+	// went to Draining instead of taking over.
+	KeptBy *registry.Version `json:"keptBy,omitempty"`
 }
 
-// Activate makes the version Active and its predecessor Draining in one transaction. A repeat
+// Activate makes the version Active and its predecessor Draining in one transaction, together
+// with the app's routes: the routes are rendered from the snapshot the transaction is about to
+// commit and written before it commits, so the version is Active in the registry only if the
+// routes that send new visitors to it were written. Routes that cannot be rendered, a route
+// write the API server refuses, or a host and path another app holds leave the registry as it
+// was and fail with a non-retryable ErrTypeRoutesInvalid, ErrTypeRoutesRefused or
+// ErrTypeClaimConflict error; a transient write failure rolls back and is retried. A repeat
 // after success returns the same predecessor. If the version has been superseded since this
 // activity first succeeded, the result says Draining (with its draining time) instead of failing.
 func (a *Activities) Activate(ctx context.Context, in TransitionInput) (TransitionResult, error) {
-	t, err := a.Registry.Activate(ctx, in.Ref, in.Actor, in.Reason)
+	t, err := a.flip(ctx, in, registry.OpActivate)
 	var ite *registry.IllegalTransitionError
 	if errors.As(err, &ite) && ite.From == registry.Draining {
 		return a.alreadyActivated(ctx, in)
@@ -71,22 +85,51 @@ func (a *Activities) Activate(ctx context.Context, in TransitionInput) (Transiti
 	return a.finish(ctx, in, t, err)
 }
 
-// Promote makes a Draining version Active again; the current Active version becomes Draining.
+// Promote makes a Draining version Active again, with its routes; the current Active version
+// becomes Draining.
 func (a *Activities) Promote(ctx context.Context, in TransitionInput) (TransitionResult, error) {
-	t, err := a.Registry.Promote(ctx, in.Ref, in.Actor, in.Reason)
+	t, err := a.flip(ctx, in, registry.OpPromote)
 	return a.finish(ctx, in, t, err)
 }
 
-// Stage holds a Pending version at the approval gate.
+// Stage holds a Pending version at the approval gate, with its pin rule written.
 func (a *Activities) Stage(ctx context.Context, in TransitionInput) (TransitionResult, error) {
-	t, err := a.Registry.Stage(ctx, in.Ref, in.Actor, in.Reason)
+	t, err := a.flip(ctx, in, registry.OpStage)
 	return a.finish(ctx, in, t, err)
 }
 
-// Expire retires the version in the registry. A repeat is a no-op (Changed=false).
+// Expire retires the version in the registry together with routes that no longer reference
+// it: if the routes cannot be written, the version stays as it was. A repeat is a no-op
+// (Changed=false).
 func (a *Activities) Expire(ctx context.Context, in TransitionInput) (TransitionResult, error) {
-	t, err := a.Registry.Expire(ctx, in.Ref, in.Actor, in.Reason)
+	t, err := a.flip(ctx, in, registry.OpExpire)
 	return a.finish(ctx, in, t, err)
+}
+
+// Fail marks a Pending or Staged version Failed with the reason; nothing routed changes.
+func (a *Activities) Fail(ctx context.Context, in TransitionInput) (TransitionResult, error) {
+	t, err := a.flip(ctx, in, registry.OpFail)
+	return a.finish(ctx, in, t, err)
+}
+
+// flip runs one registry operation with the app's routes published inside its transaction.
+func (a *Activities) flip(ctx context.Context, in TransitionInput, op registry.Op) (registry.Transition, error) {
+	req := registry.FlipRequest{Ref: in.Ref, Op: op, Actor: in.Actor, Reason: in.Reason}
+	if op != registry.OpFail {
+		req.ClaimOf = ClaimOf
+		req.OwnCookie = OwnCookieName(a.Config.CookieName, in.Ref.AppRef())
+		req.Publish = func(ctx context.Context, snap registry.Snapshot) error {
+			_, err := a.publish(ctx, snap)
+			return err
+		}
+	}
+	t, err := a.Registry.Flip(ctx, req)
+	if errors.Is(err, errRoutesAhead) {
+		if _, err = a.Registry.BumpGeneration(ctx, in.Ref.AppRef()); err == nil {
+			t, err = a.Registry.Flip(ctx, req)
+		}
+	}
+	return t, err
 }
 
 func (a *Activities) finish(ctx context.Context, in TransitionInput, t registry.Transition, err error) (TransitionResult, error) {
@@ -96,7 +139,7 @@ func (a *Activities) finish(ctx context.Context, in TransitionInput, t registry.
 	if in.VersionID != 0 && t.Version.ID != in.VersionID {
 		return TransitionResult{}, staleLife(in.Ref, in.VersionID, t.Version.ID)
 	}
-	res := TransitionResult{Version: t.Version, Previous: t.Previous, Generation: t.Generation, Changed: t.Changed}
+	res := TransitionResult{Version: t.Version, Previous: t.Previous, Generation: t.Generation, Changed: t.Changed, KeptBy: t.KeptBy}
 	if t.Changed {
 		if in.From != "" {
 			metrics.Transition(string(in.From), string(t.Version.State))

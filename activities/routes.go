@@ -1,10 +1,12 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/skewguard/skewguard/internal/config"
@@ -62,42 +64,116 @@ type SyncResult struct {
 // EventRoutesSynced is the audit event of a route write.
 const EventRoutesSynced = "routes-synced"
 
-// SyncRoutes reads one registry snapshot of the app, renders its HTTPRoutes and writes them with
-// the snapshot's generation. With no live version left it writes the empty set, removing the
-// app's routes. Repeating it writes nothing new: the rendering is a pure function of the
-// snapshot, and an older snapshot's write is refused by the generation fence.
+// SyncRoutes renders the app's HTTPRoutes from the registry and writes them, under the app's
+// registry lock: the snapshot is read and the routes written while no other change to the app
+// can commit, so writes are serialized and always carry the newest generation. With no live
+// version left it writes the empty set, removing the app's routes. Repeating it writes nothing
+// new. Drift (a route edited or deleted by hand) is repaired, since the writer compares specs.
 func (a *Activities) SyncRoutes(ctx context.Context, in SyncInput) (SyncResult, error) {
 	if !a.Config.SkewProtection {
 		metrics.RouteWrite(RoutesDisabled)
 		return SyncResult{Write: RouteOutcome{Outcome: RoutesDisabled}}, nil
 	}
-	snap, err := a.Registry.Snapshot(ctx, in.App)
+	var res SyncResult
+	sync := func() error {
+		return a.Registry.Publish(ctx, in.App, func(ctx context.Context, snap registry.Snapshot) error {
+			var err error
+			res, err = a.publish(ctx, snap)
+			return err
+		})
+	}
+	err := sync()
+	if errors.Is(err, errRoutesAhead) {
+		if _, err = a.Registry.BumpGeneration(ctx, in.App); err == nil {
+			err = sync()
+		}
+	}
 	if errors.Is(err, registry.ErrNotFound) {
-		snap = registry.Snapshot{App: registry.Application{Namespace: in.App.Namespace, Name: in.App.Name}}
-	} else if err != nil {
-		return SyncResult{}, err
+		// No such app in the registry: nothing of it may be routed.
+		res, err = a.publish(ctx, registry.Snapshot{App: registry.Application{Namespace: in.App.Namespace, Name: in.App.Name}})
 	}
-	desired, err := routes.Render(RouteInput(a.Config, snap))
 	if err != nil {
-		return SyncResult{}, classify(fmt.Errorf("render routes of %s: %w", in.App, err))
-	}
-	out, err := a.Routes.Apply(ctx, in.App.Namespace, in.App.Name, snap.Generation, desired)
-	if err != nil {
-		metrics.RouteWrite("error")
-		return SyncResult{}, fmt.Errorf("write routes of %s (generation %d): %w", in.App, snap.Generation, err)
-	}
-	metrics.RouteWrite(out.Outcome)
-	res := SyncResult{Generation: snap.Generation, Write: out, Routes: make([]string, 0, len(desired))}
-	for _, r := range desired {
-		res.Routes = append(res.Routes, r.Name)
+		return res, classify(err)
 	}
 	if in.Cause.Label != "" {
-		detail := map[string]any{"generation": snap.Generation, "routes": res.Routes, "outcome": out.Outcome}
+		detail := map[string]any{"generation": res.Generation, "routes": res.Routes, "outcome": res.Write.Outcome}
 		if err := a.Registry.AppendAudit(ctx, in.Cause, EventRoutesSynced, in.Actor, in.Reason, detail); err != nil {
 			return res, classify(err)
 		}
 	}
 	return res, nil
+}
+
+// RoutesInvalidError is a snapshot whose routes cannot be rendered (a hostname, path, version
+// label or Service that Gateway API refuses): retrying cannot help.
+type RoutesInvalidError struct{ Err error }
+
+func (e *RoutesInvalidError) Error() string { return "routes cannot be rendered: " + e.Err.Error() }
+func (e *RoutesInvalidError) Unwrap() error { return e.Err }
+
+// RoutesRefusedError is a route write the API server (or an admission webhook) refused, or a
+// route of the same name that skewguard does not manage: retrying as is cannot help.
+type RoutesRefusedError struct{ Err error }
+
+func (e *RoutesRefusedError) Error() string { return "routes refused: " + e.Err.Error() }
+func (e *RoutesRefusedError) Unwrap() error { return e.Err }
+
+// publish renders snap's routes and writes them with snap's generation. It is called with the
+// app's registry lock held (inside the transaction of a state change, or by SyncRoutes).
+func (a *Activities) publish(ctx context.Context, snap registry.Snapshot) (SyncResult, error) {
+	if !a.Config.SkewProtection {
+		metrics.RouteWrite(RoutesDisabled)
+		return SyncResult{Generation: snap.Generation, Write: RouteOutcome{Outcome: RoutesDisabled}}, nil
+	}
+	app := registry.AppRef{Namespace: snap.App.Namespace, Name: snap.App.Name}
+	desired, err := routes.Render(RouteInput(a.Config, snap))
+	if err != nil {
+		return SyncResult{}, &RoutesInvalidError{Err: err}
+	}
+	out, err := a.Routes.Apply(ctx, app.Namespace, app.Name, snap.Generation, desired)
+	if err != nil {
+		metrics.RouteWrite("error")
+		err = fmt.Errorf("write routes of %s (generation %d): %w", app, snap.Generation, err)
+		if permanentWriteError(err) {
+			return SyncResult{}, &RoutesRefusedError{Err: err}
+		}
+		return SyncResult{}, err
+	}
+	metrics.RouteWrite(out.Outcome)
+	if out.Outcome == RoutesStale {
+		// Only a write whose transaction did not commit after it reached the API server leaves
+		// routes ahead of the registry; the caller moves the generation past them and retries.
+		return SyncResult{}, fmt.Errorf("%w: routes of %s, registry generation %d", errRoutesAhead, app, snap.Generation)
+	}
+	res := SyncResult{Generation: snap.Generation, Write: out, Routes: make([]string, 0, len(desired))}
+	for _, r := range desired {
+		res.Routes = append(res.Routes, r.Name)
+	}
+	return res, nil
+}
+
+// errRoutesAhead: the app's routes carry a generation newer than the registry's.
+var errRoutesAhead = errors.New("routes carry a generation newer than the registry's")
+
+// permanentWriteError reports whether a route write failed for a reason a retry cannot fix.
+func permanentWriteError(err error) bool {
+	return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) ||
+		apierrors.IsUnauthorized(err) || errors.Is(err, kube.ErrRouteNotManaged)
+}
+
+// ClaimOf is the host and path prefix v's routes serve.
+func ClaimOf(v registry.Version) registry.Claim {
+	var hosts []string
+	if v.Hostname != "" {
+		hosts = []string{v.Hostname}
+	}
+	return registry.Claim{Host: v.Hostname, Path: routes.PathPrefix(v.App, v.PathPrefix, hosts)}
+}
+
+// OwnCookieName is the pin cookie of an app whose host and path nest with another app's: the
+// configured name qualified by the app's namespace and name, unique to the app.
+func OwnCookieName(base string, app registry.AppRef) string {
+	return base + "_" + app.Namespace + "_" + app.Name
 }
 
 // RouteInput builds the renderer's input from one snapshot: the path and hostname come from the
@@ -107,7 +183,7 @@ func RouteInput(cfg config.Config, snap registry.Snapshot) routes.Input {
 		Namespace:     snap.App.Namespace,
 		App:           snap.App.Name,
 		Generation:    snap.Generation,
-		CookieName:    cfg.CookieName,
+		CookieName:    cmp.Or(snap.App.CookieName, cfg.CookieName),
 		CookieMaxAge:  cfg.CookieMaxAge,
 		RewritePrefix: cfg.RewritePathPrefix,
 	}

@@ -168,14 +168,23 @@ func (f *fakeRegistry) GetPolicy(_ context.Context, app registry.AppRef) (regist
 	return f.policies[app], f.err
 }
 
-func (f *fakeRegistry) PutPolicy(_ context.Context, app registry.AppRef, p registry.Policy) error {
+func (f *fakeRegistry) PutPolicy(_ context.Context, app registry.AppRef, p registry.Policy, _ registry.Actor) ([]registry.Version, error) {
 	if err := p.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
 	f.policies[app] = p
-	return f.err
+	var live []registry.Version
+	for _, v := range f.versions {
+		if v.Ref().AppRef() == app && v.State.Live() {
+			live = append(live, v)
+		}
+	}
+	return live, nil
 }
 
 func (f *fakeRegistry) UpsertPod(_ context.Context, p registry.Pod) error {
@@ -253,6 +262,13 @@ func (l *fakeLifecycle) Act(_ context.Context, ref registry.VersionRef, action A
 		return ActionResult{State: registry.Active, Message: "promoted"}, nil
 	}
 	return ActionResult{}, &RejectedError{Message: "not staged"}
+}
+
+func (l *fakeLifecycle) PolicyChanged(_ context.Context, ref registry.VersionRef, actor registry.Actor) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls = append(l.calls, fmt.Sprintf("policy-changed %s by %s", ref.Label, actor.ID))
+	return l.err
 }
 
 func (l *fakeLifecycle) actions() []string {

@@ -36,6 +36,9 @@ type ActionResult struct {
 // Lifecycle runs actions on versions' workflows (Temporal Updates waited on until completed).
 type Lifecycle interface {
 	Act(ctx context.Context, ref registry.VersionRef, action Action, req ActionRequest) (ActionResult, error)
+	// PolicyChanged tells the version's workflow that its app's policy changed; a version
+	// with no running workflow is not an error.
+	PolicyChanged(ctx context.Context, ref registry.VersionRef, actor registry.Actor) error
 }
 
 // ErrWorkflowNotRunning means the version has no running workflow to act on.

@@ -173,7 +173,10 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 		answerDecodeError(w, err)
 		return
 	}
-	if err := s.opts.Registry.PutPolicy(r.Context(), app, p); err != nil {
+	id := caller(r.Context())
+	actor := registry.Actor{Type: registry.ActorUser, ID: id.Username, Name: id.Username}
+	live, err := s.opts.Registry.PutPolicy(r.Context(), app, p, actor)
+	if err != nil {
 		if errors.Is(err, registry.ErrInvalid) {
 			writeError(w, http.StatusBadRequest, CodeInvalidPolicy, "%v", err)
 			return
@@ -181,7 +184,14 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 		s.registryError(w, err)
 		return
 	}
-	s.log.Info("policy replaced", "app", app.String(), "by", caller(r.Context()).Username)
+	s.log.Info("policy replaced", "app", app.String(), "by", id.Username, "liveVersions", len(live))
+	// The new values apply at once: every live lifecycle of the app reloads them. The policy is
+	// stored either way; a lifecycle that misses the signal reads it at its next state change.
+	for _, v := range live {
+		if err := s.opts.Lifecycle.PolicyChanged(r.Context(), v.Ref(), actor); err != nil {
+			s.log.Warn("could not tell a version's lifecycle about the new policy", "version", v.Ref().String(), "error", err)
+		}
+	}
 	writeJSON(w, http.StatusOK, p)
 }
 

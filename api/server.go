@@ -30,7 +30,7 @@ type Registry interface {
 	Audit(ctx context.Context, ref registry.VersionRef) ([]registry.AuditEntry, error)
 	AppAudit(ctx context.Context, app registry.AppRef, limit int) ([]registry.AuditEntry, error)
 	GetPolicy(ctx context.Context, app registry.AppRef) (registry.Policy, error)
-	PutPolicy(ctx context.Context, app registry.AppRef, p registry.Policy) error
+	PutPolicy(ctx context.Context, app registry.AppRef, p registry.Policy, actor registry.Actor) ([]registry.Version, error)
 	UpsertPod(ctx context.Context, p registry.Pod) error
 }
 

@@ -70,6 +70,17 @@ func (t *Temporal) Act(ctx context.Context, ref registry.VersionRef, action Acti
 	return ActionResult{State: res.State, Message: res.Message}, nil
 }
 
+// PolicyChanged signals the version's workflow to reload its app's policy.
+func (t *Temporal) PolicyChanged(ctx context.Context, ref registry.VersionRef, actor registry.Actor) error {
+	err := t.client.SignalWorkflow(ctx, workflows.WorkflowID(ref), "", workflows.SignalPolicyChanged,
+		workflows.ActionRequest{Actor: actor, Reason: "policy changed"})
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	return err
+}
+
 // Ping checks that Temporal answers (for /readyz).
 func (t *Temporal) Ping(ctx context.Context) error {
 	_, err := t.client.CheckHealth(ctx, &client.CheckHealthRequest{})

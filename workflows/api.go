@@ -26,12 +26,15 @@ const (
 	// (ActionRequest) is optional, so it works from the Temporal UI's signal button. Signals
 	// cannot be refused: an Active version ignores it and audits why.
 	SignalForceExpire = "force-expire"
+	// SignalPolicyChanged tells a live version's workflow that its app's policy changed: it
+	// reloads it at once (timers follow the new values) and the Active one re-writes the routes.
+	SignalPolicyChanged = "policy-changed"
 	// Updates (argument ActionRequest, result ActionResult), each with a validator that refuses
 	// an action the version's state does not allow.
-	UpdateExpire  = "expire"  // Pending, Staged or Draining → Expired
+	UpdateExpire  = "expire"  // Pending, Staged, Draining or Failed → Expired
 	UpdatePromote = "promote" // Draining → Active; the current Active version becomes Draining
-	UpdateApprove = "approve" // Staged → Active
-	UpdateReject  = "reject"  // Staged → Expired
+	UpdateApprove = "approve" // Staged or Failed → Active (for Failed: try the activation again)
+	UpdateReject  = "reject"  // Staged or Failed → Expired
 	// QueryState returns a StateView.
 	QueryState = "state"
 )
@@ -57,6 +60,13 @@ type LifecycleInput struct {
 	PathPrefix  string              `json:"pathPrefix,omitempty"` // plt.dev/path ("" = default)
 	Hostname    string              `json:"hostname,omitempty"`   // plt.dev/hostname
 	Actor       registry.Actor      `json:"actor"`                // who detected it
+	// DeployedAt and PodsCreatedAt are the creation times of the version's Deployment and
+	// first pod (zero: unknown): among versions found together, the newest becomes Active.
+	DeployedAt    time.Time `json:"deployedAt,omitzero"`
+	PodsCreatedAt time.Time `json:"podsCreatedAt,omitzero"`
+	// Invalid is why detection found the version's routes impossible to render; such a version
+	// is marked Failed at once and never becomes Active.
+	Invalid string `json:"invalid,omitempty"`
 	// Resume is the state carried across continue-as-new; nil for a fresh start.
 	Resume *Resume `json:"resume,omitempty"`
 }
@@ -160,7 +170,9 @@ type StateView struct {
 	WaitingFor string `json:"waitingFor"`
 	// LastError is the last step that failed for good (routes not rendered, for example).
 	LastError string `json:"lastError,omitempty"`
-	Runs      int    `json:"runs"`
+	// Failure says why a Failed version was not made Active.
+	Failure string `json:"failure,omitempty"`
+	Runs    int    `json:"runs"`
 }
 
 // LifecycleResult is what a finished lifecycle returns.

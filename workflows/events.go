@@ -21,6 +21,7 @@ const (
 	eventAction
 	eventSuperseded
 	eventForceExpire
+	eventPolicyChanged
 )
 
 type event struct {
@@ -70,6 +71,10 @@ func (w *lifecycle) wait(ctx workflow.Context, until time.Time, fut workflow.Fut
 		ev.kind = eventForceExpire
 		c.Receive(ctx, &ev.request)
 	})
+	sel.AddReceive(w.policyChanged, func(c workflow.ReceiveChannel, _ bool) {
+		ev.kind = eventPolicyChanged
+		c.Receive(ctx, &ev.request)
+	})
 	sel.Select(ctx)
 	return ev
 }
@@ -88,6 +93,9 @@ func (w *lifecycle) pendingEvent() (event, bool) {
 	var req ActionRequest
 	if w.forceExpire.ReceiveAsync(&req) {
 		return event{kind: eventForceExpire, request: req}, true
+	}
+	if w.policyChanged.ReceiveAsync(&req) {
+		return event{kind: eventPolicyChanged, request: req}, true
 	}
 	return event{}, false
 }
@@ -125,6 +133,23 @@ func (w *lifecycle) handle(ctx workflow.Context, ev event) error {
 		return w.onSuperseded(ctx, ev.superseded)
 	case eventForceExpire:
 		return w.onForceExpire(ctx, withDefaults(ev.request))
+	case eventPolicyChanged:
+		return w.onPolicyChanged(ctx, withDefaults(ev.request))
+	}
+	return nil
+}
+
+// onPolicyChanged reloads the app's policy: a Draining version's timers follow the new values
+// at once (its loop recomputes them), and the Active version re-writes the routes (the cookie
+// Max-Age is part of them).
+func (w *lifecycle) onPolicyChanged(ctx workflow.Context, req ActionRequest) error {
+	old := w.policy
+	if err := w.loadPolicy(ctx); err != nil {
+		return err
+	}
+	w.logger.Info("policy reloaded", "by", describeActor(req.Actor), "old", old, "new", w.policy)
+	if w.state == registry.Active {
+		w.syncRoutes(ctx, req.Actor, orDefault(req.Reason, "policy changed"))
 	}
 	return nil
 }
@@ -213,7 +238,7 @@ func (w *lifecycle) allowed(kind string, req ActionRequest) error {
 	switch kind {
 	case UpdateExpire:
 		switch s {
-		case registry.Pending, registry.Staged, registry.Draining:
+		case registry.Pending, registry.Staged, registry.Draining, registry.Failed:
 			return nil
 		case registry.Active:
 			return fmt.Errorf("version %s is the Active version of %s and cannot be expired: deploy or promote another version first", v, w.in.Ref.AppRef())
@@ -228,13 +253,15 @@ func (w *lifecycle) allowed(kind string, req ActionRequest) error {
 			return fmt.Errorf("version %s is staged: approve it instead", v)
 		case registry.Pending:
 			return fmt.Errorf("version %s is pending (not ready yet): only a Draining version can be promoted", v)
+		case registry.Failed:
+			return fmt.Errorf("version %s is failed: approve it to retry its activation", v)
 		}
 	case UpdateApprove, UpdateReject:
-		if s == registry.Staged {
+		if s == registry.Staged || s == registry.Failed {
 			return nil
 		}
 		if s != registry.Expired {
-			return fmt.Errorf("version %s is %s: only a Staged version can be %s", v, s, pastTense(kind))
+			return fmt.Errorf("version %s is %s: only a Staged or Failed version can be %s", v, s, pastTense(kind))
 		}
 	default:
 		return fmt.Errorf("unknown action %q", kind)

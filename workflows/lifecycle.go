@@ -92,23 +92,32 @@ type lifecycle struct {
 	finalWhy   string
 	runs       int
 
-	actions     workflow.Channel // *action, from the update handlers
-	queued      int              // actions sent and not yet received
-	superseded  workflow.ReceiveChannel
-	forceExpire workflow.ReceiveChannel
+	// Failed: why, and whether the version failed only for want of ready endpoints (then it
+	// keeps waiting for them and is activated when they come).
+	failure       string
+	failedUnready bool
+	// retryExpireAt holds back the lifecycle's own expiry after its route write was refused.
+	retryExpireAt time.Time
+
+	actions       workflow.Channel // *action, from the update handlers
+	queued        int              // actions sent and not yet received
+	superseded    workflow.ReceiveChannel
+	forceExpire   workflow.ReceiveChannel
+	policyChanged workflow.ReceiveChannel
 }
 
 func newLifecycle(ctx workflow.Context, in LifecycleInput) *lifecycle {
 	id := workflow.GetInfo(ctx).WorkflowExecution.ID
 	return &lifecycle{
-		in:          in,
-		id:          id,
-		self:        registry.Actor{Type: registry.ActorWorkflow, ID: id},
-		logger:      log.With(workflow.GetLogger(ctx), "version", in.Ref.String()),
-		state:       registry.Pending,
-		actions:     workflow.NewBufferedChannel(ctx, 64),
-		superseded:  workflow.GetSignalChannel(ctx, SignalSuperseded),
-		forceExpire: workflow.GetSignalChannel(ctx, SignalForceExpire),
+		in:            in,
+		id:            id,
+		self:          registry.Actor{Type: registry.ActorWorkflow, ID: id},
+		logger:        log.With(workflow.GetLogger(ctx), "version", in.Ref.String()),
+		state:         registry.Pending,
+		actions:       workflow.NewBufferedChannel(ctx, 64),
+		superseded:    workflow.GetSignalChannel(ctx, SignalSuperseded),
+		forceExpire:   workflow.GetSignalChannel(ctx, SignalForceExpire),
+		policyChanged: workflow.GetSignalChannel(ctx, SignalPolicyChanged),
 	}
 }
 
@@ -157,6 +166,8 @@ func (w *lifecycle) run(ctx workflow.Context) (LifecycleResult, error) {
 			err = w.active(ctx)
 		case registry.Draining:
 			err = w.draining(ctx)
+		case registry.Failed:
+			err = w.failed(ctx)
 		default:
 			return w.finish(ctx)
 		}
@@ -173,6 +184,7 @@ func (w *lifecycle) observe(ctx workflow.Context) error {
 	err := workflow.ExecuteActivity(registryOptions(ctx, "record version"), a.Observe, activities.ObserveInput{
 		Ref: w.in.Ref, ServiceName: w.in.ServiceName, ServicePort: w.in.ServicePort,
 		PathPrefix: w.in.PathPrefix, Hostname: w.in.Hostname, WorkflowID: w.id, Actor: w.in.Actor,
+		DeployedAt: w.in.DeployedAt, PodsCreatedAt: w.in.PodsCreatedAt,
 	}).Get(ctx, &v)
 	if err != nil {
 		return fmt.Errorf("record version %s: %w", w.in.Ref, err)
@@ -181,7 +193,17 @@ func (w *lifecycle) observe(ctx workflow.Context) error {
 		return err
 	}
 	w.versionID, w.life = v.ID, v.Life
-	return w.adopt(ctx, v, w.in.Actor, "detected")
+	if err := w.adopt(ctx, v, w.in.Actor, "detected"); err != nil {
+		return err
+	}
+	if w.state == registry.Failed {
+		w.failure = v.Failure
+	}
+	if w.in.Invalid != "" && w.state == registry.Pending {
+		// Checked at detection: its routes cannot be rendered, so it must never become Active.
+		return w.fail(ctx, w.self, "routes cannot be rendered: "+w.in.Invalid, false)
+	}
+	return nil
 }
 
 func (w *lifecycle) loadPolicy(ctx workflow.Context) error {
@@ -214,8 +236,13 @@ func (w *lifecycle) pending(ctx workflow.Context) error {
 		}
 		var r kube.Readiness
 		if err := ready.Get(ctx, &r); err != nil {
-			return w.expire(ctx, w.self, fmt.Sprintf("not ready within the readiness timeout (%s): %s",
-				w.policy.ReadinessTimeout, failureMessage(err)))
+			if !w.atomicFlip(ctx) {
+				return w.expire(ctx, w.self, fmt.Sprintf("not ready within the readiness timeout (%s): %s",
+					w.policy.ReadinessTimeout, failureMessage(err)))
+			}
+			// Never retire a version that was never ready: the user owns its Deployment.
+			return w.fail(ctx, w.self, fmt.Sprintf("not ready within the readiness timeout (%s): %s",
+				w.policy.ReadinessTimeout, failureMessage(err)), true)
 		}
 		if w.in.ServicePort == 0 && r.Port != 0 {
 			w.in.ServicePort = r.Port
@@ -223,11 +250,66 @@ func (w *lifecycle) pending(ctx workflow.Context) error {
 				return err
 			}
 		}
-		reason := fmt.Sprintf("ready: %d endpoint(s), %s accepts connections", r.Endpoints, r.Probed)
-		if w.policy.RequireApproval {
-			return w.stage(ctx, reason)
+		return w.ready(ctx, r)
+	}
+	return nil
+}
+
+// ready moves a version whose Service has ready endpoints on: staged when approval is
+// required, else Active.
+func (w *lifecycle) ready(ctx workflow.Context, r kube.Readiness) error {
+	reason := fmt.Sprintf("ready: %d ready endpoint(s)", r.Endpoints)
+	if r.Probed != "" {
+		reason += ", " + r.Probed + " accepts connections"
+	}
+	if w.policy.RequireApproval {
+		return w.stage(ctx, reason)
+	}
+	return w.activate(ctx, w.self, reason)
+}
+
+// failedReadyWait is how long one wait for a Failed version's endpoints lasts before the
+// next one starts (each is one activity; the version keeps waiting as long as it is Failed).
+const failedReadyWait = 6 * time.Hour
+
+// failed holds a version that could not be made Active. Its workloads are left alone. If it
+// failed for want of ready endpoints, it keeps waiting for them and is activated when they
+// come; an operator can retry the activation (approve) or retire it (expire, reject).
+func (w *lifecycle) failed(ctx workflow.Context) error {
+	what := "an operator: update `approve` retries the activation, `expire` or `reject` retires it"
+	if w.failedUnready {
+		what = "ready endpoints (then it is activated), or " + what
+	}
+	w.setDetails(ctx, fmt.Sprintf("**Failed** since %s: %s. Not routed; its workloads are left as they are. Waiting for %s.",
+		stamp(w.since()), w.failure, what))
+	for w.state == registry.Failed {
+		var ready workflow.Future
+		cancel := func() {}
+		if w.failedUnready {
+			var actCtx workflow.Context
+			actCtx, cancel = workflow.WithCancel(ctx)
+			ready = workflow.ExecuteActivity(readyOptions(actCtx, failedReadyWait), a.WaitReady, activities.ReadyInput{
+				Ref: w.in.Ref, ServiceName: w.in.ServiceName, ServicePort: w.in.ServicePort,
+				Deadline: workflow.Now(ctx).Add(failedReadyWait),
+			})
 		}
-		return w.activate(ctx, w.self, reason)
+		for w.state == registry.Failed {
+			ev := w.wait(ctx, time.Time{}, ready)
+			if ev.kind != eventFuture {
+				if err := w.handle(ctx, ev); err != nil {
+					cancel()
+					return err
+				}
+				continue
+			}
+			var r kube.Readiness
+			if err := ready.Get(ctx, &r); err != nil {
+				break // still not ready: wait again
+			}
+			cancel()
+			return w.ready(ctx, r)
+		}
+		cancel()
 	}
 	return nil
 }
@@ -273,6 +355,16 @@ func (w *lifecycle) draining(ctx workflow.Context) error {
 	for w.state == registry.Draining {
 		now := workflow.Now(ctx)
 		graceEnd, firstRead, maxAt := w.timeline()
+		if now.Before(w.retryExpireAt) {
+			// The last expiry could not write the routes: wait before trying again.
+			w.nextCheck = w.retryExpireAt
+			if ev := w.wait(ctx, w.retryExpireAt, nil); ev.kind != eventTimer {
+				if err := w.handle(ctx, ev); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if !now.Before(maxAt) {
 			return w.expire(ctx, w.self, fmt.Sprintf("max alive %s reached (draining since %s)", w.policy.MaxAlive, stamp(w.drainingAt)))
 		}
@@ -427,7 +519,7 @@ func (w *lifecycle) view() StateView {
 	v := StateView{
 		Ref: w.in.Ref, VersionID: w.versionID, Life: w.life, State: w.state, Since: w.since(),
 		Transitions: w.transitions, Policy: w.policy, ZeroStreak: w.zeroStreak, Readings: w.readings,
-		WaitingFor: w.waitingFor, LastError: w.lastError, Runs: w.runs,
+		WaitingFor: w.waitingFor, LastError: w.lastError, Runs: w.runs, Failure: w.failure,
 	}
 	if w.state == registry.Draining {
 		graceEnd, firstRead, maxAt := w.timeline()

@@ -227,8 +227,8 @@ func TestUpdates(t *testing.T) {
 			},
 		},
 		{name: "promote the Active version", label: "v2", update: UpdatePromote, rejected: "version v2 is already the Active version"},
-		{name: "approve a version that is not staged", label: "v1", update: UpdateApprove, rejected: "version v1 is draining: only a Staged version can be approved"},
-		{name: "reject a version that is not staged", label: "v2", update: UpdateReject, rejected: "version v2 is active: only a Staged version can be rejected"},
+		{name: "approve a version that is not staged", label: "v1", update: UpdateApprove, rejected: "version v1 is draining: only a Staged or Failed version can be approved"},
+		{name: "reject a version that is not staged", label: "v2", update: UpdateReject, rejected: "version v2 is active: only a Staged or Failed version can be rejected"},
 		{
 			name: "unknown actor type", label: "v1", update: UpdateExpire, req: ActionRequest{Actor: registry.Actor{Type: "robot"}},
 			rejected: `unknown actor type "robot"`,
@@ -358,14 +358,14 @@ func TestTwoVersionsAtOnce(t *testing.T) {
 
 func TestActivityFailsThenSucceeds(t *testing.T) {
 	env, w := newEnv(t, defaults)
-	w.failures = map[string]int{"Activate": 1, "SyncRoutes": 2}
+	// The route write is part of Activate: a failed attempt (registry or routes) changes nothing.
+	w.failures = map[string]int{"Activate": 2}
 	runFleet(t, env, time.Hour, deploy{"v1", 0})
 
 	v1 := w.version("v1")
-	assert.Equal(t, activeAt(0).Add(time.Second), *v1.ActiveAt, "Activate retried after 1s")
-	assert.Equal(t, activeAt(0).Add(4*time.Second), w.syncs[0].At, "SyncRoutes retried after 1s, then 2s")
-	assert.Equal(t, 2, w.attempts["Activate"])
-	assert.Equal(t, 3, w.attempts["SyncRoutes"])
+	assert.Equal(t, activeAt(0).Add(3*time.Second), *v1.ActiveAt, "Activate retried after 1s, then 2s")
+	assert.Equal(t, activeAt(0).Add(3*time.Second), w.syncs[0].At, "routes written with the activation")
+	assert.Equal(t, 3, w.attempts["Activate"])
 	assert.Len(t, w.syncs, 1)
 
 	t.Run("while expiring", func(t *testing.T) {
@@ -397,17 +397,65 @@ func TestAutoCleanup(t *testing.T) {
 	}
 }
 
+// A version that never became ready is marked Failed and left alone: never routed, its
+// workloads untouched (the user owns its Deployment), even when it is the app's first version.
 func TestNotReadyInTime(t *testing.T) {
 	env, w := newEnv(t, defaults)
 	w.readyWait, w.notReady = 10*time.Minute, true
-	runFleet(t, env, time.Hour, deploy{"v1", 0})
+	runFleet(t, env, 30*time.Hour, deploy{"v1", 0})
 
 	v1 := w.version("v1")
-	assert.Equal(t, registry.Expired, v1.State)
+	assert.Equal(t, registry.Failed, v1.State)
 	assert.Nil(t, v1.ActiveAt, "never routed")
-	assert.Equal(t, t0.Add(10*time.Minute), *v1.ExpiredAt, "expired at the readiness timeout")
-	assert.Contains(t, w.lastAudit("v1", "pending→expired").Reason, "not ready within the readiness timeout (10m0s)")
-	assert.Len(t, w.retiredOf("v1"), 1)
+	assert.Nil(t, v1.ExpiredAt, "not expired")
+	assert.Equal(t, t0.Add(10*time.Minute), *v1.FailedAt, "failed at the readiness timeout")
+	assert.Contains(t, w.lastAudit("v1", "pending→failed").Reason, "not ready within the readiness timeout (10m0s)")
+	assert.Empty(t, w.retiredOf("v1"), "its workloads are not touched")
+	assert.Contains(t, w.kubeEvents, "v1 VersionFailed", "a Kubernetes Event tells the Deployment's owner")
+	assert.Empty(t, w.syncs, "nothing routed")
+
+	t.Run("ready late: activated then", func(t *testing.T) {
+		env, w := newEnv(t, defaults)
+		w.readyWait, w.notReadyUntil = 10*time.Minute, t0.Add(2*time.Hour)
+		runFleet(t, env, 30*time.Hour, deploy{"v1", 0})
+		v1 := w.version("v1")
+		assert.Equal(t, registry.Active, v1.State)
+		assert.False(t, v1.ActiveAt.Before(t0.Add(2*time.Hour)), "activated once its endpoints were ready, at %s", v1.ActiveAt)
+		assert.Empty(t, w.retiredOf("v1"))
+	})
+
+	t.Run("explicit expire retires it", func(t *testing.T) {
+		env, w := newEnv(t, defaults)
+		w.readyWait, w.notReady = 10*time.Minute, true
+		var out *updateOutcome
+		at(env, time.Hour, func() { out = sendUpdate(env, "v1", UpdateExpire, ActionRequest{Reason: "broken image"}) })
+		runFleet(t, env, 3*time.Hour, deploy{"v1", 0})
+		require.NotNil(t, out)
+		require.NoError(t, out.err)
+		assert.Equal(t, registry.Expired, w.version("v1").State)
+		assert.Len(t, w.retiredOf("v1"), 1, "the user asked: its workloads go")
+	})
+}
+
+// A version whose routes cannot be rendered never becomes Active: it is Failed with the reason,
+// the predecessor is never told it is superseded, and the app keeps serving from the current
+// Active version past its max alive.
+func TestUnroutableVersionNeverActive(t *testing.T) {
+	env, w := newEnv(t, defaults)
+	w.unroutable["v2"] = `hostname "Web_App.example.com": a lowercase RFC 1123 subdomain must consist of ...`
+	runFleet(t, env, 30*time.Hour, deploy{"v1", 0}, deploy{"v2", time.Hour})
+
+	v1, v2 := w.version("v1"), w.version("v2")
+	assert.Equal(t, registry.Active, v1.State, "v1 keeps serving after max alive (24 h) passed")
+	assert.Nil(t, v1.DrainingAt, "never superseded")
+	assert.Equal(t, registry.Failed, v2.State)
+	assert.Nil(t, v2.ActiveAt)
+	assert.Contains(t, v2.Failure, "Web_App.example.com")
+	assert.Contains(t, w.lastAudit("v2", "pending→failed").Reason, "cannot activate: routes cannot be rendered")
+	assert.Empty(t, w.retiredOf("v1"))
+	assert.Empty(t, w.retiredOf("v2"))
+	assert.Equal(t, "v1", w.lastSync().Active, "the routes still send new visitors to v1")
+	assert.Contains(t, w.kubeEvents, "v2 VersionFailed")
 }
 
 func TestExpirePending(t *testing.T) {

@@ -17,6 +17,9 @@ var permanent = []string{
 	activities.ErrTypeNotReady,
 	activities.ErrTypeNoTrafficSource,
 	activities.ErrTypeStaleLife,
+	activities.ErrTypeRoutesInvalid,
+	activities.ErrTypeRoutesRefused,
+	activities.ErrTypeClaimConflict,
 }
 
 // converge retries until the step succeeds: registry and Kubernetes writes must happen, and an

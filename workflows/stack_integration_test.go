@@ -409,7 +409,8 @@ func TestManualActionsOnTheRealStack(t *testing.T) {
 
 	s.deploy("v1")
 	s.waitRouting(routing{Default: "myapp-v1"})
-	require.NoError(t, s.reg.PutPolicy(t.Context(), s.ref("v1").AppRef(), registry.Policy{RequireApproval: ptr.To(true)}))
+	_, err := s.reg.PutPolicy(t.Context(), s.ref("v1").AppRef(), registry.Policy{RequireApproval: ptr.To(true)}, alice)
+	require.NoError(t, err)
 
 	s.deploy("v2")
 	s.waitRouting(routing{Default: "myapp-v1", Pinned: []string{"myapp-v2"}})
@@ -437,7 +438,7 @@ func TestManualActionsOnTheRealStack(t *testing.T) {
 		return st == registry.Draining, string(st)
 	})
 
-	_, err := s.tryUpdate("v1", workflows.UpdateExpire, alice)
+	_, err = s.tryUpdate("v1", workflows.UpdateExpire, alice)
 	require.Error(t, err, "the only Active version cannot be expired")
 	assert.Contains(t, err.Error(), "is the Active version of")
 

@@ -31,50 +31,129 @@ func (w *lifecycle) promote(ctx workflow.Context, actor registry.Actor, reason s
 	return w.takeOver(ctx, a.Promote, "promote", actor, reason)
 }
 
-// takeOver runs a registry step that makes this version Active, then writes the routes and tells
-// the version it displaced, if any.
+// takeOver runs a registry step that makes this version Active together with the app's routes
+// (one activity: the registry changes only if the routes were written), then tells the version
+// it displaced, if any, so that version starts draining only once routing has moved. A version
+// whose routes cannot be written never becomes Active: a Pending or Staged one is marked Failed
+// and the app keeps serving from its current Active version.
 func (w *lifecycle) takeOver(ctx workflow.Context, step any, name string, actor registry.Actor, reason string) error {
 	res, err := w.change(ctx, step, name, actor, reason)
 	if err != nil {
-		return w.refused(actor, err)
+		return w.cannotRoute(ctx, name, actor, err)
+	}
+	if res.KeptBy != nil {
+		// Found together with a newer version that is Active: this one drains instead.
+		w.by = res.KeptBy.Label
 	}
 	if err := w.adopt(ctx, res.Version, actor, reason); err != nil {
 		return err
 	}
-	w.syncRoutes(ctx, actor, reason)
+	if !w.atomicFlip(ctx) {
+		w.syncRoutes(ctx, actor, reason) // a run started before the routes moved into the flip
+	}
 	if res.Previous != nil {
 		w.notifySuperseded(ctx, *res.Previous, actor, reason)
 	}
 	return nil
 }
 
-// stage holds the version at the approval gate; it gets a pin rule.
+// atomicFlip reports whether this run writes the routes inside each registry step (the
+// activities do so since change "atomic-flip"). A run recorded before that wrote them with a
+// SyncRoutes activity after each step, and failed an unready version by expiring it; replaying
+// its history must make the same calls.
+func (w *lifecycle) atomicFlip(ctx workflow.Context) bool {
+	return workflow.GetVersion(ctx, "atomic-flip", workflow.DefaultVersion, 1) == 1
+}
+
+// stage holds the version at the approval gate, with its pin rule written.
 func (w *lifecycle) stage(ctx workflow.Context, reason string) error {
 	res, err := w.change(ctx, a.Stage, "stage", w.self, reason+"; approval required")
 	if err != nil {
-		return w.refused(w.self, err)
+		return w.cannotRoute(ctx, "stage", w.self, err)
 	}
 	if err := w.adopt(ctx, res.Version, w.self, reason+"; approval required"); err != nil {
 		return err
 	}
-	w.syncRoutes(ctx, w.self, "staged")
+	if !w.atomicFlip(ctx) {
+		w.syncRoutes(ctx, w.self, "staged")
+	}
 	return nil
 }
 
-// expire retires the version: registry, routes without it, then its workloads.
+// expire retires the version: the registry and routes without it together, then (only once no
+// route references it) its workloads. If the routes cannot be written the version stays as it
+// is: nothing the gateway still uses is cut.
 func (w *lifecycle) expire(ctx workflow.Context, actor registry.Actor, reason string) error {
 	res, err := w.change(ctx, a.Expire, "expire", actor, reason)
 	if err != nil {
+		var rr *routingRefusal
+		if errors.As(err, &rr) {
+			w.lastError = "not expired: " + rr.msg
+			w.retryExpireAt = workflow.Now(ctx).Add(max(w.policy.CheckInterval, time.Second))
+			w.audit(ctx, "expire-refused", actor, rr.msg)
+			w.logger.Warn("expiry refused: routes not written", "error", rr.msg)
+			if actor == w.self {
+				return nil
+			}
+			return &refusal{fmt.Sprintf("cannot expire version %s: %s", w.in.Ref.Label, rr.msg)}
+		}
 		return w.refused(actor, err)
 	}
 	w.finalWhy = reason
 	if err := w.adopt(ctx, res.Version, actor, reason); err != nil {
 		return err
 	}
-	w.syncRoutes(ctx, actor, reason)
+	if !w.atomicFlip(ctx) {
+		w.syncRoutes(ctx, actor, reason)
+	}
 	w.retire(ctx, actor, reason)
 	return nil
 }
+
+// fail marks the version Failed: it is never routed and its workloads are left alone. unready
+// says it failed only for want of ready endpoints (it keeps waiting for them).
+func (w *lifecycle) fail(ctx workflow.Context, actor registry.Actor, reason string, unready bool) error {
+	res, err := w.change(ctx, a.Fail, "fail", actor, reason)
+	if err != nil {
+		return w.refused(actor, err)
+	}
+	w.failure, w.failedUnready = reason, unready
+	w.lastError = reason
+	if err := w.adopt(ctx, res.Version, actor, reason); err != nil {
+		return err
+	}
+	w.report(ctx, "Warning", "VersionFailed", fmt.Sprintf("version %s of %s was not made Active: %s", w.in.Ref.Label, w.in.Ref.App, reason))
+	return nil
+}
+
+// cannotRoute handles a step that failed: a routing refusal (routes that cannot be rendered or
+// were refused, a claimed host and path) marks a Pending or Staged version Failed, and is
+// reported to an operator who asked; anything else goes through refused.
+func (w *lifecycle) cannotRoute(ctx workflow.Context, name string, actor registry.Actor, err error) error {
+	var rr *routingRefusal
+	if !errors.As(err, &rr) {
+		return w.refused(actor, err)
+	}
+	reason := fmt.Sprintf("cannot %s: %s", name, rr.msg)
+	switch w.state {
+	case registry.Pending, registry.Staged:
+		if err := w.fail(ctx, actor, reason, false); err != nil {
+			return err
+		}
+	default:
+		w.lastError = reason
+		w.audit(ctx, name+"-refused", actor, rr.msg)
+	}
+	if actor == w.self {
+		return nil
+	}
+	return &refusal{fmt.Sprintf("version %s: %s", w.in.Ref.Label, reason)}
+}
+
+// routingRefusal is a step refused because the app's routes could not be written with it.
+type routingRefusal struct{ kind, msg string }
+
+func (r *routingRefusal) Error() string { return r.msg }
 
 // refused passes a refusal back to the operator who asked for the step; a step the workflow
 // decided itself is nobody's error: the workflow has adopted the registry's state and carries on
@@ -125,6 +204,8 @@ func (w *lifecycle) change(ctx workflow.Context, step any, name string, actor re
 	case activities.ErrTypeStaleLife, activities.ErrTypeNotFound:
 		w.lost(ctx, app.Message())
 		return res, &refusal{fmt.Sprintf("cannot %s version %s: %s", name, w.in.Ref.Label, app.Message())}
+	case activities.ErrTypeRoutesInvalid, activities.ErrTypeRoutesRefused, activities.ErrTypeClaimConflict:
+		return res, &routingRefusal{kind: app.Type(), msg: app.Message()}
 	}
 	return res, fmt.Errorf("%s %s: %w", name, w.in.Ref, err)
 }
@@ -170,6 +251,8 @@ func (w *lifecycle) adopt(ctx workflow.Context, v registry.Version, actor regist
 		at = *v.ActiveAt
 	case v.State == registry.Expired && v.ExpiredAt != nil:
 		at = *v.ExpiredAt
+	case v.State == registry.Failed && v.FailedAt != nil:
+		at = *v.FailedAt
 	case v.State == registry.Draining && v.DrainingAt != nil:
 		// Superseded since: its successor's signal will find it Draining and be ignored.
 		return w.enterDraining(ctx, *v.DrainingAt, orDefault(w.by, "a newer version"), actor, reason)
@@ -185,9 +268,9 @@ func (w *lifecycle) enter(ctx workflow.Context, state registry.State, at time.Ti
 	return workflow.UpsertTypedSearchAttributes(ctx, StateKey.ValueSet(string(state)))
 }
 
-// syncRoutes writes the app's routes from the registry. Transient failures are retried by the
-// activity; a permanent one (the snapshot cannot be rendered) is recorded and the lifecycle goes
-// on: routing keeps its last good state.
+// syncRoutes writes the app's routes from the registry (after a policy change). Transient
+// failures are retried by the activity; a permanent one is recorded and the lifecycle goes on:
+// routing keeps its last good state.
 func (w *lifecycle) syncRoutes(ctx workflow.Context, actor registry.Actor, reason string) {
 	err := workflow.ExecuteActivity(kubeOptions(ctx, "write routes"), a.SyncRoutes, activities.SyncInput{
 		App: w.in.Ref.AppRef(), Cause: w.in.Ref, Actor: actor, Reason: reason,
@@ -228,6 +311,16 @@ func (w *lifecycle) notifySuperseded(ctx workflow.Context, prev registry.Version
 		w.logger.Info("superseded version has no running workflow", "workflowId", id)
 	case err != nil:
 		w.logger.Warn("could not signal the superseded version", "workflowId", id, "error", err)
+	}
+}
+
+// report records a Kubernetes Event on the version's Deployments; a failure is logged only.
+func (w *lifecycle) report(ctx workflow.Context, eventType, reason, message string) {
+	err := workflow.ExecuteActivity(kubeOptions(ctx, "report event"), a.ReportEvent, activities.EventInput{
+		Ref: w.in.Ref, Type: eventType, Reason: reason, Message: message,
+	}).Get(ctx, nil)
+	if err != nil {
+		w.logger.Warn("event not recorded", "reason", reason, "error", err)
 	}
 }
 

@@ -86,24 +86,30 @@ type world struct {
 	// readyWait is how long WaitReady takes; notReady makes it fail at the end of it.
 	readyWait time.Duration
 	notReady  bool
+	// notReadyUntil: WaitReady fails before this instant (zero: see notReady).
+	notReadyUntil time.Time
+	// unroutable: labels whose routes cannot be rendered (activation refused, nothing changes).
+	unroutable map[string]string
 	// trafficWait is how long a reading takes.
 	trafficWait time.Duration
 
-	mu       sync.Mutex
-	lives    []*registry.Version
-	gen      int64
-	syncs    []routeSync
-	retired  []retirement
-	audits   []auditRow
-	readings map[string][]time.Time
-	attempts map[string]int
+	mu         sync.Mutex
+	lives      []*registry.Version
+	gen        int64
+	syncs      []routeSync
+	retired    []retirement
+	audits     []auditRow
+	kubeEvents []string // Kubernetes Events reported: "label reason"
+	readings   map[string][]time.Time
+	attempts   map[string]int
 }
 
 func newWorld(t testing.TB, env *testsuite.TestWorkflowEnvironment, policy activities.Policy) *world {
 	w := &world{t: t, env: env, policy: policy, failures: map[string]int{}, readings: map[string][]time.Time{},
-		readyWait: readyDelay,
-		attempts:  map[string]int{},
-		traffic:   func(string, time.Duration) (float64, bool, error) { return 0, true, nil }}
+		unroutable: map[string]string{},
+		readyWait:  readyDelay,
+		attempts:   map[string]int{},
+		traffic:    func(string, time.Duration) (float64, bool, error) { return 0, true, nil }}
 	w.mock(env)
 	return w
 }
@@ -136,6 +142,8 @@ func (w *world) mock(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(a.Promote, mock.Anything, mock.Anything).Return(w.promote)
 	env.OnActivity(a.Stage, mock.Anything, mock.Anything).Return(w.stage)
 	env.OnActivity(a.Expire, mock.Anything, mock.Anything).Return(w.expire)
+	env.OnActivity(a.Fail, mock.Anything, mock.Anything).Return(w.fail)
+	env.OnActivity(a.ReportEvent, mock.Anything, mock.Anything).Return(w.reportEvent)
 	env.OnActivity(a.CurrentVersion, mock.Anything, mock.Anything).Return(w.currentVersion)
 	env.OnActivity(a.SyncRoutes, mock.Anything, mock.Anything).Return(w.syncRoutes)
 	env.OnActivity(a.ReadTraffic, mock.Anything, mock.Anything).AfterFn(func() time.Duration { return w.trafficWait }).Return(w.readTraffic)
@@ -152,6 +160,7 @@ func (w *world) register(env *testsuite.TestWorkflowEnvironment) {
 		"Observe": w.observe, "LoadPolicy": w.loadPolicy, "WaitReady": w.waitReady, "Activate": w.activate,
 		"Promote": w.promote, "Stage": w.stage, "Expire": w.expire, "CurrentVersion": w.currentVersion,
 		"SyncRoutes": w.syncRoutes, "ReadTraffic": w.readTraffic, "Retire": w.retire, "Audit": w.audit,
+		"Fail": w.fail, "ReportEvent": w.reportEvent,
 	} {
 		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
@@ -222,7 +231,7 @@ func (w *world) loadPolicy(context.Context, registry.AppRef) (activities.Policy,
 }
 
 func (w *world) waitReady(_ context.Context, in activities.ReadyInput) (kube.Readiness, error) {
-	if w.notReady {
+	if w.notReady || w.now().Before(w.notReadyUntil) {
 		r := kube.Readiness{Port: in.ServicePort, Why: "Service shop/" + in.ServiceName + " has no ready endpoint for port 80"}
 		return r, temporal.NewNonRetryableApplicationError("not ready by the deadline: "+r.Why, activities.ErrTypeNotReady, nil, r)
 	}
@@ -256,6 +265,11 @@ func (w *world) change(in activities.TransitionInput, name string, from []regist
 	if !slices.Contains(from, v.State) {
 		return activities.TransitionResult{}, illegal(in.Ref, v.State, to)
 	}
+	if why, ok := w.unroutable[in.Ref.Label]; ok && to == registry.Active {
+		// Like the real activity: the routes are rendered before anything is committed.
+		return activities.TransitionResult{}, temporal.NewNonRetryableApplicationError(
+			"routes cannot be rendered: "+why, activities.ErrTypeRoutesInvalid, nil)
+	}
 	now := w.now()
 	res := activities.TransitionResult{Changed: true}
 	if supersede {
@@ -274,10 +288,18 @@ func (w *world) change(in activities.TransitionInput, name string, from []regist
 		v.ActiveAt, v.DrainingAt = &now, nil
 	case registry.Expired:
 		v.ExpiredAt = &now
+	case registry.Failed:
+		v.FailedAt, v.Failure = &now, in.Reason
 	}
-	w.gen++
+	if to != registry.Failed {
+		w.gen++
+	}
 	res.Version, res.Generation = *v, w.gen
 	w.auditLocked(v.Label, fmt.Sprintf("%s→%s", fromState, to), in.Actor, in.Reason)
+	if to != registry.Failed {
+		// Like the real activity, the routes are written in the same step as the change.
+		w.recordSyncLocked(in.Ref.Label)
+	}
 	w.checkInvariants()
 	return res, nil
 }
@@ -305,7 +327,18 @@ func (w *world) checkInvariants() {
 }
 
 func (w *world) activate(_ context.Context, in activities.TransitionInput) (activities.TransitionResult, error) {
-	return w.change(in, "Activate", []registry.State{registry.Pending, registry.Staged}, registry.Active, true)
+	return w.change(in, "Activate", []registry.State{registry.Pending, registry.Staged, registry.Failed}, registry.Active, true)
+}
+
+func (w *world) fail(_ context.Context, in activities.TransitionInput) (activities.TransitionResult, error) {
+	return w.change(in, "Fail", []registry.State{registry.Pending, registry.Staged}, registry.Failed, false)
+}
+
+func (w *world) reportEvent(_ context.Context, in activities.EventInput) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.kubeEvents = append(w.kubeEvents, in.Ref.Label+" "+in.Reason)
+	return nil
 }
 
 func (w *world) promote(_ context.Context, in activities.TransitionInput) (activities.TransitionResult, error) {
@@ -317,7 +350,7 @@ func (w *world) stage(_ context.Context, in activities.TransitionInput) (activit
 }
 
 func (w *world) expire(_ context.Context, in activities.TransitionInput) (activities.TransitionResult, error) {
-	return w.change(in, "Expire", []registry.State{registry.Pending, registry.Staged, registry.Draining}, registry.Expired, false)
+	return w.change(in, "Expire", []registry.State{registry.Pending, registry.Staged, registry.Draining, registry.Failed}, registry.Expired, false)
 }
 
 func (w *world) currentVersion(_ context.Context, r registry.VersionRef) (registry.Version, error) {
@@ -335,7 +368,13 @@ func (w *world) syncRoutes(_ context.Context, in activities.SyncInput) (activiti
 	if err := w.attempt("SyncRoutes"); err != nil {
 		return activities.SyncResult{}, err
 	}
-	s := routeSync{At: w.now(), Generation: w.gen, Cause: in.Cause.Label}
+	w.recordSyncLocked(in.Cause.Label)
+	return activities.SyncResult{Generation: w.gen, Write: activities.RouteOutcome{Outcome: activities.RoutesApplied}}, nil
+}
+
+// recordSyncLocked records the routes as the registry has them now.
+func (w *world) recordSyncLocked(cause string) {
+	s := routeSync{At: w.now(), Generation: w.gen, Cause: cause}
 	for _, v := range w.lives {
 		switch {
 		case v.State == registry.Active:
@@ -345,7 +384,6 @@ func (w *world) syncRoutes(_ context.Context, in activities.SyncInput) (activiti
 		}
 	}
 	w.syncs = append(w.syncs, s)
-	return activities.SyncResult{Generation: w.gen, Write: activities.RouteOutcome{Outcome: activities.RoutesApplied}}, nil
 }
 
 func (w *world) readTraffic(_ context.Context, in activities.TrafficInput) (activities.TrafficReading, error) {

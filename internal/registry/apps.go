@@ -35,8 +35,7 @@ func (s *Store) Generation(ctx context.Context, app AppRef) (int64, error) {
 
 // ListApps returns every application, by namespace and name.
 func (s *Store) ListApps(ctx context.Context) ([]Application, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, namespace, name, route_generation, created_at
-		FROM applications ORDER BY namespace, name`)
+	rows, err := s.pool.Query(ctx, `SELECT `+appColumns+` FROM applications ORDER BY namespace, name`)
 	if err != nil {
 		return nil, fmt.Errorf("list applications: %w", err)
 	}
@@ -53,34 +52,60 @@ func (s *Store) Snapshot(ctx context.Context, app AppRef) (Snapshot, error) {
 	var snap Snapshot
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
 		func(tx pgx.Tx) error {
-			a, err := scanApp(tx.QueryRow(ctx, `SELECT id, namespace, name, route_generation, created_at
+			a, err := scanApp(tx.QueryRow(ctx, `SELECT `+appColumns+`
 				FROM applications WHERE namespace = $1 AND name = $2`, app.Namespace, app.Name))
 			if err != nil {
 				return notFound(err, "application "+app.String())
 			}
-			snap.App, snap.Generation = a, a.RouteGeneration
-			rows, err := tx.Query(ctx, `SELECT `+versionColumns+versionsFrom+`
-				WHERE v.app_id = $1 AND v.state IN ('active', 'draining', 'staged') ORDER BY v.id`, a.ID)
-			if err != nil {
-				return fmt.Errorf("read versions: %w", err)
-			}
-			vs, err := collectVersions(rows)
-			if err != nil {
-				return fmt.Errorf("read versions: %w", err)
-			}
-			snap.Pinned = []Version{}
-			for _, v := range vs {
-				if v.State == Active {
-					snap.Active = &v
-				} else {
-					snap.Pinned = append(snap.Pinned, v)
-				}
-			}
-			snap.Policy, err = readPolicy(ctx, tx, a.ID)
+			snap, err = readSnapshot(ctx, tx, a)
 			return err
 		})
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot of %s: %w", app, err)
 	}
 	return snap, nil
+}
+
+// readSnapshot reads the routed versions and the policy of a (read in the same transaction).
+func readSnapshot(ctx context.Context, q querier, a Application) (Snapshot, error) {
+	snap := Snapshot{App: a, Generation: a.RouteGeneration, Pinned: []Version{}}
+	rows, err := q.Query(ctx, `SELECT `+versionColumns+versionsFrom+`
+		WHERE v.app_id = $1 AND v.state IN ('active', 'draining', 'staged') ORDER BY v.id`, a.ID)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("read versions: %w", err)
+	}
+	vs, err := collectVersions(rows)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("read versions: %w", err)
+	}
+	for _, v := range vs {
+		if v.State == Active {
+			snap.Active = &v
+		} else {
+			snap.Pinned = append(snap.Pinned, v)
+		}
+	}
+	snap.Policy, err = readPolicy(ctx, q, a.ID)
+	return snap, err
+}
+
+// Routed reports whether the snapshot has anything the routes send requests to.
+func (s Snapshot) Routed() bool { return s.Active != nil || len(s.Pinned) > 0 }
+
+// Publish runs fn with the app's snapshot while holding the app's lock, so that nothing else
+// about the app can commit meanwhile: route writes made by fn are serialized with every state
+// change and carry the newest generation. An error from fn is returned; nothing is written to
+// the registry either way. ErrNotFound when the app is unknown.
+func (s *Store) Publish(ctx context.Context, app AppRef, fn func(ctx context.Context, snap Snapshot) error) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		a, err := lockApp(ctx, tx, app)
+		if err != nil {
+			return err
+		}
+		snap, err := readSnapshot(ctx, tx, a)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, snap)
+	})
 }

@@ -18,7 +18,10 @@ const (
 	EventActivated  = "activated"  // pending|staged → active
 	EventSuperseded = "superseded" // active → draining, because another version became active
 	EventPromoted   = "promoted"   // draining → active
-	EventExpired    = "expired"    // pending|staged|draining → expired
+	EventExpired    = "expired"    // pending|staged|draining|failed → expired
+	EventFailed     = "failed"     // pending|staged → failed: could not be made Active, and why
+	// EventPolicyChanged: the app's policy overrides were replaced (detail: from, to).
+	EventPolicyChanged = "policy-changed"
 )
 
 // DefaultAuditLimit is how many entries AppAudit returns when asked for no particular number.

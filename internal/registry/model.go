@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -21,6 +22,11 @@ const (
 	Draining State = "draining"
 	// Expired: no longer routed; its Deployment is scaled to 0 or deleted.
 	Expired State = "expired"
+	// Failed: could not be made Active (never ready, routes that cannot be rendered or were
+	// refused, a host and path another app holds). Never routed; its workloads are left as they
+	// are until an operator expires it. It keeps its label, and may still become Active (ready
+	// late, or an operator's approval).
+	Failed State = "failed"
 )
 
 // Live reports whether a version in state s still holds its label (is not expired).
@@ -31,10 +37,12 @@ func (s State) Pinned() bool { return s == Draining || s == Staged }
 
 // transitions is the one place where the legal moves between states are written.
 var transitions = map[State][]State{
-	Pending:  {Staged, Active, Expired},
-	Staged:   {Active, Expired},
+	// Pending → Draining: found together with a newer version, which is Active instead.
+	Pending:  {Staged, Active, Draining, Expired, Failed},
+	Staged:   {Active, Expired, Failed},
 	Active:   {Draining},
 	Draining: {Active, Expired},
+	Failed:   {Staged, Active, Expired},
 	Expired:  {},
 }
 
@@ -107,6 +115,41 @@ type Application struct {
 	Name            string    `json:"name"`
 	RouteGeneration int64     `json:"routeGeneration"`
 	CreatedAt       time.Time `json:"createdAt"`
+	// Claim is the host and path prefix the app's routes serve, nil while nothing is routed.
+	Claim *Claim `json:"claim,omitempty"`
+	// CookieName is the pin cookie of the app's routes; empty means the configured default.
+	CookieName string `json:"cookieName,omitempty"`
+}
+
+// Claim is a host and path prefix an application's routes serve. Host "" stands for every
+// host of the Gateway listeners. Two applications never hold the same claim.
+type Claim struct {
+	Host string `json:"host"`
+	Path string `json:"path"`
+}
+
+func (c Claim) String() string {
+	h := c.Host
+	if h == "" {
+		h = "(any host)"
+	}
+	return h + c.Path
+}
+
+// overlapsHost reports whether requests could match both claims' hosts: the same host, or either
+// serves every host. (Wildcard hostnames are compared as written.)
+func (c Claim) overlapsHost(o Claim) bool { return c.Host == "" || o.Host == "" || c.Host == o.Host }
+
+// Nests reports whether one claim's path prefix covers the other's on a shared host: then a
+// cookie set for the shorter path is also sent with requests for the longer one.
+func (c Claim) Nests(o Claim) bool {
+	if !c.overlapsHost(o) {
+		return false
+	}
+	covers := func(short, long string) bool {
+		return short == "/" || short == long || strings.HasPrefix(long, strings.TrimRight(short, "/")+"/")
+	}
+	return covers(c.Path, o.Path) || covers(o.Path, c.Path)
 }
 
 // Version is one life of one version label. A label that expired and is deployed again gets a
@@ -132,6 +175,33 @@ type Version struct {
 	// LastRPS is the last request-rate reading while draining (nil until one succeeded).
 	LastRPS   *float64   `json:"lastRps,omitempty"`
 	LastRPSAt *time.Time `json:"lastRpsAt,omitempty"`
+	// DeployedAt and PodsCreatedAt are the creation times of the version's Deployment and of
+	// its first pod, when detection knew them: they order versions found together.
+	DeployedAt    *time.Time `json:"deployedAt,omitempty"`
+	PodsCreatedAt *time.Time `json:"podsCreatedAt,omitempty"`
+	FailedAt      *time.Time `json:"failedAt,omitempty"`
+	// Failure says why the version is Failed.
+	Failure string `json:"failure,omitempty"`
+}
+
+// newerThan says whether v is newer than o among versions found together: by the Deployment's creation
+// time, then the pods', then detection time and the row id.
+func (v Version) newerThan(o Version) bool {
+	at := func(t *time.Time, fallback time.Time) time.Time {
+		if t != nil && !t.IsZero() {
+			return *t
+		}
+		return fallback
+	}
+	a, b := at(v.DeployedAt, v.PendingAt), at(o.DeployedAt, o.PendingAt)
+	if !a.Equal(b) {
+		return a.After(b)
+	}
+	a, b = at(v.PodsCreatedAt, v.PendingAt), at(o.PodsCreatedAt, o.PendingAt)
+	if !a.Equal(b) {
+		return a.After(b)
+	}
+	return v.ID > o.ID
 }
 
 // Ref names the version.

@@ -87,15 +87,17 @@ func (s *Store) GetPolicy(ctx context.Context, app AppRef) (Policy, error) {
 
 // PutPolicy replaces the app's overrides with p (nil fields inherit), creating the application
 // if needed so that a policy can be set before the first deployment. The cookie Max-Age is part
-// of the rendered routes, so changing it bumps the route generation.
-func (s *Store) PutPolicy(ctx context.Context, app AppRef, p Policy) error {
-	if err := validateApp(app); err != nil {
-		return err
+// of the rendered routes, so changing it bumps the route generation. The change is audited on
+// every live version of the app (who, the old and the new overrides), and those versions are
+// returned: their lifecycles must be told.
+func (s *Store) PutPolicy(ctx context.Context, app AppRef, p Policy, actor Actor) (live []Version, err error) {
+	if err := errors.Join(validateApp(app), validateActor(actor)); err != nil {
+		return nil, err
 	}
 	if err := p.Validate(); err != nil {
-		return err
+		return nil, err
 	}
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		a, err := ensureApp(ctx, tx, app)
 		if err != nil {
 			return err
@@ -118,14 +120,30 @@ func (s *Store) PutPolicy(ctx context.Context, app AppRef, p Policy) error {
 			return fmt.Errorf("write policy: %w", err)
 		}
 		if !equalPtr(old.CookieMaxAge, p.CookieMaxAge) {
-			_, err = bumpGeneration(ctx, tx, a.ID)
+			if _, err = bumpGeneration(ctx, tx, a.ID); err != nil {
+				return err
+			}
 		}
-		return err
+		rows, err := tx.Query(ctx, `SELECT `+versionColumns+versionsFrom+`
+			WHERE v.app_id = $1 AND v.state <> 'expired' ORDER BY v.id`, a.ID)
+		if err != nil {
+			return fmt.Errorf("read live versions: %w", err)
+		}
+		if live, err = collectVersions(rows); err != nil {
+			return fmt.Errorf("read live versions: %w", err)
+		}
+		detail := map[string]any{"from": old, "to": p}
+		for _, v := range live {
+			if err := insertAudit(ctx, tx, v, EventPolicyChanged, nil, nil, actor, "policy of "+app.String()+" replaced", detail); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("put policy of %s: %w", app, err)
+		return nil, fmt.Errorf("put policy of %s: %w", app, err)
 	}
-	return nil
+	return live, nil
 }
 
 func equalPtr[T comparable](a, b *T) bool {

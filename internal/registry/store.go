@@ -58,7 +58,7 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 // inserts that reference the row (pods, audit).
 func lockApp(ctx context.Context, tx pgx.Tx, app AppRef) (Application, error) {
 	a, err := scanApp(tx.QueryRow(ctx, `
-		SELECT id, namespace, name, route_generation, created_at
+		SELECT `+appColumns+`
 		FROM applications WHERE namespace = $1 AND name = $2
 		FOR NO KEY UPDATE`, app.Namespace, app.Name))
 	if err != nil {
@@ -128,16 +128,24 @@ type rowScanner interface {
 	Scan(dest ...any) error
 }
 
+// appColumns are the columns scanApp reads from applications.
+const appColumns = `id, namespace, name, route_generation, created_at, claim_host, claim_path, cookie_name`
+
 func scanApp(r rowScanner) (Application, error) {
 	var a Application
-	err := r.Scan(&a.ID, &a.Namespace, &a.Name, &a.RouteGeneration, &a.CreatedAt)
+	var host, path *string
+	err := r.Scan(&a.ID, &a.Namespace, &a.Name, &a.RouteGeneration, &a.CreatedAt, &host, &path, &a.CookieName)
+	if err == nil && host != nil && path != nil {
+		a.Claim = &Claim{Host: *host, Path: *path}
+	}
 	return a, err
 }
 
 // versionColumns are the columns scanVersion reads, from versions v joined to applications a.
 const versionColumns = `v.id, v.app_id, a.namespace, a.name, v.label, v.life, v.state,
 	v.service_name, v.service_port, v.path_prefix, v.hostname, v.workflow_id,
-	v.pending_at, v.staged_at, v.active_at, v.draining_at, v.expired_at, v.last_rps, v.last_rps_at`
+	v.pending_at, v.staged_at, v.active_at, v.draining_at, v.expired_at, v.last_rps, v.last_rps_at,
+	v.deployed_at, v.pods_created_at, v.failed_at, v.failure`
 
 const versionsFrom = ` FROM versions v JOIN applications a ON a.id = v.app_id `
 
@@ -145,7 +153,8 @@ func scanVersion(r rowScanner) (Version, error) {
 	var v Version
 	err := r.Scan(&v.ID, &v.AppID, &v.Namespace, &v.App, &v.Label, &v.Life, &v.State,
 		&v.ServiceName, &v.ServicePort, &v.PathPrefix, &v.Hostname, &v.WorkflowID,
-		&v.PendingAt, &v.StagedAt, &v.ActiveAt, &v.DrainingAt, &v.ExpiredAt, &v.LastRPS, &v.LastRPSAt)
+		&v.PendingAt, &v.StagedAt, &v.ActiveAt, &v.DrainingAt, &v.ExpiredAt, &v.LastRPS, &v.LastRPSAt,
+		&v.DeployedAt, &v.PodsCreatedAt, &v.FailedAt, &v.Failure)
 	return v, err
 }
 

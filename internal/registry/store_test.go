@@ -424,7 +424,8 @@ func TestSnapshot(t *testing.T) {
 	_, err = s.Stage(ctx, ref("4"), system, "")
 	require.NoError(t, err)
 	observe(t, s, "5") // pending: not routed
-	require.NoError(t, s.PutPolicy(ctx, app, registry.Policy{CookieMaxAge: ptr[int64](600)}))
+	_, err = s.PutPolicy(ctx, app, registry.Policy{CookieMaxAge: ptr[int64](600)}, user)
+	require.NoError(t, err)
 
 	snap, err := s.Snapshot(ctx, app)
 	require.NoError(t, err)
@@ -582,7 +583,7 @@ func TestPolicy(t *testing.T) {
 	assert.Equal(t, registry.Policy{}, p, "unknown app: inherit everything")
 
 	bad := registry.Policy{GracePeriodMS: ptr[int64](-1), MaxAliveMS: ptr[int64](0)}
-	err = s.PutPolicy(ctx, app, bad)
+	_, err = s.PutPolicy(ctx, app, bad, user)
 	var pe *registry.PolicyError
 	require.True(t, errors.As(err, &pe), "want *PolicyError, got %v", err)
 	assert.Len(t, pe.Problems, 2)
@@ -592,7 +593,8 @@ func TestPolicy(t *testing.T) {
 
 	want := registry.Policy{GracePeriodMS: ptr[int64](1000), MaxAliveMS: ptr[int64](5000),
 		RequireApproval: ptr(true), AutoCleanup: ptr(false)}
-	require.NoError(t, s.PutPolicy(ctx, app, want))
+	_, err = s.PutPolicy(ctx, app, want, user)
+	require.NoError(t, err)
 	got, err := s.GetPolicy(ctx, app)
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
@@ -601,14 +603,16 @@ func TestPolicy(t *testing.T) {
 	assert.Equal(t, int64(0), gen, "no routing change")
 
 	cookie := registry.Policy{CookieMaxAge: ptr[int64](60)}
-	require.NoError(t, s.PutPolicy(ctx, app, cookie))
+	_, err = s.PutPolicy(ctx, app, cookie, user)
+	require.NoError(t, err)
 	got, err = s.GetPolicy(ctx, app)
 	require.NoError(t, err)
 	assert.Equal(t, cookie, got, "put replaces: unset fields inherit again")
 	gen, err = s.Generation(ctx, app)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), gen, "the cookie Max-Age is rendered into the routes")
-	require.NoError(t, s.PutPolicy(ctx, app, cookie))
+	_, err = s.PutPolicy(ctx, app, cookie, user)
+	require.NoError(t, err)
 	gen, err = s.Generation(ctx, app)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), gen, "same cookie Max-Age: no bump")

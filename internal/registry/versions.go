@@ -20,6 +20,17 @@ type Observation struct {
 	PathPrefix  string // plt.dev/path; empty means the default
 	Hostname    string // plt.dev/hostname
 	WorkflowID  string
+	// DeployedAt and PodsCreatedAt are the creation times of the Deployment that runs the
+	// version and of its pod (zero: unknown); they order versions found together.
+	DeployedAt    time.Time
+	PodsCreatedAt time.Time
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 func (o Observation) validate() error {
@@ -49,6 +60,9 @@ type Transition struct {
 	Previous   *Version // the version that was Active before and is now Draining, if any
 	Generation int64    // the app's route generation after the change
 	Changed    bool
+	// KeptBy is set when an activation found a newer version Active that had been detected
+	// together with this one: that version stays Active and this one went to Draining.
+	KeptBy *Version
 }
 
 // querier is what a pool and a transaction have in common.
@@ -104,12 +118,15 @@ func (s *Store) ObserveVersion(ctx context.Context, o Observation, actor Actor) 
 func insertLife(ctx context.Context, tx pgx.Tx, appID int64, o Observation, actor Actor) (Version, error) {
 	v, err := scanVersion(tx.QueryRow(ctx, `
 		WITH ins AS (
-			INSERT INTO versions (app_id, label, life, state, service_name, service_port, path_prefix, hostname, workflow_id)
-			SELECT $1::bigint, $2::text, coalesce(max(life), 0) + 1, 'pending', $3::text, $4::integer, $5::text, $6::text, $7::text
+			INSERT INTO versions (app_id, label, life, state, service_name, service_port, path_prefix, hostname, workflow_id,
+				deployed_at, pods_created_at)
+			SELECT $1::bigint, $2::text, coalesce(max(life), 0) + 1, 'pending', $3::text, $4::integer, $5::text, $6::text, $7::text,
+				$8::timestamptz, $9::timestamptz
 			FROM versions WHERE app_id = $1::bigint AND label = $2::text
 			RETURNING *)
 		SELECT `+versionColumns+` FROM ins v JOIN applications a ON a.id = v.app_id`,
-		appID, o.Ref.Label, o.ServiceName, o.ServicePort, o.PathPrefix, o.Hostname, o.WorkflowID))
+		appID, o.Ref.Label, o.ServiceName, o.ServicePort, o.PathPrefix, o.Hostname, o.WorkflowID,
+		optTime(o.DeployedAt), optTime(o.PodsCreatedAt)))
 	if err != nil {
 		return Version{}, fmt.Errorf("insert version: %w", err)
 	}
@@ -153,10 +170,22 @@ func refresh(ctx context.Context, tx pgx.Tx, v Version, o Observation, actor Act
 	return nv, insertAudit(ctx, tx, nv, EventRefreshed, nil, nil, actor, "", changed)
 }
 
+// Op names an operation on the state machine.
+type Op string
+
+// The operations Flip performs.
+const (
+	OpActivate Op = "activate" // Pending, Staged or Failed → Active; the Active one → Draining
+	OpPromote  Op = "promote"  // Draining → Active; the Active one → Draining
+	OpStage    Op = "stage"    // Pending or Failed → Staged
+	OpExpire   Op = "expire"   // Pending, Staged, Draining or Failed → Expired
+	OpFail     Op = "fail"     // Pending, Staged → Failed, with the reason kept on the row
+)
+
 // move is one operation on the state machine: which states it moves from, and to which.
 // The transitions table says what is legal at all; an operation may be narrower.
 type move struct {
-	op    string
+	op    Op
 	from  []State
 	to    State
 	event string
@@ -164,47 +193,99 @@ type move struct {
 	supersede bool
 }
 
-var (
+var moves = map[Op]move{
 	// Activate never revives a Draining version: a retried activation of a version that has
 	// since been superseded must not take routing back (that is Promote, an explicit decision).
-	activateMove = move{op: "activate", from: []State{Pending, Staged}, to: Active, event: EventActivated, supersede: true}
-	promoteMove  = move{op: "promote", from: []State{Draining}, to: Active, event: EventPromoted, supersede: true}
-	stageMove    = move{op: "stage", from: []State{Pending}, to: Staged, event: EventStaged}
-	expireMove   = move{op: "expire", from: []State{Pending, Staged, Draining}, to: Expired, event: EventExpired}
-)
+	OpActivate: {op: OpActivate, from: []State{Pending, Staged, Failed}, to: Active, event: EventActivated, supersede: true},
+	OpPromote:  {op: OpPromote, from: []State{Draining}, to: Active, event: EventPromoted, supersede: true},
+	OpStage:    {op: OpStage, from: []State{Pending, Failed}, to: Staged, event: EventStaged},
+	OpExpire:   {op: OpExpire, from: []State{Pending, Staged, Draining, Failed}, to: Expired, event: EventExpired},
+	OpFail:     {op: OpFail, from: []State{Pending, Staged}, to: Failed, event: EventFailed},
+}
 
-// Activate makes a Pending or Staged version Active; the previous Active version becomes
+// FlipRequest asks for one state change of the newest life of a version, made together with
+// the routes that follow from it.
+type FlipRequest struct {
+	Ref    VersionRef
+	Op     Op
+	Actor  Actor
+	Reason string
+	// ClaimOf returns the host and path prefix a version's routes serve. When set, a version
+	// that becomes Active (or Staged while the app claims nothing) makes the app claim them;
+	// a claim another application holds refuses the change with a *ClaimConflictError.
+	ClaimOf func(Version) Claim
+	// OwnCookie is the pin cookie name the app takes when its claim nests with another
+	// application's that uses the default name on a shared host (so that pins never cross
+	// apps). It is chosen once and kept.
+	OwnCookie string
+	// Publish, when set, is called inside the transaction with the snapshot as it will be
+	// committed (generation bumped); if it fails, nothing is committed and its error is
+	// returned. This is how the registry flip and the route write succeed or fail together.
+	Publish func(ctx context.Context, snap Snapshot) error
+}
+
+// ClaimConflictError refuses a change that would make an app claim a host and path prefix
+// another application already holds.
+type ClaimConflictError struct {
+	Claim  Claim
+	Holder AppRef
+}
+
+func (e *ClaimConflictError) Error() string {
+	return fmt.Sprintf("host and path %s are already claimed by application %s", e.Claim, e.Holder)
+}
+
+// Activate makes a Pending, Staged or Failed version Active; the previous Active version becomes
 // Draining in the same transaction, the route generation is bumped and both moves are audited.
 // Already Active: nothing changes (Changed=false). Draining or Expired: *IllegalTransitionError.
+//
+// Versions found together: when an automatic activation (not a user's) meets an Active
+// version that became Active after this version was detected, and that version is newer (by
+// the creation times of their Deployments, then of their pods), this version does not take
+// over: it goes straight to Draining (Transition.KeptBy names the newer version). So whatever
+// the order in which versions found at once become ready, the newest ends up Active.
 func (s *Store) Activate(ctx context.Context, ref VersionRef, actor Actor, reason string) (Transition, error) {
-	return s.apply(ctx, ref, activateMove, actor, reason)
+	return s.Flip(ctx, FlipRequest{Ref: ref, Op: OpActivate, Actor: actor, Reason: reason})
 }
 
 // Stage holds a Pending version at the approval gate, reachable by pin only; the route
 // generation is bumped because the version gets a pin rule.
 func (s *Store) Stage(ctx context.Context, ref VersionRef, actor Actor, reason string) (Transition, error) {
-	return s.apply(ctx, ref, stageMove, actor, reason)
+	return s.Flip(ctx, FlipRequest{Ref: ref, Op: OpStage, Actor: actor, Reason: reason})
 }
 
 // Promote makes a Draining version Active again; the current Active version becomes Draining.
 func (s *Store) Promote(ctx context.Context, ref VersionRef, actor Actor, reason string) (Transition, error) {
-	return s.apply(ctx, ref, promoteMove, actor, reason)
+	return s.Flip(ctx, FlipRequest{Ref: ref, Op: OpPromote, Actor: actor, Reason: reason})
 }
 
-// Expire retires a Pending, Staged or Draining version and bumps the route generation. The
-// Active version cannot expire (activate another first): *IllegalTransitionError. Already
+// Expire retires a Pending, Staged, Draining or Failed version and bumps the route generation.
+// The Active version cannot expire (activate another first): *IllegalTransitionError. Already
 // Expired: nothing changes.
 func (s *Store) Expire(ctx context.Context, ref VersionRef, actor Actor, reason string) (Transition, error) {
-	return s.apply(ctx, ref, expireMove, actor, reason)
+	return s.Flip(ctx, FlipRequest{Ref: ref, Op: OpExpire, Actor: actor, Reason: reason})
 }
 
-// apply performs m on the newest life of ref under the app lock.
-func (s *Store) apply(ctx context.Context, ref VersionRef, m move, actor Actor, reason string) (Transition, error) {
+// Fail marks a Pending or Staged version Failed with reason (kept on the row). Already Failed:
+// nothing changes.
+func (s *Store) Fail(ctx context.Context, ref VersionRef, actor Actor, reason string) (Transition, error) {
+	return s.Flip(ctx, FlipRequest{Ref: ref, Op: OpFail, Actor: actor, Reason: reason})
+}
+
+// Flip performs req.Op on the newest life of req.Ref under the app lock, then (when set) the
+// claim check and req.Publish, all in one transaction.
+func (s *Store) Flip(ctx context.Context, req FlipRequest) (Transition, error) {
+	m, ok := moves[req.Op]
+	if !ok {
+		return Transition{}, invalid("unknown operation %q", req.Op)
+	}
+	ref, actor, reason := req.Ref, req.Actor, req.Reason
 	if err := errors.Join(validateRef(ref), validateActor(actor)); err != nil {
 		return Transition{}, err
 	}
 	var t Transition
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		t = Transition{}
 		app, err := lockApp(ctx, tx, ref.AppRef())
 		if err != nil {
 			return err
@@ -222,27 +303,69 @@ func (s *Store) apply(ctx context.Context, ref VersionRef, m move, actor Actor, 
 			return err
 		}
 		if !slices.Contains(m.from, v.State) {
-			return &IllegalTransitionError{Version: ref, From: v.State, To: m.to, Op: m.op}
+			return &IllegalTransitionError{Version: ref, From: v.State, To: m.to, Op: string(m.op)}
 		}
+		to, event := m.to, m.event
 		if m.supersede {
-			if t.Previous, err = supersede(ctx, tx, app.ID, v, actor); err != nil {
+			cur, err := activeVersion(ctx, tx, app.ID)
+			if err != nil {
+				return err
+			}
+			if cur != nil && keepsActive(m, actor, v, *cur) {
+				// Found together with a newer version that is already Active: drain instead.
+				to, event, t.KeptBy = Draining, EventSuperseded, cur
+				reason = fmt.Sprintf("found together with the newer version %s, which stays Active (%s)", cur.Label, reason)
+			} else if cur != nil {
+				if t.Previous, err = supersede(ctx, tx, *cur, v, actor); err != nil {
+					return err
+				}
+			}
+		}
+		if req.ClaimOf != nil && (to == Active || (to == Staged && app.Claim == nil)) {
+			if app, err = claim(ctx, tx, app, req.ClaimOf(v), req.OwnCookie); err != nil {
 				return err
 			}
 		}
 		from := v.State
-		if v, err = setState(ctx, tx, v, m.to); err != nil {
+		failure := ""
+		if to == Failed {
+			failure = reason
+		}
+		if v, err = setState(ctx, tx, v, to, failure); err != nil {
 			return err
 		}
-		if err := insertAudit(ctx, tx, v, m.event, &from, &m.to, actor, reason, nil); err != nil {
+		if err := insertAudit(ctx, tx, v, event, &from, &to, actor, reason, nil); err != nil {
 			return err
 		}
 		t.Version, t.Changed = v, true
-		t.Generation, err = bumpGeneration(ctx, tx, app.ID)
-		return err
+		if to == Failed {
+			t.Generation = app.RouteGeneration // nothing routed changed
+			return nil
+		}
+		if t.Generation, err = bumpGeneration(ctx, tx, app.ID); err != nil {
+			return err
+		}
+		app.RouteGeneration = t.Generation
+		snap, err := readSnapshot(ctx, tx, app)
+		if err != nil {
+			return err
+		}
+		if !snap.Routed() && app.Claim != nil {
+			// Nothing is routed any more: the app lets go of its host and path.
+			if _, err := tx.Exec(ctx, `UPDATE applications SET claim_host = NULL, claim_path = NULL WHERE id = $1`, app.ID); err != nil {
+				return fmt.Errorf("release claim: %w", err)
+			}
+			snap.App.Claim = nil
+		}
+		if req.Publish != nil {
+			return req.Publish(ctx, snap)
+		}
+		return nil
 	})
 	if err != nil {
 		var ite *IllegalTransitionError
-		if errors.As(err, &ite) || errors.Is(err, ErrNotFound) {
+		var cce *ClaimConflictError
+		if errors.As(err, &ite) || errors.As(err, &cce) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
 			return Transition{}, err
 		}
 		return Transition{}, fmt.Errorf("%s version %s: %w", m.op, ref, err)
@@ -250,8 +373,16 @@ func (s *Store) apply(ctx context.Context, ref VersionRef, m move, actor Actor, 
 	return t, nil
 }
 
-// supersede moves the app's Active version, if any, to Draining because next takes its place.
-func supersede(ctx context.Context, tx pgx.Tx, appID int64, next Version, actor Actor) (*Version, error) {
+// keepsActive reports whether cur, the app's Active version, stays Active when v is activated:
+// only for an automatic activation of a version detected before cur became Active (found
+// together), when cur is the newer of the two. An operator's activation always takes over.
+func keepsActive(m move, actor Actor, v, cur Version) bool {
+	return m.op == OpActivate && actor.Type != ActorUser && cur.ActiveAt != nil &&
+		v.PendingAt.Before(*cur.ActiveAt) && cur.newerThan(v)
+}
+
+// activeVersion reads the app's Active version, if any; the caller holds the app lock.
+func activeVersion(ctx context.Context, tx pgx.Tx, appID int64) (*Version, error) {
 	cur, err := scanVersion(tx.QueryRow(ctx, `SELECT `+versionColumns+versionsFrom+`
 		WHERE v.app_id = $1 AND v.state = 'active'`, appID))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -260,10 +391,16 @@ func supersede(ctx context.Context, tx pgx.Tx, appID int64, next Version, actor 
 	if err != nil {
 		return nil, fmt.Errorf("read active version: %w", err)
 	}
+	return &cur, nil
+}
+
+// supersede moves cur, the app's Active version, to Draining because next takes its place.
+func supersede(ctx context.Context, tx pgx.Tx, cur, next Version, actor Actor) (*Version, error) {
 	if err := CheckTransition(cur.Ref(), cur.State, Draining); err != nil {
 		return nil, err
 	}
-	if cur, err = setState(ctx, tx, cur, Draining); err != nil {
+	cur, err := setState(ctx, tx, cur, Draining, "")
+	if err != nil {
 		return nil, err
 	}
 	from, to := Active, Draining
@@ -275,9 +412,55 @@ func supersede(ctx context.Context, tx pgx.Tx, appID int64, next Version, actor 
 	return &cur, nil
 }
 
-// setState moves v to state to and stamps the time it entered it (database clock). The row must
-// still be in v.State; the caller holds the app lock, so anything else is a bug worth an error.
-func setState(ctx context.Context, tx pgx.Tx, v Version, to State) (Version, error) {
+// claim makes app hold c, refusing a claim another application holds, and gives the app a
+// pin cookie of its own (ownCookie) when c nests with a claim of an app that uses the default
+// name. The caller holds the app lock; the unique index settles a race between two apps.
+func claim(ctx context.Context, tx pgx.Tx, app Application, c Claim, ownCookie string) (Application, error) {
+	rows, err := tx.Query(ctx, `SELECT namespace, name, claim_host, claim_path, cookie_name FROM applications
+		WHERE id <> $1 AND claim_path IS NOT NULL AND (claim_host = $2 OR claim_host = '' OR $2 = '')`, app.ID, c.Host)
+	if err != nil {
+		return app, fmt.Errorf("read claims: %w", err)
+	}
+	type other struct {
+		ref    AppRef
+		claim  Claim
+		cookie string
+	}
+	others, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (other, error) {
+		var o other
+		err := r.Scan(&o.ref.Namespace, &o.ref.Name, &o.claim.Host, &o.claim.Path, &o.cookie)
+		return o, err
+	})
+	if err != nil {
+		return app, fmt.Errorf("read claims: %w", err)
+	}
+	cookie := app.CookieName
+	for _, o := range others {
+		if o.claim == c {
+			return app, &ClaimConflictError{Claim: c, Holder: o.ref}
+		}
+		if cookie == "" && ownCookie != "" && o.cookie == "" && o.claim.Nests(c) {
+			cookie = ownCookie
+		}
+	}
+	_, err = tx.Exec(ctx, `UPDATE applications SET claim_host = $2, claim_path = $3, cookie_name = $4 WHERE id = $1`,
+		app.ID, c.Host, c.Path, cookie)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		// Another app took it since the read above: the unique index refuses the second claim.
+		return app, &ClaimConflictError{Claim: c, Holder: AppRef{Name: "(another application)"}}
+	}
+	if err != nil {
+		return app, fmt.Errorf("claim %s: %w", c, err)
+	}
+	app.Claim, app.CookieName = &c, cookie
+	return app, nil
+}
+
+// setState moves v to state to and stamps the time it entered it (database clock); failure is
+// kept when to is Failed, and cleared when the version becomes Active. The row must still be in
+// v.State; the caller holds the app lock, so anything else is a bug worth an error.
+func setState(ctx context.Context, tx pgx.Tx, v Version, to State, failure string) (Version, error) {
 	nv, err := scanVersion(tx.QueryRow(ctx, `
 		UPDATE versions v SET
 			state       = $3,
@@ -285,11 +468,13 @@ func setState(ctx context.Context, tx pgx.Tx, v Version, to State) (Version, err
 			active_at   = CASE WHEN $3 = 'active'   THEN now() ELSE v.active_at END,
 			draining_at = CASE WHEN $3 = 'draining' THEN now() WHEN $3 = 'active' THEN NULL ELSE v.draining_at END,
 			expired_at  = CASE WHEN $3 = 'expired'  THEN now() ELSE v.expired_at END,
+			failed_at   = CASE WHEN $3 = 'failed'   THEN now() ELSE v.failed_at END,
+			failure     = CASE WHEN $3 = 'failed'   THEN $4 WHEN $3 = 'active' THEN '' ELSE v.failure END,
 			last_rps    = CASE WHEN $3 = 'draining' THEN NULL ELSE v.last_rps END,
 			last_rps_at = CASE WHEN $3 = 'draining' THEN NULL ELSE v.last_rps_at END
 		FROM applications a
 		WHERE a.id = v.app_id AND v.id = $1 AND v.state = $2
-		RETURNING `+versionColumns, v.ID, string(v.State), string(to)))
+		RETURNING `+versionColumns, v.ID, string(v.State), string(to), failure))
 	if err != nil {
 		return Version{}, fmt.Errorf("move version %s from %s to %s: %w", v.Ref(), v.State, to, err)
 	}
