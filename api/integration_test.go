@@ -146,7 +146,9 @@ func (c *cluster) grantVersions(t *testing.T, sa string, verbs ...string) {
 // about the workflow (the workflows' own tests cover the Updates on the real stack).
 type registryLifecycle struct{ store *registry.Store }
 
-func (l registryLifecycle) PolicyChanged(context.Context, registry.VersionRef, registry.Actor) error { return nil }
+func (l registryLifecycle) PolicyChanged(context.Context, registry.VersionRef, registry.Actor) error {
+	return nil
+}
 
 func (l registryLifecycle) Act(ctx context.Context, ref registry.VersionRef, action Action, req ActionRequest) (ActionResult, error) {
 	if action != ActionExpire {
