@@ -74,7 +74,10 @@ type Activities struct {
 	// Traffic is nil when no Prometheus is configured: every reading is then unknown.
 	Traffic *traffic.Querier
 	Config  config.Config
-	Log     *slog.Logger
+	// AllRoutes lists every HTTPRoute in the cluster, so that a claim of a host and path that
+	// a route skewguard does not write already serves is refused; nil checks only the registry.
+	AllRoutes RouteLister
+	Log       *slog.Logger
 	// ReadyPoll is how often WaitReady looks at the Service (default 1s).
 	ReadyPoll time.Duration
 

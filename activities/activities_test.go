@@ -51,6 +51,14 @@ func (f *fakeRegistry) Snapshot(context.Context, registry.AppRef) (registry.Snap
 	return f.snap, nil
 }
 
+func (f *fakeRegistry) Publish(ctx context.Context, _ registry.AppRef, fn func(context.Context, registry.Snapshot) error) error {
+	f.mu.Lock()
+	f.snaps++
+	snap := f.snap
+	f.mu.Unlock()
+	return fn(ctx, snap)
+}
+
 func (f *fakeRegistry) AppendAudit(_ context.Context, ref registry.VersionRef, event string, actor registry.Actor, reason string, detail any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -200,7 +208,7 @@ func TestSyncRoutes(t *testing.T) {
 		_, err := bad.SyncRoutes(t.Context(), SyncInput{App: cause.AppRef(), Cause: cause})
 		var app *temporal.ApplicationError
 		require.ErrorAs(t, err, &app, "no parent refs")
-		assert.Equal(t, ErrTypeInvalidInput, app.Type())
+		assert.Equal(t, ErrTypeRoutesInvalid, app.Type())
 	})
 }
 

@@ -118,6 +118,7 @@ func (a *Activities) flip(ctx context.Context, in TransitionInput, op registry.O
 	if op != registry.OpFail {
 		req.ClaimOf = ClaimOf
 		req.OwnCookie = OwnCookieName(a.Config.CookieName, in.Ref.AppRef())
+		req.CheckClaim = func(_ context.Context, c registry.Claim) error { return a.checkClaim(in.Ref.AppRef(), c) }
 		req.Publish = func(ctx context.Context, snap registry.Snapshot) error {
 			_, err := a.publish(ctx, snap)
 			return err

@@ -9,15 +9,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var allStates = []State{Pending, Staged, Active, Draining, Expired}
+var allStates = []State{Pending, Staged, Active, Draining, Expired, Failed}
 
 // TestTransitions spells out the whole state machine: every pair not listed is refused.
 func TestTransitions(t *testing.T) {
 	legal := map[[2]State]bool{
 		{Pending, Staged}: true, {Pending, Active}: true, {Pending, Expired}: true,
-		{Staged, Active}: true, {Staged, Expired}: true,
+		{Pending, Draining}: true, {Pending, Failed}: true, // found together with a newer one; never ready or unroutable
+		{Staged, Active}: true, {Staged, Expired}: true, {Staged, Failed}: true,
 		{Active, Draining}: true,
 		{Draining, Active}: true, {Draining, Expired}: true,
+		{Failed, Staged}: true, {Failed, Active}: true, {Failed, Expired}: true,
 	}
 	ref := VersionRef{Namespace: "ns", App: "app", Label: "1"}
 	for _, from := range allStates {

@@ -218,6 +218,10 @@ type FlipRequest struct {
 	// application's that uses the default name on a shared host (so that pins never cross
 	// apps). It is chosen once and kept.
 	OwnCookie string
+	// CheckClaim, when set, is asked before the app takes a claim it does not hold yet: it
+	// refuses (with a *ClaimConflictError) a host and path something outside the registry
+	// serves, such as another team's HTTPRoute on the same Gateway.
+	CheckClaim func(ctx context.Context, c Claim) error
 	// Publish, when set, is called inside the transaction with the snapshot as it will be
 	// committed (generation bumped); if it fails, nothing is committed and its error is
 	// returned. This is how the registry flip and the route write succeed or fail together.
@@ -229,9 +233,14 @@ type FlipRequest struct {
 type ClaimConflictError struct {
 	Claim  Claim
 	Holder AppRef
+	// Route, when set, is the HTTPRoute (namespace/name) outside the registry that holds it.
+	Route string
 }
 
 func (e *ClaimConflictError) Error() string {
+	if e.Route != "" {
+		return fmt.Sprintf("host and path %s are already served by HTTPRoute %s on the same Gateway", e.Claim, e.Route)
+	}
 	return fmt.Sprintf("host and path %s are already claimed by application %s", e.Claim, e.Holder)
 }
 
@@ -322,7 +331,13 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest) (Transition, error) {
 			}
 		}
 		if req.ClaimOf != nil && (to == Active || (to == Staged && app.Claim == nil)) {
-			if app, err = claim(ctx, tx, app, req.ClaimOf(v), req.OwnCookie); err != nil {
+			c := req.ClaimOf(v)
+			if req.CheckClaim != nil && (app.Claim == nil || *app.Claim != c) {
+				if err := req.CheckClaim(ctx, c); err != nil {
+					return err
+				}
+			}
+			if app, err = claim(ctx, tx, app, c, req.OwnCookie); err != nil {
 				return err
 			}
 		}
