@@ -315,6 +315,7 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest) (Transition, error) {
 			return &IllegalTransitionError{Version: ref, From: v.State, To: m.to, Op: string(m.op)}
 		}
 		to, event := m.to, m.event
+		var detail any
 		if m.supersede {
 			cur, err := activeVersion(ctx, tx, app.ID)
 			if err != nil {
@@ -324,6 +325,7 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest) (Transition, error) {
 				// Found together with a newer version that is already Active: drain instead.
 				to, event, t.KeptBy = Draining, EventSuperseded, cur
 				reason = fmt.Sprintf("found together with the newer version %s, which stays Active (%s)", cur.Label, reason)
+				detail = map[string]any{"keptBy": cur.Label, "keptByLife": cur.Life}
 			} else if cur != nil {
 				if t.Previous, err = supersede(ctx, tx, *cur, v, actor); err != nil {
 					return err
@@ -349,7 +351,7 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest) (Transition, error) {
 		if v, err = setState(ctx, tx, v, to, failure); err != nil {
 			return err
 		}
-		if err := insertAudit(ctx, tx, v, event, &from, &to, actor, reason, nil); err != nil {
+		if err := insertAudit(ctx, tx, v, event, &from, &to, actor, reason, detail); err != nil {
 			return err
 		}
 		t.Version, t.Changed = v, true
