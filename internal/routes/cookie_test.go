@@ -192,17 +192,23 @@ func FuzzCookiePattern(f *testing.F) {
 	})
 }
 
-// firstCookieIs is the reference reading of a Cookie header: pairs split on ';', spaces and
-// tabs trimmed around them, the name up to the first '=' taken exactly, pairs without '='
-// skipped as nameless; the first pair named name decides.
-func firstCookieIs(header, name, version string) bool {
+// firstCookie is the reference reading of a Cookie header: pairs split on ';', spaces and tabs
+// trimmed around them, the name up to the first '=' taken exactly, pairs without '=' skipped as
+// nameless; the first pair named name gives the value.
+func firstCookie(header, name string) (string, bool) {
 	for _, pair := range strings.Split(header, ";") {
 		k, v, ok := strings.Cut(strings.TrimLeft(pair, " \t"), "=")
 		if ok && k == name {
-			return strings.TrimRight(v, " \t") == version
+			return strings.TrimRight(v, " \t"), true
 		}
 	}
-	return false
+	return "", false
+}
+
+// firstCookieIs reports whether the first cookie named name has the value version.
+func firstCookieIs(header, name, version string) bool {
+	v, ok := firstCookie(header, name)
+	return ok && v == version
 }
 
 // TestCookieTableCatchesOlderPatterns shows the table has teeth: the pattern from the gateway
