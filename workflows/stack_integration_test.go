@@ -37,6 +37,7 @@ import (
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/registry/registrytest"
+	"github.com/skewguard/skewguard/internal/routes"
 	"github.com/skewguard/skewguard/internal/testenv"
 	"github.com/skewguard/skewguard/worker"
 	"github.com/skewguard/skewguard/workflows"
@@ -188,7 +189,7 @@ func (s *stack) routing() (routing, error) {
 			svc := string(rule.BackendRefs[0].Name)
 			if isDefault(rule) {
 				r.Default = svc
-			} else {
+			} else if pinsByCookie(rule) { // the Active version's header and query carriers are no pin
 				r.Pinned = append(r.Pinned, svc)
 			}
 		}
@@ -196,6 +197,18 @@ func (s *stack) routing() (routing, error) {
 	slices.Sort(r.Pinned)
 	r.Pinned = slices.Compact(r.Pinned) // one rule per carrier: cookie, header, query
 	return r, nil
+}
+
+// pinsByCookie reports whether rule holds a version's pin cookie match.
+func pinsByCookie(rule gatewayv1.HTTPRouteRule) bool {
+	for _, m := range rule.Matches {
+		for _, h := range m.Headers {
+			if h.Name == "Cookie" && h.Value != routes.AnyCookie {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // isDefault reports whether rule is the catch-all (no cookie, header or query match).

@@ -38,7 +38,7 @@ func routeNamespace(t *testing.T) (*Clients, string) {
 }
 
 // renderedIn renders myapp in ns with an Active version and pins draining versions, the
-// prefix rewritten (three rules per pin, as the default configuration does). The routes name a
+// prefix rewritten (five rules per pin, as the default configuration does). The routes name a
 // Gateway that does not exist, so the stack's data plane, shared with other tests, ignores
 // them.
 func renderedIn(t *testing.T, ns string, generation int64, pins int) []gatewayv1.HTTPRoute {
@@ -98,15 +98,15 @@ func TestRouteWriterAgainstAPIServer(t *testing.T) {
 	ctx := context.Background()
 	w := NewRouteWriter(c.Gateway)
 
-	// 12 pins with the prefix rewritten need three routes (5 + 5 + 2).
-	res, err := w.ApplyRoutes(ctx, ns, "myapp", 2, renderedIn(t, ns, 2, 12))
+	// 6 pins with the prefix rewritten need three routes (2 + 3 + 1).
+	res, err := w.ApplyRoutes(ctx, ns, "myapp", 2, renderedIn(t, ns, 2, 6))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"myapp", "myapp-pins-1", "myapp-pins-2"}, res.Created)
-	assertRoutesAre(t, c, ns, renderedIn(t, ns, 2, 12))
+	assertRoutesAre(t, c, ns, renderedIn(t, ns, 2, 6))
 
 	t.Run("repeating a write changes nothing", func(t *testing.T) {
 		before := specGenerations(liveRoutes(t, c, ns))
-		res, err := w.ApplyRoutes(ctx, ns, "myapp", 2, renderedIn(t, ns, 2, 12))
+		res, err := w.ApplyRoutes(ctx, ns, "myapp", 2, renderedIn(t, ns, 2, 6))
 		require.NoError(t, err)
 		assert.False(t, res.Changed(), "%+v", res)
 		assert.Len(t, res.Unchanged, 3)
@@ -114,11 +114,11 @@ func TestRouteWriterAgainstAPIServer(t *testing.T) {
 	})
 
 	t.Run("a newer generation updates and adds shards", func(t *testing.T) {
-		res, err := w.ApplyRoutes(ctx, ns, "myapp", 3, renderedIn(t, ns, 3, 17))
+		res, err := w.ApplyRoutes(ctx, ns, "myapp", 3, renderedIn(t, ns, 3, 9))
 		require.NoError(t, err)
 		assert.Equal(t, []string{"myapp", "myapp-pins-1", "myapp-pins-2"}, res.Updated)
 		assert.Equal(t, []string{"myapp-pins-3"}, res.Created)
-		assertRoutesAre(t, c, ns, renderedIn(t, ns, 3, 17))
+		assertRoutesAre(t, c, ns, renderedIn(t, ns, 3, 9))
 	})
 
 	t.Run("a stale write after a newer one leaves the newer routes in place", func(t *testing.T) {
@@ -128,7 +128,7 @@ func TestRouteWriterAgainstAPIServer(t *testing.T) {
 		assert.True(t, res.Superseded)
 		assert.False(t, res.Changed())
 		assert.Equal(t, specGenerations(before), specGenerations(liveRoutes(t, c, ns)))
-		assertRoutesAre(t, c, ns, renderedIn(t, ns, 3, 17))
+		assertRoutesAre(t, c, ns, renderedIn(t, ns, 3, 9))
 	})
 
 	t.Run("surplus shards are removed", func(t *testing.T) {

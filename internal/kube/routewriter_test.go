@@ -193,7 +193,7 @@ func TestApplyRoutesCreatesThenIsIdempotent(t *testing.T) {
 	store, w := newRouteStore(t)
 	ctx := context.Background()
 
-	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 20))
+	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 12))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Created)
 	assert.False(t, res.Superseded)
@@ -204,7 +204,7 @@ func TestApplyRoutesCreatesThenIsIdempotent(t *testing.T) {
 	assert.Equal(t, routes.ManagedByValue, first.Labels[routes.ManagedByLabel])
 
 	before := len(store.writes())
-	res, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 20))
+	res, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 12))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Unchanged)
 	assert.False(t, res.Changed())
@@ -214,7 +214,7 @@ func TestApplyRoutesCreatesThenIsIdempotent(t *testing.T) {
 func TestApplyRoutesUpdatesAndDeletesSurplus(t *testing.T) {
 	store, w := newRouteStore(t)
 	ctx := context.Background()
-	_, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 40))
+	_, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 22))
 	require.NoError(t, err)
 	require.Equal(t, []string{"myapp", "myapp-pins-1", "myapp-pins-2"}, store.names())
 
@@ -247,7 +247,7 @@ func TestApplyRoutesNeverRollsBack(t *testing.T) {
 	newer := store.get("myapp")
 
 	// A late write from generation 6 with more pins than generation 7 has.
-	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 6, rendered(t, 6, 40))
+	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 6, rendered(t, 6, 22))
 	require.NoError(t, err)
 	assert.True(t, res.Superseded)
 	assert.Equal(t, []string{"myapp", "myapp-pins-1", "myapp-pins-2"}, res.SkippedStale)
@@ -256,7 +256,7 @@ func TestApplyRoutesNeverRollsBack(t *testing.T) {
 	assert.Equal(t, newer, store.get("myapp"))
 
 	// Nor may it delete a newer shard.
-	_, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", 8, rendered(t, 8, 40))
+	_, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", 8, rendered(t, 8, 22))
 	require.NoError(t, err)
 	res, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", 7, rendered(t, 7, 5))
 	require.NoError(t, err)
@@ -345,7 +345,7 @@ func TestApplyRoutesSurplusRaces(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			store, w := newRouteStore(t)
 			ctx := context.Background()
-			_, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 4, rendered(t, 4, 20))
+			_, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 4, rendered(t, 4, 12))
 			require.NoError(t, err)
 			once := false
 			store.before = func(verb, name string) {
@@ -384,7 +384,7 @@ func TestApplyRoutesDoesNotResurrectShards(t *testing.T) {
 			assert.Equal(t, []string{"myapp"}, res.Updated)
 		}
 	}
-	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 5, rendered(t, 5, 20))
+	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 5, rendered(t, 5, 12))
 	require.NoError(t, err)
 	require.True(t, raced)
 	assert.True(t, res.Superseded)
@@ -421,7 +421,7 @@ func TestApplyRoutesLeavesOthersRoutesAlone(t *testing.T) {
 	store, w := newRouteStore(t, foreign, otherApp)
 	ctx := context.Background()
 
-	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 20))
+	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 12))
 	require.ErrorIs(t, err, ErrRouteNotManaged)
 	assert.Equal(t, []string{"myapp"}, res.Created)
 	assert.Equal(t, foreign.Labels, store.get("myapp-pins-1").Labels, "an unmanaged route is never touched")
@@ -500,9 +500,9 @@ func TestApplyRoutesGivesUpAfterPersistentConflicts(t *testing.T) {
 // TestApplyRoutesSupersededByAnyNewerRoute: one route of the app from a newer generation is
 // enough to stop a write before it changes anything, even a route the newer write lacks.
 func TestApplyRoutesSupersededByAnyNewerRoute(t *testing.T) {
-	newerShard := rendered(t, 9, 20)[1].DeepCopy()
+	newerShard := rendered(t, 9, 12)[1].DeepCopy()
 	store, w := newRouteStore(t, newerShard)
-	res, err := w.ApplyRoutes(context.Background(), routeTestNS, "myapp", 5, rendered(t, 5, 20))
+	res, err := w.ApplyRoutes(context.Background(), routeTestNS, "myapp", 5, rendered(t, 5, 12))
 	require.NoError(t, err)
 	assert.True(t, res.Superseded)
 	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.SkippedStale)

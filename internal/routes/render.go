@@ -17,12 +17,30 @@ const (
 	DeploymentIDQuery  = "dpl"
 )
 
-// Per-route limits enforced by the HTTPRoute CRD (gateway-api v1.6.3).
+// Limits enforced by the HTTPRoute CRD (gateway-api v1.6.3).
 const (
 	maxRulesPerRoute   = 16
 	maxMatchesPerRoute = 128
-	matchesPerPin      = 3 // cookie, header, query parameter
+	maxMatchesPerRule  = 64
+	maxHeadersPerMatch = 16
 )
+
+// Shape of one version's carriers (see doc.go for why each exists).
+const (
+	carrierMatches = 4                  // header, header+cookie, query, query+cookie
+	matchesPerPin  = carrierMatches + 1 // and the pin cookie itself
+)
+
+// maxCookieRuleBonus bounds, for Traefik, the position of a rule holding a cookie-only match:
+// it must be among the last maxCookieRuleBonus rules of its route. Traefik turns precedence
+// into a number, 100 per header match + 10 per query parameter match + (rules − index) for the
+// rule's position, so a cookie match (100 + its bonus) stays below another pin's query+cookie
+// match (110 + a bonus of at least 1) only while its own bonus is at most 10.
+const maxCookieRuleBonus = 10
+
+// AnyCookie is the Cookie pattern of the carrier matches that require a Cookie header to be
+// present, whatever it holds: they outrank every pin cookie by one header match (see doc.go).
+const AnyCookie = ".*"
 
 // PathPrefix is the path an app is served under: plt.dev/path when set (a leading '/' is
 // added, since a label value cannot start with one; a trailing '/' is dropped, as PathPrefix
@@ -44,32 +62,26 @@ func PathPrefix(app, pathLabel string, hostnames []string) string {
 
 // Render returns the HTTPRoutes that route in's versions, in a deterministic order: the route
 // holding the default rule (if any) first, then the pin shards. An app with nothing live gets
-// no routes. Every cookie pattern is compiled before it is returned. Errors wrap ErrInvalidInput.
+// no routes. The cookie patterns are proven to compile (see check). Errors wrap ErrInvalidInput.
 func Render(in Input) ([]gatewayv1.HTTPRoute, error) {
-	prefix := PathPrefix(in.App, in.Path, in.Hostnames)
-	if err := in.validate(prefix); err != nil {
+	prefix, patterns, err := in.check()
+	if err != nil {
 		return nil, err
 	}
 	r := newRenderer(in, prefix)
-	patterns := make([]string, len(in.Pinned))
-	for i, b := range in.Pinned {
-		patterns[i] = CookiePattern(in.CookieName, b.Version)
-		if _, err := regexp.Compile(patterns[i]); err != nil {
-			return nil, fmt.Errorf("%w for %s/%s: cookie pattern for version %q: %v", ErrInvalidInput, in.Namespace, in.App, b.Version, err)
-		}
-	}
 
 	withDefault := in.Active != nil
 	var out []gatewayv1.HTTPRoute
 	for start, shard := 0, 0; start < len(in.Pinned) || (shard == 0 && withDefault); shard++ {
-		hasDefault := shard == 0 && withDefault
-		end := min(start+r.pinCapacity(hasDefault), len(in.Pinned))
+		first := shard == 0 && withDefault
+		end := min(start+r.pinCapacity(first), len(in.Pinned))
 		route := r.route(shard)
-		route.Spec.Rules = make([]gatewayv1.HTTPRouteRule, 0, (end-start)*r.rulesPerPin+1)
-		for i := start; i < end; i++ {
-			route.Spec.Rules = r.appendPin(route.Spec.Rules, in.Pinned[i], patterns[i])
+		route.Spec.Rules = make([]gatewayv1.HTTPRouteRule, 0, r.rulesFor(end-start, first))
+		if first {
+			route.Spec.Rules = r.appendCarriers(route.Spec.Rules, *in.Active)
 		}
-		if hasDefault {
+		route.Spec.Rules = r.appendPins(route.Spec.Rules, in.Pinned[start:end], patterns[start:end])
+		if first {
 			route.Spec.Rules = append(route.Spec.Rules, r.defaultRule(*in.Active))
 		}
 		out = append(out, route)
@@ -81,12 +93,42 @@ func Render(in Input) ([]gatewayv1.HTTPRoute, error) {
 	return out, nil
 }
 
+// Validate runs the checks Render runs, without rendering: nil means Render(in) succeeds.
+// Errors wrap ErrInvalidInput and list every problem found.
+func Validate(in Input) error {
+	_, _, err := in.check()
+	return err
+}
+
+// check validates in and returns its path prefix and the cookie pattern of each pinned version.
+//
+// One pattern is compiled, not all: a pattern's structure depends on the cookie name alone, and
+// a version enters it as the QuoteMeta of a validated label value, a plain literal. So the first
+// compile proves them all, and rendering 1,000 pins does not compile 1,000 regexes (which
+// would be nearly all of its cost).
+func (in Input) check() (string, []string, error) {
+	prefix := PathPrefix(in.App, in.Path, in.Hostnames)
+	if err := in.validate(prefix); err != nil {
+		return "", nil, err
+	}
+	patterns := make([]string, len(in.Pinned))
+	for i, b := range in.Pinned {
+		patterns[i] = CookiePattern(in.CookieName, b.Version)
+	}
+	if len(patterns) > 0 {
+		if _, err := regexp.Compile(patterns[0]); err != nil {
+			return "", nil, fmt.Errorf("%w for %s/%s: cookie pattern for cookie %q: %v", ErrInvalidInput, in.Namespace, in.App, in.CookieName, err)
+		}
+	}
+	return prefix, patterns, nil
+}
+
 // renderer holds what every route and rule of one app shares.
 type renderer struct {
 	in          Input
 	prefix      string
 	rewrite     bool
-	rulesPerPin int
+	rulesPerPin int // rules holding one pinned version's five matches
 	generation  string
 }
 
@@ -101,14 +143,35 @@ func newRenderer(in Input, prefix string) *renderer {
 	return r
 }
 
-// pinCapacity is how many pins fit in one route under both the rule and the match limits
-// (a pin's rule holds 3 matches, far below the 64 allowed per rule).
-func (r *renderer) pinCapacity(withDefault bool) int {
-	rules, matches := maxRulesPerRoute, maxMatchesPerRoute
-	if withDefault {
-		rules, matches = rules-1, matches-1
+// rulesFor is how many rules a route holds with pins pinned versions, and with the Active
+// version's carriers and the default rule if first.
+func (r *renderer) rulesFor(pins int, first bool) int {
+	n := pins * r.rulesPerPin
+	if first {
+		n += r.carrierRules() + 1
 	}
-	return min(rules/r.rulesPerPin, matches/matchesPerPin)
+	return n
+}
+
+func (r *renderer) carrierRules() int {
+	if r.rewrite {
+		return carrierMatches
+	}
+	return 1
+}
+
+// pinCapacity is how many pinned versions fit in one route: within the CRD's rule and match
+// limits, and with every rule holding a pin cookie among the last maxCookieRuleBonus rules of
+// the route (those rules, and the default rule after them, end every route). A pin's rule holds
+// five matches of at most two headers each, far below the per-rule and per-match limits.
+func (r *renderer) pinCapacity(first bool) int {
+	rules, matches, tail := maxRulesPerRoute, maxMatchesPerRoute, maxCookieRuleBonus
+	if first {
+		rules -= r.carrierRules() + 1
+		matches -= carrierMatches + 1
+		tail-- // the default rule comes after the pin cookies
+	}
+	return min(rules/r.rulesPerPin, matches/matchesPerPin, tail)
 }
 
 func (r *renderer) route(shard int) gatewayv1.HTTPRoute {
@@ -143,35 +206,37 @@ func (r *renderer) route(shard int) gatewayv1.HTTPRoute {
 	return route
 }
 
-// appendPin adds b's pin: its three matches ORed in one rule, or three one-match rules when
-// the prefix is rewritten.
-func (r *renderer) appendPin(rules []gatewayv1.HTTPRouteRule, b Backend, pattern string) []gatewayv1.HTTPRouteRule {
-	matches := []gatewayv1.HTTPRouteMatch{
-		{
-			Path: r.pathMatch(),
-			Headers: []gatewayv1.HTTPHeaderMatch{{
-				Type:  new(gatewayv1.HeaderMatchRegularExpression),
-				Name:  "Cookie",
-				Value: pattern,
-			}},
-		},
-		{
-			Path: r.pathMatch(),
-			Headers: []gatewayv1.HTTPHeaderMatch{{
-				Type:  new(gatewayv1.HeaderMatchExact),
-				Name:  DeploymentIDHeader,
-				Value: b.Version,
-			}},
-		},
-		{
-			Path: r.pathMatch(),
-			QueryParams: []gatewayv1.HTTPQueryParamMatch{{
-				Type:  new(gatewayv1.QueryParamMatchExact),
-				Name:  DeploymentIDQuery,
-				Value: b.Version,
-			}},
-		},
+// appendCarriers adds the rule(s) that send b's header and query parameter carriers to b,
+// without a pin cookie: the Active version's, so that a request naming it by header or query
+// parameter reaches it even when its cookie pins another version.
+func (r *renderer) appendCarriers(rules []gatewayv1.HTTPRouteRule, b Backend) []gatewayv1.HTTPRouteRule {
+	return r.appendRules(rules, b, r.carrierMatches(b.Version))
+}
+
+// appendPins adds the pinned versions' rules. Without a rewrite, each version's five matches
+// are ORed in one rule. With a rewrite (one match per rule), each version's carrier rules come
+// first and the cookie rules last, so that the cookie rules are the ones near the end of the
+// route that maxCookieRuleBonus asks for.
+func (r *renderer) appendPins(rules []gatewayv1.HTTPRouteRule, pins []Backend, patterns []string) []gatewayv1.HTTPRouteRule {
+	if !r.rewrite {
+		for i, b := range pins {
+			matches := append([]gatewayv1.HTTPRouteMatch{r.cookieMatch(patterns[i])}, r.carrierMatches(b.Version)...)
+			rules = r.appendRules(rules, b, matches)
+		}
+		return rules
 	}
+	for _, b := range pins {
+		rules = r.appendRules(rules, b, r.carrierMatches(b.Version))
+	}
+	for i, b := range pins {
+		rules = r.appendRules(rules, b, []gatewayv1.HTTPRouteMatch{r.cookieMatch(patterns[i])})
+	}
+	return rules
+}
+
+// appendRules adds matches to b as one rule, or as one rule per match when the prefix is
+// rewritten.
+func (r *renderer) appendRules(rules []gatewayv1.HTTPRouteRule, b Backend, matches []gatewayv1.HTTPRouteMatch) []gatewayv1.HTTPRouteRule {
 	if !r.rewrite {
 		return append(rules, gatewayv1.HTTPRouteRule{Matches: matches, BackendRefs: backendRefs(b)})
 	}
@@ -183,6 +248,41 @@ func (r *renderer) appendPin(rules []gatewayv1.HTTPRouteRule, b Backend, pattern
 		})
 	}
 	return rules
+}
+
+// cookieMatch is the pin cookie: one header match, the lowest rank a carrier has.
+func (r *renderer) cookieMatch(pattern string) gatewayv1.HTTPRouteMatch {
+	return gatewayv1.HTTPRouteMatch{
+		Path:    r.pathMatch(),
+		Headers: []gatewayv1.HTTPHeaderMatch{cookieHeader(pattern)},
+	}
+}
+
+// carrierMatches are version's per-request carriers, each ranked above every pin cookie:
+//
+//	x-deployment-id             1 header           (no Cookie header: nothing to outrank)
+//	x-deployment-id + Cookie    2 headers          (beats a pin cookie's 1 header)
+//	dpl                         1 query parameter  (no Cookie header)
+//	dpl + Cookie                1 header, 1 query  (beats a pin cookie's 1 header, 0 queries)
+//
+// and the header ones above the query ones whether or not a Cookie header is sent.
+func (r *renderer) carrierMatches(version string) []gatewayv1.HTTPRouteMatch {
+	header := func() gatewayv1.HTTPHeaderMatch {
+		return gatewayv1.HTTPHeaderMatch{Type: new(gatewayv1.HeaderMatchExact), Name: DeploymentIDHeader, Value: version}
+	}
+	query := func() []gatewayv1.HTTPQueryParamMatch {
+		return []gatewayv1.HTTPQueryParamMatch{{Type: new(gatewayv1.QueryParamMatchExact), Name: DeploymentIDQuery, Value: version}}
+	}
+	return []gatewayv1.HTTPRouteMatch{
+		{Path: r.pathMatch(), Headers: []gatewayv1.HTTPHeaderMatch{header()}},
+		{Path: r.pathMatch(), Headers: []gatewayv1.HTTPHeaderMatch{header(), cookieHeader(AnyCookie)}},
+		{Path: r.pathMatch(), QueryParams: query()},
+		{Path: r.pathMatch(), Headers: []gatewayv1.HTTPHeaderMatch{cookieHeader(AnyCookie)}, QueryParams: query()},
+	}
+}
+
+func cookieHeader(pattern string) gatewayv1.HTTPHeaderMatch {
+	return gatewayv1.HTTPHeaderMatch{Type: new(gatewayv1.HeaderMatchRegularExpression), Name: "Cookie", Value: pattern}
 }
 
 // defaultRule sends everything else under the prefix to the Active version and pins the

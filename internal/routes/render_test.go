@@ -71,14 +71,16 @@ func TestRenderShardCounts(t *testing.T) {
 	}{
 		{"nothing", 0, false, false, nil},
 		{"active only", 0, true, false, []int{0}},
-		{"15 pins fill the default route", 15, true, false, []int{15}},
-		{"16th pin opens a shard", 16, true, false, []int{15, 1}},
-		{"shards hold 16", 15 + 16 + 1, true, false, []int{15, 16, 1}},
-		{"no active: 16 in the first route", 17, false, false, []int{16, 1}},
-		{"rewritten: 5 beside the default", 5, true, true, []int{5}},
-		{"rewritten: 6th opens a shard", 6, true, true, []int{5, 1}},
-		{"rewritten: shards hold 5", 11, true, true, []int{5, 5, 1}},
-		{"1000 pins", 1000, true, false, append(append([]int{15}, repeat(16, 61)...), 9)},
+		{"9 pins fill the default route", 9, true, false, []int{9}},
+		{"10th pin opens a shard", 10, true, false, []int{9, 1}},
+		{"shards hold 10", 9 + 10 + 1, true, false, []int{9, 10, 1}},
+		{"no active: 10 in the first route", 11, false, false, []int{10, 1}},
+		{"rewritten: 2 beside the default", 2, true, true, []int{2}},
+		{"rewritten: 3rd opens a shard", 3, true, true, []int{2, 1}},
+		{"rewritten: shards hold 3", 2 + 3 + 1, true, true, []int{2, 3, 1}},
+		{"rewritten, no active: 3 in the first route", 4, false, true, []int{3, 1}},
+		{"1000 pins", 1000, true, false, append(append([]int{9}, repeat(10, 99)...), 1)},
+		{"1000 pins rewritten", 1000, true, true, append(append([]int{2}, repeat(3, 332)...), 2)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,7 +93,7 @@ func TestRenderShardCounts(t *testing.T) {
 			require.NoError(t, err)
 			var perRoute []int
 			for _, r := range got {
-				perRoute = append(perRoute, len(pinVersions(r)))
+				perRoute = append(perRoute, len(pinVersions(in, r)))
 			}
 			assert.Equal(t, tt.want, perRoute)
 			checkInvariants(t, in, got)
@@ -131,6 +133,10 @@ func TestRenderRejectsBadInput(t *testing.T) {
 		{"path with space", func(in *Input) { in.Path = "/a b" }, "characters not allowed"},
 		{"ip hostname", func(in *Input) { in.Hostnames = []string{"10.0.0.1"} }, "IP addresses"},
 		{"upper-case hostname", func(in *Input) { in.Hostnames = []string{"Shop.example.com"} }, `hostname "Shop.example.com"`},
+		{"hostname with '_' and upper case", func(in *Input) { in.Hostnames = []string{"Web_App.example.com"} },
+			`hostname "Web_App.example.com": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters`},
+		{"path with ';' in a segment", func(in *Input) { in.Path = "/shop;v=1/cart" }, `path "/shop;v=1/cart": must not contain ';' or ','`},
+		{"path starting with '//'", func(in *Input) { in.Path = "//shop" }, `path "//shop": must not contain "//"`},
 		{"duplicate hostname", func(in *Input) { in.Hostnames = []string{"a.example", "a.example"} }, "listed twice"},
 	}
 	for _, tt := range tests {
@@ -142,8 +148,27 @@ func TestRenderRejectsBadInput(t *testing.T) {
 			assert.ErrorIs(t, err, ErrInvalidInput)
 			assert.Contains(t, err.Error(), tt.want)
 			assert.Nil(t, got)
+
+			// Validate refuses what Render refuses, with the same message.
+			verr := Validate(in)
+			require.Error(t, verr)
+			assert.ErrorIs(t, verr, ErrInvalidInput)
+			assert.Equal(t, err.Error(), verr.Error())
 		})
 	}
+}
+
+// TestValidateAcceptsWhatRenderRenders: every golden input and the shard-count inputs pass.
+func TestValidateAcceptsWhatRenderRenders(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/*.in.yaml")
+	require.NoError(t, err)
+	for _, path := range inputs {
+		in := readInput(t, path)
+		assert.NoError(t, Validate(in), path)
+		_, err := Render(in)
+		assert.NoError(t, err, path)
+	}
+	assert.NoError(t, Validate(benchInput(1000)))
 }
 
 func TestRenderReportsEveryProblem(t *testing.T) {
@@ -170,6 +195,7 @@ func TestPathPrefix(t *testing.T) {
 		{"myapp", "api", nil, "/api"},
 		{"myapp", "/api/", nil, "/api"},
 		{"myapp", "/", nil, "/"},
+		{"myapp", "/shop//", nil, "/shop"}, // trailing slashes are what PathPrefix ignores anyway
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, PathPrefix(tt.app, tt.label, tt.hostnames), "%+v", tt)
