@@ -39,6 +39,11 @@ type StartRequest struct {
 	PathPrefix  string
 	Hostname    string
 	Actor       registry.Actor
+	// DeployedAt and PodCreatedAt order versions detected together (skew protection switched
+	// on over running versions, a restart, a missed event): the newest Deployment wins, then
+	// the newest pods. Zero when unknown; see Origin for where they come from.
+	DeployedAt   time.Time
+	PodCreatedAt time.Time
 }
 
 // Starter starts (or finds running) the lifecycle workflow of a version. It must be idempotent.
@@ -49,6 +54,7 @@ type Starter interface {
 // Lookup is what detection reads from the informer cache.
 type Lookup interface {
 	ServiceFor(pod *corev1.Pod) (*corev1.Service, int32, bool)
+	OriginOf(pod *corev1.Pod) Origin
 }
 
 // Result says what detection found and did for one pod.
@@ -187,15 +193,18 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		return finish(metrics.OutcomeNoService, "no Service in the namespace selects this pod's version yet", nil)
 	}
 	path, hostname := placement(pod)
+	origin := d.opts.Lookup.OriginOf(pod)
 	req := StartRequest{
 		Ref: res.Ref, ServiceName: svc.Name, ServicePort: port, PathPrefix: path, Hostname: hostname,
-		Actor: registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
+		Actor:      registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
+		DeployedAt: origin.DeployedAt, PodCreatedAt: origin.PodCreatedAt,
 	}
 	if err := d.opts.Starter.StartVersion(ctx, req); err != nil {
 		return finish(metrics.OutcomeError, "", fmt.Errorf("start lifecycle of %s: %w", res.Ref, err))
 	}
 	started = true
-	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "service", svc.Name, "port", port)
+	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "service", svc.Name, "port", port,
+		"deployedAt", req.DeployedAt, "podCreatedAt", req.PodCreatedAt)
 	return finish(metrics.OutcomeStarted, "", nil)
 }
 
