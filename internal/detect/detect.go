@@ -44,6 +44,10 @@ type StartRequest struct {
 	// the newest pods. Zero when unknown; see Origin for where they come from.
 	DeployedAt   time.Time
 	PodCreatedAt time.Time
+	// Invalid, when set, is why Options.Validate refused the version. The version is started
+	// all the same so that the refusal is recorded where operators look; the workflow must not
+	// activate it.
+	Invalid string
 }
 
 // Starter starts (or finds running) the lifecycle workflow of a version. It must be idempotent.
@@ -84,8 +88,13 @@ type Options struct {
 	// PodRecordTTL is how long a pod recorded against a live version is not written again
 	// (last_seen is that coarse); a repeat registration of it then costs one read.
 	PodRecordTTL time.Duration
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// Validate, when set, checks a version before its workflow starts. A refusal does not drop
+	// the version, which would leave nothing in the registry to say why its pods get no
+	// traffic: it is started with StartRequest.Invalid set, logged as a warning and counted as
+	// metrics.OutcomeInvalid.
+	Validate func(StartRequest) error
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Detector is the one idempotent path from "this pod exists" to "its version is tracked".
@@ -135,6 +144,9 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		switch {
 		case err != nil:
 			log.Error("detection failed", "app", res.AppName, "version", res.Ref.Label, "error", err)
+		case outcome == metrics.OutcomeInvalid:
+			log.Warn("version refused at detection: started so that the refusal is recorded; it will not be activated",
+				"app", res.AppName, "version", res.Ref.Label, "reason", reason)
 		case reason != "":
 			log.Info("pod registered without tracking", "app", res.AppName, "outcome", outcome, "reason", reason)
 		default:
@@ -199,10 +211,21 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		Actor:      registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
 		DeployedAt: origin.DeployedAt, PodCreatedAt: origin.PodCreatedAt,
 	}
+	if d.opts.Validate != nil {
+		if err := d.opts.Validate(req); err != nil {
+			req.Invalid = err.Error()
+			if req.Invalid == "" {
+				req.Invalid = "refused by validation"
+			}
+		}
+	}
 	if err := d.opts.Starter.StartVersion(ctx, req); err != nil {
 		return finish(metrics.OutcomeError, "", fmt.Errorf("start lifecycle of %s: %w", res.Ref, err))
 	}
 	started = true
+	if req.Invalid != "" {
+		return finish(metrics.OutcomeInvalid, req.Invalid, nil)
+	}
 	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "service", svc.Name, "port", port,
 		"deployedAt", req.DeployedAt, "podCreatedAt", req.PodCreatedAt)
 	return finish(metrics.OutcomeStarted, "", nil)

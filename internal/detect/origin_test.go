@@ -2,6 +2,8 @@ package detect
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/skewguard/skewguard/internal/metrics"
+	"github.com/skewguard/skewguard/internal/registry"
 )
 
 func deployment(ns, name string, created time.Time) *appsv1.Deployment {
@@ -149,4 +152,42 @@ func TestCacheSlimsOwners(t *testing.T) {
 	assert.Empty(t, gotRS.Labels)
 	assert.Equal(t, rs.OwnerReferences, gotRS.OwnerReferences, "the owner chain is kept")
 	assert.Equal(t, rs.CreationTimestamp, gotRS.CreationTimestamp)
+}
+
+// A version validation refuses is started all the same, with the reason, so that the workflow
+// records it; the outcome says so.
+func TestValidateRefusalIsStartedWithItsReason(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name     string
+		validate func(StartRequest) error
+		outcome  string
+		invalid  string
+	}{
+		{name: "no validation", outcome: metrics.OutcomeStarted},
+		{name: "accepted", validate: func(StartRequest) error { return nil }, outcome: metrics.OutcomeStarted},
+		{name: "refused", outcome: metrics.OutcomeInvalid, invalid: `path prefix "/a b" is not a valid path`,
+			validate: func(r StartRequest) error {
+				if r.ServiceName != "web-v9" {
+					return fmt.Errorf("validation saw service %q", r.ServiceName)
+				}
+				return errors.New(`path prefix "/a b" is not a valid path`)
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := pod("shop", "web-v9-a", versionLabels("web", "9"), true, now)
+			c, _ := startedCache(t, p, service("shop", "web-v9", versionLabels("web", "9")))
+			reg := newFakeRegistry()
+			st := &fakeStarter{reg: reg}
+			d := NewDetector(Options{Registry: reg, Starter: st, Lookup: c, Enabled: true, Validate: tc.validate})
+			res, err := d.Detect(context.Background(), p, SourceAgent, Hint{})
+			require.NoError(t, err)
+			assert.Equal(t, tc.outcome, res.Outcome)
+			assert.Equal(t, "9", res.DeploymentVersion)
+			require.Len(t, st.requests(), 1, "refused or not, the version is started")
+			assert.Equal(t, tc.invalid, st.requests()[0].Invalid)
+			assert.Equal(t, tc.invalid, res.Reason)
+			assert.Equal(t, registry.VersionRef{Namespace: "shop", App: "web", Label: "9"}, st.requests()[0].Ref)
+		})
+	}
 }
