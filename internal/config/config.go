@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/skewguard/skewguard/internal/routes"
 )
 
 // Config is everything skewguard reads from its environment.
@@ -105,13 +108,31 @@ func (p ParentRef) String() string {
 	return s
 }
 
-// ParseParentRef parses one "namespace/name[:sectionName]" reference.
+// ParseParentRef parses one "namespace/name[:sectionName]" reference and checks each part as
+// the Gateway API does (namespace: an RFC 1123 label; name and sectionName: RFC 1123
+// subdomains), so that a reference the API server would refuse stops skewguard at start-up
+// rather than failing every route it later writes.
 func ParseParentRef(val string) (ParentRef, error) {
 	val = strings.TrimSpace(val)
-	nsName, section, _ := strings.Cut(val, ":")
+	nsName, section, hasSection := strings.Cut(val, ":")
 	ns, name, ok := strings.Cut(nsName, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
 		return ParentRef{}, fmt.Errorf("%q is not namespace/name[:sectionName]", val)
+	}
+	var errs []error
+	check := func(part, value string, problems []string) {
+		if len(problems) > 0 {
+			errs = append(errs, fmt.Errorf("%q: %s %q: %s", val, part, value, strings.Join(problems, "; ")))
+		}
+	}
+	check("namespace", ns, validation.IsDNS1123Label(ns))
+	check("name", name, validation.IsDNS1123Subdomain(name))
+	if hasSection {
+		// "ns/gw:" names an empty listener: a typo, not "every listener".
+		check("sectionName", section, validation.IsDNS1123Subdomain(section))
+	}
+	if len(errs) > 0 {
+		return ParentRef{}, errors.Join(errs...)
 	}
 	return ParentRef{Namespace: ns, Name: name, SectionName: section}, nil
 }
@@ -137,7 +158,7 @@ func LoadFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &cfg, Lookuper: rec}); err != nil {
 		rec.problems = append(rec.problems, err.Error())
 	}
-	problems := append(rec.problems, cfg.validate()...)
+	problems := append(rec.problems, cfg.validate(rec.failed)...)
 	if len(problems) > 0 {
 		sort.Strings(problems)
 		return cfg, Problems(problems)
@@ -145,7 +166,9 @@ func LoadFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	return cfg, nil
 }
 
-func (c Config) validate() []string {
+// validate checks the decoded values; failed names the variables already reported as
+// unparsable, whose checks here would only repeat the problem.
+func (c Config) validate(failed map[string]bool) []string {
 	var p []string
 	positive := []struct {
 		name  string
@@ -171,7 +194,7 @@ func (c Config) validate() []string {
 		p = append(p, fmt.Sprintf("PLT_SKEW_HTTP_MAX_ALIVE_MS: %d is shorter than PLT_SKEW_HTTP_GRACE_PERIOD_MS %d",
 			c.MaxAliveMS, c.GracePeriodMS))
 	}
-	if !validCookieName(c.CookieName) {
+	if !routes.ValidCookieName(c.CookieName) {
 		p = append(p, fmt.Sprintf("PLT_SKEW_COOKIE_NAME: %q is not a valid cookie name", c.CookieName))
 	}
 	if c.TaskQueue == "" {
@@ -184,11 +207,11 @@ func (c Config) validate() []string {
 		p = append(p, fmt.Sprintf("PLT_SKEW_TRAFFIC_PRESET: %q is not one of watt, traefik", c.TrafficPreset))
 	}
 	for _, ns := range c.Namespaces {
-		if !validDNSLabel(ns) {
+		if len(validation.IsDNS1123Label(ns)) > 0 {
 			p = append(p, fmt.Sprintf("PLT_SKEW_NAMESPACES: %q is not a namespace name", ns))
 		}
 	}
-	if c.SkewProtection && len(c.ParentRefs) == 0 {
+	if c.SkewProtection && len(c.ParentRefs) == 0 && !failed["PLT_SKEW_GATEWAY_PARENT_REFS"] {
 		p = append(p, "PLT_SKEW_GATEWAY_PARENT_REFS: required when PLT_FEATURE_SKEW_PROTECTION is true")
 	}
 	switch strings.ToLower(c.LogLevel) {
@@ -202,39 +225,13 @@ func (c Config) validate() []string {
 	return p
 }
 
-// validDNSLabel reports whether s is an RFC 1123 label, as namespace names are.
-func validDNSLabel(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
-	}
-	for i, r := range s {
-		alnum := r >= 'a' && r <= 'z' || r >= '0' && r <= '9'
-		if !alnum && (r != '-' || i == 0 || i == len(s)-1) {
-			return false
-		}
-	}
-	return true
-}
-
-// validCookieName reports whether s is an RFC 6265 cookie-name token.
-func validCookieName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r >= 0x7f || strings.ContainsRune(`()<>@,;:\"/[]?={}`, r) {
-			return false
-		}
-	}
-	return true
-}
-
 // recordingLookuper checks each raw value against the kind of the field it fills. A value that
 // does not parse is recorded as a problem and hidden, so that decoding goes on with the default.
 type recordingLookuper struct {
 	next     envconfig.Lookuper
 	kinds    map[string]reflect.Kind
 	problems []string
+	failed   map[string]bool // variables with a problem
 }
 
 func (r *recordingLookuper) Lookup(key string) (string, bool) {
@@ -261,14 +258,23 @@ func (r *recordingLookuper) Lookup(key string) (string, bool) {
 		if key != "PLT_SKEW_GATEWAY_PARENT_REFS" {
 			break
 		}
+		// Every bad reference in one problem, on one line: Problems prints one per line.
+		var bad []string
 		for _, part := range strings.Split(val, ",") {
 			if _, perr := ParseParentRef(part); perr != nil {
-				err = errors.Join(err, perr)
+				bad = append(bad, strings.ReplaceAll(perr.Error(), "\n", "; "))
 			}
+		}
+		if len(bad) > 0 {
+			err = errors.New(strings.Join(bad, "; "))
 		}
 	}
 	if err != nil {
 		r.problems = append(r.problems, fmt.Sprintf("%s: %v", key, err))
+		if r.failed == nil {
+			r.failed = map[string]bool{}
+		}
+		r.failed[key] = true
 		return "", false
 	}
 	return val, ok

@@ -271,6 +271,18 @@ func TestParseParentRef(t *testing.T) {
 		{in: "a/b/c", err: true},
 		{in: "", err: true},
 		{in: ":http", err: true},
+		// Syntactically fine, but names the Gateway API would refuse.
+		{in: "infra/Gw_1", err: true},
+		{in: "Infra/gw", err: true},
+		{in: "in_fra/gw", err: true},
+		{in: strings.Repeat("n", 64) + "/gw", err: true}, // a namespace is at most 63
+		{in: "infra/" + strings.Repeat("g", 254), err: true},
+		{in: "infra/gw:HTTP", err: true},
+		{in: "infra/gw:web_1", err: true},
+		{in: "infra/gw:", err: true},
+		{in: "infra/gw.edge", want: ParentRef{Namespace: "infra", Name: "gw.edge"}},
+		{in: "infra/" + strings.Repeat("g", 253) + ":web.tls-1",
+			want: ParentRef{Namespace: "infra", Name: strings.Repeat("g", 253), SectionName: "web.tls-1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
@@ -338,4 +350,91 @@ func TestEmptyValueMeansDefault(t *testing.T) {
 	assert.Equal(t, "default", cfg.TemporalNamespace)
 	assert.False(t, cfg.SkewProtection)
 	assert.Empty(t, cfg.ParentRefs)
+}
+
+// TestInvalidGatewayReferences: every reference the Gateway API would refuse is reported at
+// start-up, in one problem naming the variable, with the part at fault.
+func TestInvalidGatewayReferences(t *testing.T) {
+	long := strings.Repeat("g", 300)
+	tests := []struct {
+		name  string
+		value string
+		says  []string
+	}{
+		{"name with capitals and underscore", "infra/Gw_1", []string{`"infra/Gw_1": name "Gw_1"`}},
+		{"empty name", "default/", []string{`"default/" is not namespace/name[:sectionName]`}},
+		{"300-character name", "infra/" + long, []string{`name "` + long + `"`, "253"}},
+		{"namespace with capitals", "Infra/gw", []string{`namespace "Infra"`}},
+		{"bad sectionName", "infra/gw:Web_1", []string{`sectionName "Web_1"`}},
+		{"empty sectionName", "infra/gw:", []string{`sectionName ""`}},
+		{"every bad part of every reference", "infra/gw,Edge/Public:x_y, ok/gw:web",
+			[]string{`namespace "Edge"`, `name "Public"`, `sectionName "x_y"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(t, map[string]string{"PLT_SKEW_GATEWAY_PARENT_REFS": tc.value})
+			p := problems(t, err)
+			require.Len(t, p, 1, "problems: %v", p)
+			assert.True(t, strings.HasPrefix(p[0], "PLT_SKEW_GATEWAY_PARENT_REFS: "), p[0])
+			assert.NotContains(t, p[0], "\n", "one problem is one line")
+			for _, want := range tc.says {
+				assert.Contains(t, p[0], want)
+			}
+		})
+	}
+}
+
+func TestCookieNameIsAToken(t *testing.T) {
+	tests := []struct {
+		value string
+		ok    bool
+	}{
+		{"__plt_dpl", true},
+		{"dpl-1.v2", true},
+		{"a b", false},
+		{"a=b", false},
+		{"a;b", false},
+		{`a"b`, false},
+		{"a,b", false},
+		{"\u00e9t\u00e9", false},
+		{"a\tb", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.value, func(t *testing.T) {
+			cfg, err := load(t, map[string]string{"PLT_SKEW_COOKIE_NAME": tc.value})
+			if tc.ok {
+				require.NoError(t, err)
+				assert.Equal(t, tc.value, cfg.CookieName)
+				return
+			}
+			p := problems(t, err)
+			require.Len(t, p, 1, "problems: %v", p)
+			assert.True(t, strings.HasPrefix(p[0], "PLT_SKEW_COOKIE_NAME: "), p[0])
+		})
+	}
+}
+
+// TestInvalidReferencesAreNotAlsoMissing: with skew protection on, an invalid reference is
+// reported as invalid, not also as missing.
+func TestInvalidReferencesAreNotAlsoMissing(t *testing.T) {
+	_, err := load(t, map[string]string{"PLT_FEATURE_SKEW_PROTECTION": "true", "PLT_SKEW_GATEWAY_PARENT_REFS": "infra/Gw_1"})
+	p := problems(t, err)
+	require.Len(t, p, 1, "problems: %v", p)
+	assert.Contains(t, p[0], `name "Gw_1"`)
+}
+
+// TestGatewayAndCookieProblemsTogether: both are reported in one error, with the others.
+func TestGatewayAndCookieProblemsTogether(t *testing.T) {
+	_, err := load(t, map[string]string{
+		"PLT_SKEW_GATEWAY_PARENT_REFS": "infra/Gw_1",
+		"PLT_SKEW_COOKIE_NAME":         "dpl=1",
+		"PLT_SKEW_LOG_LEVEL":           "loud",
+	})
+	p := problems(t, err)
+	var names []string
+	for _, line := range p {
+		name, _, _ := strings.Cut(line, ":")
+		names = append(names, name)
+	}
+	assert.Equal(t, []string{"PLT_SKEW_COOKIE_NAME", "PLT_SKEW_GATEWAY_PARENT_REFS", "PLT_SKEW_LOG_LEVEL"}, names)
 }

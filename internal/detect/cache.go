@@ -1,5 +1,6 @@
 // Package detect owns how skewguard learns that a version exists: a shared informer cache of
-// pods (indexed by name, because the agent knows only its hostname) and Services, the lookup of
+// pods (indexed by name, because the agent knows only its hostname), Services, and the
+// ReplicaSets and Deployments that own the pods (for when a version was deployed), the lookup of
 // a version's Service by selector, the one idempotent detection path that registrations and the
 // pod watch both go through, and the pod watch itself.
 package detect
@@ -11,10 +12,13 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	listersappsv1 "k8s.io/client-go/listers/apps/v1"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 )
@@ -29,8 +33,8 @@ const (
 
 const podNameIndex = "pod-name"
 
-// Cache holds the pods and Services of the watched namespaces in shared informers. Reads never
-// go to the API server.
+// Cache holds the pods, Services, ReplicaSets and Deployments of the watched namespaces in
+// shared informers. Reads never go to the API server.
 type Cache struct {
 	scopes []scope
 }
@@ -41,6 +45,16 @@ type scope struct {
 	pods     cache.SharedIndexInformer
 	services cache.SharedIndexInformer
 	svcList  listersv1.ServiceLister
+	// The owners of pods, read only for their creation time: which of several versions found
+	// at once was deployed last.
+	replicaSets    cache.SharedIndexInformer
+	rsList         listersappsv1.ReplicaSetLister
+	deployments    cache.SharedIndexInformer
+	deploymentList listersappsv1.DeploymentLister
+}
+
+func (s scope) informers() []cache.SharedIndexInformer {
+	return []cache.SharedIndexInformer{s.pods, s.services, s.replicaSets, s.deployments}
 }
 
 // NewCache builds (but does not start) informers over namespaces; none means all namespaces.
@@ -54,7 +68,10 @@ func NewCache(kube kubernetes.Interface, namespaces []string, resync time.Durati
 			informers.WithNamespace(ns), informers.WithTransform(slim))
 		pods := f.Core().V1().Pods()
 		svcs := f.Core().V1().Services()
-		s := scope{factory: f, pods: pods.Informer(), services: svcs.Informer(), svcList: svcs.Lister()}
+		rss := f.Apps().V1().ReplicaSets()
+		deps := f.Apps().V1().Deployments()
+		s := scope{factory: f, pods: pods.Informer(), services: svcs.Informer(), svcList: svcs.Lister(),
+			replicaSets: rss.Informer(), rsList: rss.Lister(), deployments: deps.Informer(), deploymentList: deps.Lister()}
 		if err := s.pods.AddIndexers(cache.Indexers{podNameIndex: func(obj any) ([]string, error) {
 			pod, ok := obj.(*corev1.Pod)
 			if !ok {
@@ -76,10 +93,15 @@ func (c *Cache) Start(ctx context.Context) {
 	}
 }
 
-// WaitForSync blocks until every informer has listed once, or ctx ends.
+// WaitForSync blocks until every informer has listed once, or ctx ends. The owners count too:
+// the versions found at start-up are exactly the ones whose deploy times must be known.
 func (c *Cache) WaitForSync(ctx context.Context) bool {
 	for _, s := range c.scopes {
-		if !cache.WaitForCacheSync(ctx.Done(), s.pods.HasSynced, s.services.HasSynced) {
+		var synced []cache.InformerSynced
+		for _, inf := range s.informers() {
+			synced = append(synced, inf.HasSynced)
+		}
+		if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 			return false
 		}
 	}
@@ -89,8 +111,10 @@ func (c *Cache) WaitForSync(ctx context.Context) bool {
 // HasSynced reports whether every informer has listed once (for /readyz).
 func (c *Cache) HasSynced() bool {
 	for _, s := range c.scopes {
-		if !s.pods.HasSynced() || !s.services.HasSynced() {
-			return false
+		for _, inf := range s.informers() {
+			if !inf.HasSynced() {
+				return false
+			}
 		}
 	}
 	return true
@@ -211,6 +235,77 @@ func (c *Cache) ServiceFor(pod *corev1.Pod) (*corev1.Service, int32, bool) {
 	return svc, servicePort(svc), true
 }
 
+// Origin is when a pod's version came to be, for ordering versions detected together.
+type Origin struct {
+	// DeployedAt is the creation time of the Deployment that owns the pod (pod → ReplicaSet →
+	// Deployment); of the ReplicaSet when it has no Deployment (or that is not cached); zero when
+	// the pod has no ReplicaSet owner, or that is not cached.
+	DeployedAt time.Time
+	// PodCreatedAt is the earliest creation time among pod and the cached Ready pods of its
+	// version (same namespace, app and version labels). The earliest, not pod's own, so it does
+	// not depend on which replica happened to be detected first.
+	PodCreatedAt time.Time
+}
+
+// OriginOf returns when pod's version was deployed, read from the cached owners.
+func (c *Cache) OriginOf(pod *corev1.Pod) Origin {
+	o := Origin{DeployedAt: c.deployedAt(pod), PodCreatedAt: pod.CreationTimestamp.Time}
+	app, version := pod.Labels[LabelApp], pod.Labels[LabelVersion]
+	if app == "" || version == "" {
+		return o
+	}
+	for _, p := range c.PodsSelectedBy(pod.Namespace, map[string]string{LabelApp: app, LabelVersion: version}) {
+		if p.DeletionTimestamp == nil && Ready(p) && p.CreationTimestamp.Time.Before(o.PodCreatedAt) {
+			o.PodCreatedAt = p.CreationTimestamp.Time
+		}
+	}
+	return o
+}
+
+func (c *Cache) deployedAt(pod *corev1.Pod) time.Time {
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil || ref.Kind != "ReplicaSet" || !isAppsGroup(ref.APIVersion) {
+		return time.Time{}
+	}
+	rs, ok := c.replicaSet(pod.Namespace, ref.Name)
+	if !ok || rs.UID != ref.UID {
+		// Not cached yet (informers are not ordered with each other), or a namesake.
+		return time.Time{}
+	}
+	ref = metav1.GetControllerOf(rs)
+	if ref == nil || ref.Kind != "Deployment" || !isAppsGroup(ref.APIVersion) {
+		return rs.CreationTimestamp.Time
+	}
+	dep, ok := c.deployment(pod.Namespace, ref.Name)
+	if !ok || dep.UID != ref.UID {
+		return rs.CreationTimestamp.Time
+	}
+	return dep.CreationTimestamp.Time
+}
+
+func isAppsGroup(apiVersion string) bool {
+	group, _, _ := strings.Cut(apiVersion, "/")
+	return group == appsv1.GroupName
+}
+
+func (c *Cache) replicaSet(namespace, name string) (*appsv1.ReplicaSet, bool) {
+	for _, s := range c.scopes {
+		if rs, err := s.rsList.ReplicaSets(namespace).Get(name); err == nil {
+			return rs, true
+		}
+	}
+	return nil, false
+}
+
+func (c *Cache) deployment(namespace, name string) (*appsv1.Deployment, bool) {
+	for _, s := range c.scopes {
+		if d, err := s.deploymentList.Deployments(namespace).Get(name); err == nil {
+			return d, true
+		}
+	}
+	return nil, false
+}
+
 // selectsWholeApp reports whether a selector picks every version of an app (only the app
 // label): such a Service cannot be one version's backend.
 func selectsWholeApp(sel map[string]string) bool {
@@ -249,8 +344,24 @@ func slim(obj any) (any, error) {
 			ObjectMeta: meta,
 			Spec:       corev1.ServiceSpec{Selector: o.Spec.Selector, Ports: o.Spec.Ports},
 		}, nil
+	case *appsv1.ReplicaSet:
+		// Only the owner chain and the creation time are read; a cluster keeps ten old
+		// ReplicaSets per Deployment, each with a full pod template.
+		return &appsv1.ReplicaSet{ObjectMeta: ownerMeta(o.ObjectMeta)}, nil
+	case *appsv1.Deployment:
+		// The last-applied-configuration annotation alone can be many kilobytes.
+		return &appsv1.Deployment{ObjectMeta: ownerMeta(o.ObjectMeta)}, nil
 	}
 	return obj, nil
+}
+
+// ownerMeta keeps what resolving an owner chain needs: identity, creation time, owners.
+func ownerMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp,
+		OwnerReferences: m.OwnerReferences,
+	}
 }
 
 func keep(m map[string]string, keys ...string) map[string]string {

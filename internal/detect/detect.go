@@ -39,6 +39,15 @@ type StartRequest struct {
 	PathPrefix  string
 	Hostname    string
 	Actor       registry.Actor
+	// DeployedAt and PodCreatedAt order versions detected together (skew protection switched
+	// on over running versions, a restart, a missed event): the newest Deployment wins, then
+	// the newest pods. Zero when unknown; see Origin for where they come from.
+	DeployedAt   time.Time
+	PodCreatedAt time.Time
+	// Invalid, when set, is why Options.Validate refused the version. The version is started
+	// all the same so that the refusal is recorded where operators look; the workflow must not
+	// activate it.
+	Invalid string
 }
 
 // Starter starts (or finds running) the lifecycle workflow of a version. It must be idempotent.
@@ -49,6 +58,7 @@ type Starter interface {
 // Lookup is what detection reads from the informer cache.
 type Lookup interface {
 	ServiceFor(pod *corev1.Pod) (*corev1.Service, int32, bool)
+	OriginOf(pod *corev1.Pod) Origin
 }
 
 // Result says what detection found and did for one pod.
@@ -78,14 +88,19 @@ type Options struct {
 	// PodRecordTTL is how long a pod recorded against a live version is not written again
 	// (last_seen is that coarse); a repeat registration of it then costs one read.
 	PodRecordTTL time.Duration
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// Validate, when set, checks a version before its workflow starts. A refusal does not drop
+	// the version, which would leave nothing in the registry to say why its pods get no
+	// traffic: it is started with StartRequest.Invalid set, logged as a warning and counted as
+	// metrics.OutcomeInvalid.
+	Validate func(StartRequest) error
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Detector is the one idempotent path from "this pod exists" to "its version is tracked".
 type Detector struct {
 	opts   Options
-	recent *recentSet[registry.VersionRef]
+	recent *recentSet[lifeKey]
 	// recorded remembers pod rows written on the fast path.
 	recorded *recentSet[podRecord]
 	// retry, when set, is handed pods whose detection failed, to try again later.
@@ -106,7 +121,7 @@ func NewDetector(opts Options) *Detector {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Detector{opts: opts, recent: newRecentSet[registry.VersionRef](4096), recorded: newRecentSet[podRecord](16384)}
+	return &Detector{opts: opts, recent: newRecentSet[lifeKey](4096), recorded: newRecentSet[podRecord](16384)}
 }
 
 // Enabled reports whether skew protection is on.
@@ -129,6 +144,9 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		switch {
 		case err != nil:
 			log.Error("detection failed", "app", res.AppName, "version", res.Ref.Label, "error", err)
+		case outcome == metrics.OutcomeInvalid:
+			log.Warn("version refused at detection: started so that the refusal is recorded; it will not be activated",
+				"app", res.AppName, "version", res.Ref.Label, "reason", reason)
 		case reason != "":
 			log.Info("pod registered without tracking", "app", res.AppName, "outcome", outcome, "reason", reason)
 		default:
@@ -151,65 +169,108 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		return finish(metrics.OutcomeError, "", err)
 	}
 	if ok {
-		now := d.opts.Now()
-		rec := podRecord{uid: string(pod.UID), versionID: live.ID}
-		if !d.recorded.reserve(rec, now, now.Add(d.opts.PodRecordTTL)) {
-			return finish(metrics.OutcomeFastPath, "", nil)
-		}
-		err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace,
-			AppID: &live.AppID, VersionID: &live.ID})
-		if err != nil {
-			d.recorded.release(rec)
-			return finish(metrics.OutcomeError, "", err)
-		}
-		return finish(metrics.OutcomeFastPath, "", nil)
+		return d.fastPath(ctx, pod, live, finish)
 	}
 	if err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace}); err != nil {
 		return finish(metrics.OutcomeError, "", err)
 	}
+	// The start is reserved for the life that follows the newest one recorded, not for the
+	// label: a label started, recorded and expired moments ago may start its next life at once.
+	// (Keyed by label, the reservation of the last start made a scale-up within 30 s of it
+	// come out deduped, and nothing looked at the pod again.)
+	newest, found, err := d.newestLife(ctx, res.Ref)
+	if err != nil {
+		return finish(metrics.OutcomeError, "", err)
+	}
+	if found && newest.State.Live() {
+		// Recorded between the two reads: the workflow's first activity has just run.
+		return d.fastPath(ctx, pod, newest, finish)
+	}
+	if found && predatesExpiry(pod, newest) {
+		return finish(metrics.OutcomeStale, "the pod was created before its version expired; only new pods bring it back", nil)
+	}
+	key := lifeKey{ref: res.Ref, after: newest.ID}
 	now := d.opts.Now()
-	if !d.recent.reserve(res.Ref, now, now.Add(d.opts.DedupeTTL)) {
+	if !d.recent.reserve(key, now, now.Add(d.opts.DedupeTTL)) {
 		return finish(metrics.OutcomeDeduped, "", nil)
 	}
 	started := false
 	defer func() {
 		if !started {
-			d.recent.release(res.Ref)
+			d.recent.release(key)
 		}
 	}()
-	if stale, err := d.predatesExpiry(ctx, pod, res.Ref); err != nil {
-		return finish(metrics.OutcomeError, "", err)
-	} else if stale {
-		return finish(metrics.OutcomeStale, "the pod was created before its version expired; only new pods bring it back", nil)
-	}
 	svc, port, ok := d.opts.Lookup.ServiceFor(pod)
 	if !ok {
 		return finish(metrics.OutcomeNoService, "no Service in the namespace selects this pod's version yet", nil)
 	}
 	path, hostname := placement(pod)
-	err = d.opts.Starter.StartVersion(ctx, StartRequest{
+	origin := d.opts.Lookup.OriginOf(pod)
+	req := StartRequest{
 		Ref: res.Ref, ServiceName: svc.Name, ServicePort: port, PathPrefix: path, Hostname: hostname,
-		Actor: registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
-	})
-	if err != nil {
+		Actor:      registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
+		DeployedAt: origin.DeployedAt, PodCreatedAt: origin.PodCreatedAt,
+	}
+	if d.opts.Validate != nil {
+		if err := d.opts.Validate(req); err != nil {
+			req.Invalid = err.Error()
+			if req.Invalid == "" {
+				req.Invalid = "refused by validation"
+			}
+		}
+	}
+	if err := d.opts.Starter.StartVersion(ctx, req); err != nil {
 		return finish(metrics.OutcomeError, "", fmt.Errorf("start lifecycle of %s: %w", res.Ref, err))
 	}
 	started = true
-	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "service", svc.Name, "port", port)
+	if req.Invalid != "" {
+		return finish(metrics.OutcomeInvalid, req.Invalid, nil)
+	}
+	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "service", svc.Name, "port", port,
+		"deployedAt", req.DeployedAt, "podCreatedAt", req.PodCreatedAt)
 	return finish(metrics.OutcomeStarted, "", nil)
 }
 
-// predatesExpiry reports whether ref's newest life expired after pod was created: a leftover
-// pod of a version being scaled away does not bring that version back.
-func (d *Detector) predatesExpiry(ctx context.Context, pod *corev1.Pod, ref registry.VersionRef) (bool, error) {
-	v, err := d.opts.Registry.GetVersion(ctx, ref)
-	if err != nil {
-		if errors.Is(err, registry.ErrNotFound) {
-			return false, nil
-		}
-		return false, err
+// fastPath writes pod's row against live, its version's live life, at most once per
+// PodRecordTTL: last_seen is that coarse.
+func (d *Detector) fastPath(ctx context.Context, pod *corev1.Pod, live registry.Version,
+	finish func(outcome, reason string, err error) (Result, error)) (Result, error) {
+	now := d.opts.Now()
+	rec := podRecord{uid: string(pod.UID), versionID: live.ID}
+	if !d.recorded.reserve(rec, now, now.Add(d.opts.PodRecordTTL)) {
+		return finish(metrics.OutcomeFastPath, "", nil)
 	}
-	return v.State == registry.Expired && v.ExpiredAt != nil && pod.CreationTimestamp.Time.Before(*v.ExpiredAt), nil
+	err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace,
+		AppID: &live.AppID, VersionID: &live.ID})
+	if err != nil {
+		d.recorded.release(rec)
+		return finish(metrics.OutcomeError, "", err)
+	}
+	return finish(metrics.OutcomeFastPath, "", nil)
+}
+
+// newestLife returns the newest life of ref, whatever its state; found is false when the
+// label was never recorded.
+func (d *Detector) newestLife(ctx context.Context, ref registry.VersionRef) (v registry.Version, found bool, err error) {
+	v, err = d.opts.Registry.GetVersion(ctx, ref)
+	if errors.Is(err, registry.ErrNotFound) {
+		return registry.Version{}, false, nil
+	}
+	if err != nil {
+		return registry.Version{}, false, err
+	}
+	return v, true, nil
+}
+
+// predatesExpiry reports whether pod was created before v, the newest life of its version,
+// expired: a leftover pod of a version being scaled away does not bring that version back.
+// Creation times are whole seconds (the API server drops the fraction) while the expiry is
+// precise, so a pod created in the very second of the expiry counts as after it: otherwise a
+// scale-up right after an expiry would be turned away as stale, and nothing would look at
+// that pod again.
+func predatesExpiry(pod *corev1.Pod, v registry.Version) bool {
+	return v.State == registry.Expired && v.ExpiredAt != nil &&
+		pod.CreationTimestamp.Time.Before(v.ExpiredAt.Truncate(time.Second))
 }
 
 // identify reads who pod is from its labels; nothing here can fail.
@@ -261,6 +322,13 @@ func ApplicationID(namespace, app string) string {
 	u[6] = (u[6] & 0x0f) | 0x50
 	u[8] = (u[8] & 0x3f) | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// lifeKey names the start of the life of ref that follows the recorded life with id after
+// (0: the label's first life).
+type lifeKey struct {
+	ref   registry.VersionRef
+	after int64
 }
 
 // podRecord is a pod row written for a live version.

@@ -24,9 +24,10 @@ import (
 // fakeRegistry is an in-memory Registry.
 type fakeRegistry struct {
 	mu       sync.Mutex
-	versions map[registry.VersionRef]registry.Version
+	versions map[registry.VersionRef]registry.Version // the newest life of each label
 	pods     map[string]registry.Pod
 	upserts  int
+	lastID   int64
 	err      error
 }
 
@@ -38,6 +39,30 @@ func (f *fakeRegistry) put(v registry.Version) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.versions[v.Ref()] = v
+}
+
+// observe records the next Pending life of ref, as the workflow's first activity does.
+func (f *fakeRegistry) observe(ref registry.VersionRef) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if v, ok := f.versions[ref]; ok && v.State.Live() {
+		return
+	}
+	f.lastID++
+	life := f.versions[ref].Life + 1
+	f.versions[ref] = registry.Version{ID: f.lastID, AppID: 1, Namespace: ref.Namespace, App: ref.App,
+		Label: ref.Label, Life: life, State: registry.Pending}
+}
+
+// expire marks the newest life of ref expired at the given time.
+func (f *fakeRegistry) expire(t *testing.T, ref registry.VersionRef, at time.Time) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.versions[ref]
+	require.True(t, ok, "no version %s to expire", ref)
+	v.State, v.ExpiredAt = registry.Expired, &at
+	f.versions[ref] = v
 }
 
 func (f *fakeRegistry) LiveVersion(_ context.Context, ref registry.VersionRef) (registry.Version, bool, error) {
@@ -78,6 +103,9 @@ type fakeStarter struct {
 	reg  *fakeRegistry
 	reqs []StartRequest
 	err  error
+	// forgetful: the start succeeds but no life is recorded, as when a start attaches to a
+	// run that is just finishing.
+	forgetful bool
 }
 
 func (s *fakeStarter) StartVersion(_ context.Context, req StartRequest) error {
@@ -87,6 +115,9 @@ func (s *fakeStarter) StartVersion(_ context.Context, req StartRequest) error {
 		return s.err
 	}
 	s.reqs = append(s.reqs, req)
+	if s.reg != nil && !s.forgetful {
+		s.reg.observe(req.Ref)
+	}
 	return nil
 }
 

@@ -163,7 +163,13 @@ func (w *Watcher) next(parent context.Context) bool {
 	defer cancel()
 	res, err := w.detector.Detect(ctx, pod, it.source, Hint{})
 	switch {
-	case err != nil && parent.Err() == nil, err == nil && res.Outcome == metrics.OutcomeNoService && it.source == SourceRetry:
+	case err != nil && parent.Err() == nil,
+		err == nil && res.Outcome == metrics.OutcomeNoService && it.source == SourceRetry,
+		// Another detection holds the start of this life. Should that start fail with its pod
+		// gone, or its workflow never record the life (a start that attached to a run just
+		// finishing), no event would bring this pod back: look again, with backoff, until
+		// the life is live or this pod starts it.
+		err == nil && res.Outcome == metrics.OutcomeDeduped:
 		w.log.Debug("detection queued again", "pod", it.namespace+"/"+it.name, "outcome", res.Outcome,
 			"attempts", w.queue.NumRequeues(it)+1)
 		w.queue.AddRateLimited(it)

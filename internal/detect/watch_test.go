@@ -17,11 +17,18 @@ import (
 // watchHarness runs a Watcher over a fake API server.
 type watchHarness struct {
 	kube    *fake.Clientset
+	reg     *fakeRegistry
 	starter *fakeStarter
 	watcher *Watcher
 }
 
 func newWatchHarness(t *testing.T, watchPods bool, objs ...*corev1.Pod) *watchHarness {
+	t.Helper()
+	return newWatchHarnessWith(t, watchPods, func(*Options) {}, objs...)
+}
+
+// newWatchHarnessWith lets a test change the Detector's options (the fakes are already set).
+func newWatchHarnessWith(t *testing.T, watchPods bool, configure func(*Options), objs ...*corev1.Pod) *watchHarness {
 	t.Helper()
 	kube := fake.NewClientset()
 	for _, o := range objs {
@@ -32,7 +39,9 @@ func newWatchHarness(t *testing.T, watchPods bool, objs ...*corev1.Pod) *watchHa
 	require.NoError(t, err)
 	reg := newFakeRegistry()
 	st := &fakeStarter{reg: reg}
-	d := NewDetector(Options{Registry: reg, Starter: st, Lookup: c, Enabled: true})
+	opts := Options{Registry: reg, Starter: st, Lookup: c, Enabled: true}
+	configure(&opts)
+	d := NewDetector(opts)
 	w, err := NewWatcher(c, d, watchPods, nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -41,7 +50,7 @@ func newWatchHarness(t *testing.T, watchPods bool, objs ...*corev1.Pod) *watchHa
 	c.Start(ctx)
 	require.True(t, c.WaitForSync(ctx))
 	go func() { w.Run(ctx, 2); close(done) }()
-	return &watchHarness{kube: kube, starter: st, watcher: w}
+	return &watchHarness{kube: kube, reg: reg, starter: st, watcher: w}
 }
 
 func (h *watchHarness) startedRefs() []registry.VersionRef {

@@ -28,6 +28,7 @@ const (
 	OutcomeNoLabels   = "no_labels"   // the pod lacks app.kubernetes.io/name or plt.dev/version
 	OutcomeNoService  = "no_service"  // no Service selects the version's pods yet
 	OutcomeStale      = "stale"       // the pod predates the expiry of its version
+	OutcomeInvalid    = "invalid"     // started, but refused by validation: it will not be activated
 	OutcomeError      = "error"
 )
 
