@@ -197,7 +197,7 @@ func TestReadinessWatcherAgainstAPIServer(t *testing.T) {
 
 // Retire touches nothing while one of our HTTPRoutes still sends traffic to the version's
 // Service, and goes ahead once the route is gone.
-func TestRetireRefusesWhileRouted(t *testing.T) {
+func TestRetireRefusesWhileRoutedAgainstAPIServer(t *testing.T) {
 	c, ns := workloadNamespace(t)
 	ctx := context.Background()
 	deployEcho(t, c, ns, "cart-v5", "cart", "5", 1, true)
@@ -205,7 +205,7 @@ func TestRetireRefusesWhileRouted(t *testing.T) {
 		Namespace: ns, App: "cart", Generation: 1,
 		ParentRefs: []routes.ParentRef{{Namespace: ns, Name: "no-such-gateway"}}, // the shared data plane ignores it
 		CookieName: "__plt_dpl", CookieMaxAge: 60,
-		Active:     &routes.Backend{Version: "5", ServiceName: "cart-v5", Port: 80},
+		Active: &routes.Backend{Version: "5", ServiceName: "cart-v5", Port: 80},
 	})
 	require.NoError(t, err)
 	rw := NewRouteWriter(c.Gateway)
