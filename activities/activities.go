@@ -70,6 +70,8 @@ var _ Registry = (*registry.Store)(nil)
 type Activities struct {
 	Registry  Registry
 	Workloads kube.Workloads
+	// Readiness, when set, answers WaitReady from informer events; nil polls Workloads.
+	Readiness *kube.ReadinessWatcher
 	Routes    RouteApplier
 	// Traffic is nil when no Prometheus is configured: every reading is then unknown.
 	Traffic *traffic.Querier

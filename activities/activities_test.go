@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayfake "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/kube"
@@ -303,43 +304,89 @@ func TestWaitReady(t *testing.T) {
 	require.NoError(t, err)
 	defer ln.Close()
 	port := int32(ln.Addr().(*net.TCPAddr).Port)
-	client := fake.NewClientset(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "myapp-1"},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}})
-	a := &Activities{Workloads: kube.Workloads{Client: client}, ReadyPoll: 10 * time.Millisecond}
-	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	var heartbeats atomic.Int32
-	env.SetOnActivityHeartbeatListener(func(*activity.Info, converter.EncodedValues) { heartbeats.Add(1) })
+	readySlice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "myapp-1-x", Labels: map[string]string{discoveryv1.LabelServiceName: "myapp-1"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(port)}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"127.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "myapp-1"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
 	ref := registry.VersionRef{Namespace: "shop", App: "myapp", Label: "1"}
 
-	t.Run("not ready by the deadline", func(t *testing.T) {
-		_, err := env.ExecuteActivity(a.WaitReady, ReadyInput{Ref: ref, ServiceName: "myapp-1", ServicePort: 80,
-			Deadline: time.Now().Add(50 * time.Millisecond)})
-		var app *temporal.ApplicationError
-		require.ErrorAs(t, err, &app)
-		assert.Equal(t, ErrTypeNotReady, app.Type())
-		assert.Contains(t, app.Message(), "has no ready endpoint for port 80")
-		assert.Positive(t, heartbeats.Load(), "what it waits for is heartbeated")
-	})
+	for _, mode := range []string{"polling", "watching"} {
+		t.Run(mode, func(t *testing.T) {
+			client := fake.NewClientset(svc)
+			a := &Activities{Workloads: kube.Workloads{Client: client, Prober: kube.Prober{Probe: true}}, ReadyPoll: 10 * time.Millisecond}
+			if mode == "watching" {
+				w, err := kube.NewReadinessWatcher(client, []string{"shop"})
+				require.NoError(t, err)
+				w.Probe = true
+				defer w.Stop()
+				a.Readiness = w
+			}
+			env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+			env.RegisterActivity(a)
+			var heartbeats atomic.Int32
+			env.SetOnActivityHeartbeatListener(func(*activity.Info, converter.EncodedValues) { heartbeats.Add(1) })
 
-	t.Run("ready once an endpoint listens", func(t *testing.T) {
-		go func() {
-			time.Sleep(30 * time.Millisecond)
-			_, _ = client.DiscoveryV1().EndpointSlices("shop").Create(context.Background(), &discoveryv1.EndpointSlice{
-				ObjectMeta:  metav1.ObjectMeta{Name: "myapp-1-x", Labels: map[string]string{discoveryv1.LabelServiceName: "myapp-1"}},
-				AddressType: discoveryv1.AddressTypeIPv4,
-				Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(port)}},
-				Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"127.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
-			}, metav1.CreateOptions{})
-		}()
-		val, err := env.ExecuteActivity(a.WaitReady, ReadyInput{Ref: ref, ServiceName: "myapp-1", ServicePort: 80,
-			Deadline: time.Now().Add(5 * time.Second)})
-		require.NoError(t, err)
-		var r kube.Readiness
-		require.NoError(t, val.Get(&r))
-		assert.True(t, r.Ready)
-		assert.Equal(t, fmt.Sprintf("127.0.0.1:%d", port), r.Probed)
-	})
+			t.Run("not ready by the deadline", func(t *testing.T) {
+				_, err := env.ExecuteActivity(a.WaitReady, ReadyInput{Ref: ref, ServiceName: "myapp-1", ServicePort: 80,
+					Deadline: time.Now().Add(200 * time.Millisecond)})
+				var app *temporal.ApplicationError
+				require.ErrorAs(t, err, &app)
+				assert.Equal(t, ErrTypeNotReady, app.Type())
+				assert.True(t, app.NonRetryable())
+				assert.Contains(t, app.Message(), "has no ready endpoint for port 80")
+				assert.Positive(t, heartbeats.Load(), "what it waits for is heartbeated")
+			})
+
+			t.Run("ready once an endpoint is ready", func(t *testing.T) {
+				go func() {
+					time.Sleep(30 * time.Millisecond) // after the activity started waiting
+					_, _ = client.DiscoveryV1().EndpointSlices("shop").Create(context.Background(), readySlice, metav1.CreateOptions{})
+				}()
+				val, err := env.ExecuteActivity(a.WaitReady, ReadyInput{Ref: ref, ServiceName: "myapp-1", ServicePort: 80,
+					Deadline: time.Now().Add(5 * time.Second)})
+				require.NoError(t, err)
+				var r kube.Readiness
+				require.NoError(t, val.Get(&r))
+				assert.True(t, r.Ready)
+				assert.Equal(t, fmt.Sprintf("127.0.0.1:%d", port), r.Probed, "the optional probe, on here, reports the address")
+			})
+		})
+	}
+}
+
+func TestWaitReadyProbeFailureIsNotFatal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := int32(ln.Addr().(*net.TCPAddr).Port)
+	require.NoError(t, ln.Close()) // nothing listens: the probe is refused
+	client := fake.NewClientset(
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "myapp-1"},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}},
+		&discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "shop", Name: "myapp-1-x", Labels: map[string]string{discoveryv1.LabelServiceName: "myapp-1"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(port)}},
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"127.0.0.1"}}}, // ready: nil means ready
+		})
+	w, err := kube.NewReadinessWatcher(client, nil)
+	require.NoError(t, err)
+	w.Probe = true
+	defer w.Stop()
+	a := &Activities{Workloads: kube.Workloads{Client: client}, Readiness: w}
+	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	val, err := env.ExecuteActivity(a.WaitReady, ReadyInput{Ref: registry.VersionRef{Namespace: "shop", App: "myapp", Label: "1"},
+		ServiceName: "myapp-1", ServicePort: 80, Deadline: time.Now().Add(5 * time.Second)})
+	require.NoError(t, err, "a NetworkPolicy may keep the worker from pods the Gateway reaches")
+	var r kube.Readiness
+	require.NoError(t, val.Get(&r))
+	assert.True(t, r.Ready)
+	assert.Empty(t, r.Probed)
+	assert.Contains(t, r.ProbeError, "accepts TCP connections")
 }
 
 func TestRetire(t *testing.T) {
@@ -351,8 +398,65 @@ func TestRetire(t *testing.T) {
 	res, err := a.Retire(t.Context(), RetireInput{Ref: ref, Delete: true, Actor: registry.Actor{Type: registry.ActorWorkflow}, Reason: "no traffic"})
 	require.NoError(t, err)
 	assert.Equal(t, kube.Deleted{Deployments: []string{"myapp-1"}, Services: []string{"myapp-1"}}, res.Deleted)
+	assert.False(t, res.NothingFound)
 	require.Len(t, reg.audits, 1)
 	assert.Contains(t, reg.audits[0], "1 workloads-deleted by workflow: no traffic")
+
+	res, err = a.Retire(t.Context(), RetireInput{Ref: ref, Delete: true, Actor: registry.Actor{Type: registry.ActorWorkflow}, Reason: "retry"})
+	require.NoError(t, err, "a retry after the deletion is no failure")
+	assert.True(t, res.NothingFound, "but says nothing was found")
+	require.Len(t, reg.audits, 2)
+	assert.Contains(t, reg.audits[1], "1 nothing-to-retire by workflow: retry")
+}
+
+func TestRetireWhileRouted(t *testing.T) {
+	reg := &fakeRegistry{}
+	client := fake.NewClientset(newDeployment("myapp-1"))
+	gw := gatewayfake.NewSimpleClientset(&gatewayv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "myapp", Labels: routes.Labels("myapp")},
+		Spec: gatewayv1.HTTPRouteSpec{Rules: []gatewayv1.HTTPRouteRule{{BackendRefs: []gatewayv1.HTTPBackendRef{
+			{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{Name: "myapp-1-svc"}}}}}}},
+	})
+	a := &Activities{Registry: reg, Workloads: kube.Workloads{Client: client, Gateway: gw}}
+	_, err := a.Retire(t.Context(), RetireInput{Ref: registry.VersionRef{Namespace: "shop", App: "myapp", Label: "1"},
+		ServiceName: "myapp-1-svc", Actor: registry.Actor{Type: registry.ActorWorkflow}, Reason: "no traffic"})
+	var app *temporal.ApplicationError
+	require.ErrorAs(t, err, &app)
+	assert.Equal(t, ErrTypeStillRouted, app.Type())
+	assert.False(t, app.NonRetryable(), "the routes converge: retrying is right")
+	assert.Contains(t, app.Message(), "still referenced by HTTPRoute myapp")
+	var detail StillRouted
+	require.NoError(t, app.Details(&detail))
+	assert.Equal(t, StillRouted{Service: "myapp-1-svc", Routes: []string{"myapp"}}, detail)
+	assert.Empty(t, reg.audits, "nothing done, nothing audited")
+	d, err := client.AppsV1().Deployments("shop").Get(t.Context(), "myapp-1", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, int32(2), *d.Spec.Replicas)
+}
+
+func TestReportEvent(t *testing.T) {
+	client := fake.NewClientset(newDeployment("myapp-1"))
+	a := &Activities{Workloads: kube.Workloads{Client: client}}
+	ref := registry.VersionRef{Namespace: "shop", App: "myapp", Label: "1"}
+	require.NoError(t, a.ReportEvent(t.Context(), EventInput{Ref: ref, Type: corev1.EventTypeNormal, Reason: "Activated", Message: "now Active"}))
+	list, err := client.EventsV1().Events("shop").List(t.Context(), metav1.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, list.Items, 1)
+	assert.Equal(t, "myapp-1", list.Items[0].Regarding.Name)
+
+	ref.Label = "2"
+	assert.NoError(t, a.ReportEvent(t.Context(), EventInput{Ref: ref, Type: corev1.EventTypeNormal, Reason: "Activated", Message: "x"}),
+		"no Deployment to record on is logged, not failed")
+	err = a.ReportEvent(t.Context(), EventInput{Ref: ref, Type: "Loud", Reason: "Activated"})
+	assertAppErrorType(t, err, ErrTypeInvalidInput)
+}
+
+func assertAppErrorType(t *testing.T, err error, typ string) {
+	t.Helper()
+	var app *temporal.ApplicationError
+	require.ErrorAs(t, err, &app)
+	assert.Equal(t, typ, app.Type())
+	assert.True(t, app.NonRetryable())
 }
 
 func newDeployment(name string) *appsv1.Deployment {

@@ -114,9 +114,19 @@ func Activities(cfg config.Config, deps Deps) (*activities.Activities, error) {
 		}
 		querier = q
 	}
+	workloads := kube.Workloads{Client: deps.Kube.Kube}
+	if cfg.SkewProtection {
+		workloads.Gateway = deps.Kube.Gateway // Retire checks no route of ours still uses the Service
+	}
+	// Started by its first wait; it lives as long as the process.
+	ready, err := kube.NewReadinessWatcher(deps.Kube.Kube, cfg.Namespaces)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	return &activities.Activities{
 		Registry:  deps.Registry,
-		Workloads: kube.Workloads{Client: deps.Kube.Kube},
+		Workloads: workloads,
+		Readiness: ready,
 		Routes:    routes,
 		Traffic:   querier,
 		Config:    cfg,

@@ -25,6 +25,8 @@ var clientResources = map[string]string{
 	"Core.Services":                      "core/services",
 	"Discovery.EndpointSlices":           "discovery.k8s.io/endpointslices",
 	"Apps.Deployments":                   "apps/deployments",
+	"Apps.ReplicaSets":                   "apps/replicasets",
+	"Events.Events":                      "events.k8s.io/events",
 	"Gateway.HTTPRoutes":                 "gateway.networking.k8s.io/httproutes",
 	"Gateway.Gateways":                   "gateway.networking.k8s.io/gateways",
 	"Authentication.TokenReviews":        "authentication.k8s.io/tokenreviews",

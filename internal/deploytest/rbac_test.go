@@ -144,7 +144,21 @@ var lifecycle = []lifecycleStep{
 		return err
 	}},
 	{"wait for version 2's ready endpoints", func(ctx context.Context, w *lifecycleWorld) error {
-		_, err := kube.Workloads{Client: w.clients.Kube}.Readiness(ctx, w.ns, serviceName("2"), 80)
+		// The Service and EndpointSlice informers of the readiness watcher (a refused list is
+		// returned once the cache fails to sync); the pods never run, so it is read, not awaited.
+		ready, err := kube.NewReadinessWatcher(w.clients.Kube, []string{w.ns})
+		if err != nil {
+			return err
+		}
+		defer ready.Stop()
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err = ready.Current(ctx, w.ns, serviceName("2"), 80)
+		if err != nil {
+			return err
+		}
+		// The polling fallback: one GET of the Service, one LIST of its EndpointSlices.
+		_, err = kube.Workloads{Client: w.clients.Kube}.Readiness(ctx, w.ns, serviceName("2"), 80)
 		return err
 	}},
 	{"route everything to version 1", func(ctx context.Context, w *lifecycleWorld) error {
@@ -157,11 +171,16 @@ var lifecycle = []lifecycleStep{
 		return w.applyRoutes(ctx, 3, "2")
 	}},
 	{"expire version 1: scale it to zero", func(ctx context.Context, w *lifecycleWorld) error {
-		names, err := kube.Workloads{Client: w.clients.Kube}.ScaleToZero(ctx, w.ns, rbacApp, "1")
-		if err == nil && !slices.Equal(names, []string{serviceName("1")}) {
-			err = fmt.Errorf("scaled %v", names)
+		// Lists the version's Services and the app's routes first, then finds the Deployments
+		// through labels, ReplicaSets and pods.
+		scaled, err := kube.Workloads{Client: w.clients.Kube, Gateway: w.clients.Gateway}.ScaleToZero(ctx, w.ns, rbacApp, "1")
+		if err == nil && !slices.Equal(scaled.Deployments, []string{serviceName("1")}) {
+			err = fmt.Errorf("scaled %v", scaled.Deployments)
 		}
 		return err
+	}},
+	{"record an Event on version 1's Deployment", func(ctx context.Context, w *lifecycleWorld) error {
+		return kube.Workloads{Client: w.clients.Kube}.RecordEvent(ctx, w.ns, rbacApp, "1", corev1.EventTypeNormal, "ScaledToZero", "expired: no traffic")
 	}},
 	{"auto-cleanup: delete version 1's Deployment and Service", func(ctx context.Context, w *lifecycleWorld) error {
 		_, err := kube.Workloads{Client: w.clients.Kube}.Delete(ctx, w.ns, rbacApp, "1")
@@ -280,6 +299,8 @@ func TestRBACVersionLifecycleAsServiceAccount(t *testing.T) {
 		{"gateway.networking.k8s.io", "httproutes", "update", "make version 2 Active, pin version 1's sessions", "update"},
 		{"apps", "deployments", "", "expire version 1: scale it to zero", "list"},
 		{"apps", "deployments/scale", "", "expire version 1: scale it to zero", "get"},
+		{"apps", "replicasets", "", "expire version 1: scale it to zero", "list"},
+		{"events.k8s.io", "events", "", "record an Event on version 1's Deployment", "create"},
 		{"apps", "deployments/scale", "update", "expire version 1: scale it to zero", "update"},
 		{"apps", "deployments", "delete", "auto-cleanup: delete version 1's Deployment and Service", "delete"},
 		{"", "services", "delete", "auto-cleanup: delete version 1's Deployment and Service", "delete"},
@@ -322,7 +343,7 @@ func TestRBACVersionLifecycleAsServiceAccount(t *testing.T) {
 		for _, rule := range r.Rules {
 			for _, res := range rule.Resources {
 				if !slices.Contains([]string{"pods", "services", "tokenreviews", "subjectaccessreviews", "endpointslices",
-					"httproutes", "deployments", "deployments/scale"}, res) {
+					"httproutes", "deployments", "deployments/scale", "replicasets", "events"}, res) {
 					unproven = append(unproven, res)
 				}
 			}

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 
@@ -58,6 +59,14 @@ func dialer(open ...string) func(context.Context, string, string) (net.Conn, err
 	}
 }
 
+// noDial fails the test if the probe dials: it is off by default.
+func noDial(t *testing.T) func(context.Context, string, string) (net.Conn, error) {
+	return func(_ context.Context, _, addr string) (net.Conn, error) {
+		t.Errorf("the probe dialled %s although it is off", addr)
+		return nil, errors.New("unexpected dial")
+	}
+}
+
 func TestReadiness(t *testing.T) {
 	http := corev1.ServicePort{Name: "http", Port: 80}
 	metrics := corev1.ServicePort{Name: "metrics", Port: 9090}
@@ -65,6 +74,7 @@ func TestReadiness(t *testing.T) {
 		name    string
 		objects []runtime.Object
 		port    int32
+		probe   bool
 		open    []string
 		want    Readiness
 	}{
@@ -75,36 +85,50 @@ func TestReadiness(t *testing.T) {
 			want:    Readiness{Port: 80, Why: "Service ns/myapp-42 has no ready endpoint for port 80"},
 		},
 		{
-			name: "endpoints not ready (nil and false)",
+			name: "endpoint not ready",
 			objects: []runtime.Object{service("ns", "myapp-42", http),
-				slice("ns", "myapp-42", "s1", "http", 8080, endpoint("10.0.0.1", nil), endpoint("10.0.0.2", ptr.To(false)))},
+				slice("ns", "myapp-42", "s1", "http", 8080, endpoint("10.0.0.2", ptr.To(false)))},
 			port: 80,
-			open: []string{"10.0.0.1:8080", "10.0.0.2:8080"},
 			want: Readiness{Port: 80, Why: "Service ns/myapp-42 has no ready endpoint for port 80"},
 		},
 		{
-			name: "ready but not listening",
+			name: "a nil ready condition means ready, as the API defines it",
+			objects: []runtime.Object{service("ns", "myapp-42", http),
+				slice("ns", "myapp-42", "s1", "http", 8080, endpoint("10.0.0.1", nil), endpoint("10.0.0.2", ptr.To(false)))},
+			port: 80,
+			want: Readiness{Ready: true, Port: 80, Endpoints: 1, TargetPort: 8080},
+		},
+		{
+			name: "ready without a probe: nothing dials the pod",
 			objects: []runtime.Object{service("ns", "myapp-42", http),
 				slice("ns", "myapp-42", "s1", "http", 8080, endpoint("10.0.0.1", ptr.To(true)))},
 			port: 80,
-			want: Readiness{Port: 80, Endpoints: 1, TargetPort: 8080,
-				Why: "Service ns/myapp-42: 1 ready endpoint(s), none accepts connections on port 8080 yet"},
+			want: Readiness{Ready: true, Port: 80, Endpoints: 1, TargetPort: 8080},
 		},
 		{
-			name: "ready and listening on the second address",
+			name: "a failing probe is reported, never fatal",
+			objects: []runtime.Object{service("ns", "myapp-42", http),
+				slice("ns", "myapp-42", "s1", "http", 8080, endpoint("10.0.0.1", ptr.To(true)))},
+			port:  80,
+			probe: true,
+			want: Readiness{Ready: true, Port: 80, Endpoints: 1, TargetPort: 8080,
+				ProbeError: "none of 1 ready endpoint(s) accepts TCP connections on port 8080 from here"},
+		},
+		{
+			name: "the probe names the second address that listens",
 			objects: []runtime.Object{service("ns", "myapp-42", http),
 				slice("ns", "myapp-42", "s1", "http", 8080, endpoint("10.0.0.1", ptr.To(true))),
 				slice("ns", "myapp-42", "s2", "http", 8080, endpoint("10.0.0.2", ptr.To(true)))},
-			port: 80,
-			open: []string{"10.0.0.2:8080"},
-			want: Readiness{Ready: true, Port: 80, Endpoints: 2, TargetPort: 8080, Probed: "10.0.0.2:8080"},
+			port:  80,
+			probe: true,
+			open:  []string{"10.0.0.2:8080"},
+			want:  Readiness{Ready: true, Port: 80, Endpoints: 2, TargetPort: 8080, Probed: "10.0.0.2:8080"},
 		},
 		{
 			name: "the asked port, not another one, decides",
 			objects: []runtime.Object{service("ns", "myapp-42", http, metrics),
 				slice("ns", "myapp-42", "s1", "metrics", 9100, endpoint("10.0.0.1", ptr.To(true)))},
 			port: 80,
-			open: []string{"10.0.0.1:9100"},
 			want: Readiness{Port: 80, Why: "Service ns/myapp-42 has no ready endpoint for port 80"},
 		},
 		{
@@ -112,8 +136,7 @@ func TestReadiness(t *testing.T) {
 			objects: []runtime.Object{service("ns", "myapp-42", http, metrics),
 				slice("ns", "myapp-42", "s1", "http", 8080, endpoint("10.0.0.1", ptr.To(true)))},
 			port: 0,
-			open: []string{"10.0.0.1:8080"},
-			want: Readiness{Ready: true, Port: 80, Endpoints: 1, TargetPort: 8080, Probed: "10.0.0.1:8080"},
+			want: Readiness{Ready: true, Port: 80, Endpoints: 1, TargetPort: 8080},
 		},
 		{
 			name:    "unknown service port",
@@ -126,16 +149,28 @@ func TestReadiness(t *testing.T) {
 			objects: []runtime.Object{service("ns", "myapp-42", http),
 				slice("ns", "myapp-41", "s1", "http", 8080, endpoint("10.0.0.1", ptr.To(true)))},
 			port: 80,
-			open: []string{"10.0.0.1:8080"},
 			want: Readiness{Port: 80, Why: "Service ns/myapp-42 has no ready endpoint for port 80"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := Workloads{Client: fake.NewClientset(tt.objects...), Dial: dialer(tt.open...)}
+			dial := noDial(t)
+			if tt.probe {
+				dial = dialer(tt.open...)
+			}
+			w := Workloads{Client: fake.NewClientset(tt.objects...), Prober: Prober{Probe: tt.probe, Dial: dial}}
 			got, err := w.Readiness(t.Context(), "ns", "myapp-42", tt.port)
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, got)
+
+			// The watcher computes the same from its informers.
+			rw, err := NewReadinessWatcher(fake.NewClientset(tt.objects...), nil)
+			require.NoError(t, err)
+			rw.Prober = Prober{Probe: tt.probe, Dial: dial}
+			defer rw.Stop()
+			got, err = rw.Current(t.Context(), "ns", "myapp-42", tt.port)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got, "watcher")
 		})
 	}
 }
@@ -154,10 +189,12 @@ func TestReadinessProbesForReal(t *testing.T) {
 	defer ln.Close()
 	port := int32(ln.Addr().(*net.TCPAddr).Port)
 	w := Workloads{Client: fake.NewClientset(service("ns", "myapp-42", corev1.ServicePort{Name: "http", Port: 80}),
-		slice("ns", "myapp-42", "s1", "http", port, endpoint("127.0.0.1", ptr.To(true))))}
+		slice("ns", "myapp-42", "s1", "http", port, endpoint("127.0.0.1", ptr.To(true)))), Prober: Prober{Probe: true}}
 	r, err := w.Readiness(t.Context(), "ns", "myapp-42", 80)
 	require.NoError(t, err)
 	assert.True(t, r.Ready, r.Why)
+	assert.Equal(t, fmt.Sprintf("127.0.0.1:%d", port), r.Probed)
+	assert.Empty(t, r.ProbeError)
 }
 
 func deployment(ns, name, app, version string, replicas int32) *appsv1.Deployment {
@@ -219,18 +256,18 @@ func TestScaleToZero(t *testing.T) {
 	updates := withScale(c)
 	w := Workloads{Client: c}
 
-	names, err := w.ScaleToZero(t.Context(), "ns", "myapp", "42")
+	got, err := w.ScaleToZero(t.Context(), "ns", "myapp", "42")
 	require.NoError(t, err)
-	assert.Equal(t, []string{"myapp-42", "myapp-42-worker"}, names)
+	assert.Equal(t, Scaled{Deployments: []string{"myapp-42", "myapp-42-worker"}}, got)
 	assert.Equal(t, int32(0), replicas(t, c, "ns", "myapp-42"))
 	assert.Equal(t, int32(0), replicas(t, c, "ns", "myapp-42-worker"))
 	assert.Equal(t, int32(2), replicas(t, c, "ns", "myapp-43"), "another version is untouched")
 	assert.Equal(t, int32(2), replicas(t, c, "other", "myapp-42"), "another namespace is untouched")
 	assert.Equal(t, 2, *updates)
 
-	names, err = w.ScaleToZero(t.Context(), "ns", "myapp", "42")
+	got, err = w.ScaleToZero(t.Context(), "ns", "myapp", "42")
 	require.NoError(t, err, "repeating is safe")
-	assert.Len(t, names, 2)
+	assert.Len(t, got.Deployments, 2)
 	assert.Equal(t, 2, *updates, "a Deployment already at 0 is not written again")
 }
 
