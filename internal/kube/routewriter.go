@@ -304,8 +304,8 @@ func (w *RouteWriter) upsertRoute(ctx context.Context, client gatewayv1client.HT
 }
 
 // checkFence runs after a route was created. The write is stale, and the route just created is
-// removed again, if the writer's FenceFunc now knows a newer generation, or (for a pin shard,
-// first naming the app's first route) if that first route is gone or carries a newer generation:
+// removed again, if the writer's FenceFunc now knows a newer generation, or, for a pin shard
+// (fence names the app's first route), if that first route is gone or carries a newer generation:
 // either way a newer write completed while this one ran and may have deleted this very route as
 // surplus. Only creations need this: an update or delete carries a resourceVersion
 // precondition, so a newer writer that read the route before it changed gets a conflict,
