@@ -18,6 +18,7 @@ import (
 
 	"github.com/skewguard/skewguard/activities"
 	"github.com/skewguard/skewguard/internal/config"
+	"github.com/skewguard/skewguard/internal/converge"
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
@@ -101,10 +102,11 @@ func Activities(cfg config.Config, deps Deps) (*activities.Activities, error) {
 	log := logger(deps)
 	routes := deps.Routes
 	if routes == nil && cfg.SkewProtection {
-		if deps.Kube.Gateway == nil {
-			return nil, errors.New("worker: skew protection is enabled but there is no Gateway API client")
+		w, err := RouteWriter(deps)
+		if err != nil {
+			return nil, err
 		}
-		routes = activities.KubeRoutes(kube.NewRouteWriter(deps.Kube.Gateway))
+		routes = activities.KubeRoutes(w)
 	}
 	querier := deps.Traffic
 	if querier == nil {
@@ -132,6 +134,19 @@ func Activities(cfg config.Config, deps Deps) (*activities.Activities, error) {
 		Config:    cfg,
 		Log:       log,
 	}, nil
+}
+
+// RouteWriter is the route writer of the worker's activities, fenced by the registry's route
+// generation: that outlives the app's routes, so a late write cannot recreate routes a newer
+// generation removed.
+func RouteWriter(deps Deps) (*kube.RouteWriter, error) {
+	if deps.Kube == nil || deps.Kube.Gateway == nil {
+		return nil, errors.New("worker: skew protection is enabled but there is no Gateway API client")
+	}
+	if deps.Registry == nil {
+		return nil, errors.New("worker: no registry to fence route writes with")
+	}
+	return kube.NewRouteWriter(deps.Kube.Gateway).WithFence(converge.RegistryFence(deps.Registry)), nil
 }
 
 // Querier builds the traffic querier the configuration asks for; nil, with a warning, when no

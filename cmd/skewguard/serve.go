@@ -15,10 +15,12 @@ import (
 	"go.temporal.io/sdk/client"
 	temporallog "go.temporal.io/sdk/log"
 
+	"github.com/skewguard/skewguard/activities"
 	"github.com/skewguard/skewguard/api"
 	"github.com/skewguard/skewguard/internal/auth"
 	"github.com/skewguard/skewguard/internal/buildinfo"
 	"github.com/skewguard/skewguard/internal/config"
+	"github.com/skewguard/skewguard/internal/converge"
 	"github.com/skewguard/skewguard/internal/detect"
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/metrics"
@@ -111,9 +113,18 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 		handler = opsHandler(log, ready, cfg.MetricsAddress == "")
 	}
 	if r.worker {
-		spawn("worker", func() error {
-			return worker.Run(ctx, cfg, worker.Deps{Temporal: tc, Registry: store, Kube: kc, Logger: log.With("component", "worker")})
-		})
+		deps := worker.Deps{Temporal: tc, Registry: store, Kube: kc, Logger: log.With("component", "worker")}
+		spawn("worker", func() error { return worker.Run(ctx, cfg, deps) })
+		if cfg.SkewProtection {
+			c, err := routeConvergence(cfg, log, deps)
+			if err != nil {
+				return err
+			}
+			spawn("route convergence", func() error {
+				c.Run(ctx)
+				return nil
+			})
+		}
 	}
 	spawn("http", func() error { return serveHTTP(ctx, log, cfg.ListenAddress, handler) })
 	if cfg.MetricsAddress != "" {
@@ -188,6 +199,26 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 		return srv.Close(sctx)
 	})
 	return srv.Handler(), nil
+}
+
+// routeConvergence builds the controller that repairs drift of the app's HTTPRoutes from the
+// registry. It runs next to the Temporal worker, writing through the same fenced route writer
+// as the worker's activities.
+func routeConvergence(cfg config.Config, log *slog.Logger, deps worker.Deps) (*converge.Controller, error) {
+	w, err := worker.RouteWriter(deps)
+	if err != nil {
+		return nil, err
+	}
+	// SyncRoutes reads only the registry, the configuration and the route writer.
+	acts := &activities.Activities{Registry: deps.Registry, Routes: activities.KubeRoutes(w), Config: cfg,
+		Log: log.With("component", "route-convergence")}
+	return converge.New(converge.Options{
+		Gateway:    deps.Kube.Gateway,
+		Apps:       deps.Registry,
+		Resync:     converge.SyncRoutes(acts),
+		Namespaces: cfg.Namespaces,
+		Logger:     log.With("component", "route-convergence"),
+	})
 }
 
 // opsHandler serves health, readiness and metrics for a worker-only process.

@@ -54,11 +54,27 @@ func (r RouteApplyResult) Changed() bool {
 type RouteWriter struct {
 	client  gatewayclient.Interface
 	backoff wait.Backoff
+	fence   FenceFunc
 }
+
+// FenceFunc returns an app's current route generation from the source of truth (the
+// registry), which outlives the app's routes. It is the tombstone the routes themselves cannot
+// be: once a newer generation removed every route of an app, nothing is left on the API server
+// to tell a late writer that it is stale.
+type FenceFunc func(ctx context.Context, namespace, app string) (int64, error)
 
 // NewRouteWriter returns a writer that uses gw.
 func NewRouteWriter(gw gatewayclient.Interface) *RouteWriter {
 	return &RouteWriter{client: gw, backoff: retry.DefaultRetry}
+}
+
+// WithFence returns a copy of w that also checks f: before writing anything, and again after
+// each route it creates, so that a write from a generation older than f's answer changes
+// nothing, even when the newer generation left the app without any route.
+func (w *RouteWriter) WithFence(f FenceFunc) *RouteWriter {
+	c := *w
+	c.fence = f
+	return &c
 }
 
 // ApplyRoutes makes the app's managed HTTPRoutes in namespace equal desired, each carrying
@@ -82,6 +98,12 @@ func NewRouteWriter(gw gatewayclient.Interface) *RouteWriter {
 // routes end as the newest generation wants them, and a late writer cannot resurrect a shard a
 // newer one removed.
 //
+// With a fence (WithFence), a generation older than the fence's is Superseded before anything
+// is read or written; the fence is asked again after every route the apply creates, and a route
+// created by a write that turns out stale is deleted again. That closes the one gap the routes
+// cannot: after a newer write deleted all of the app's routes, a late writer would find nothing
+// to compare against and would recreate them.
+//
 // Re-running with the same arguments changes nothing.
 func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, generation int64,
 	desired []gatewayv1.HTTPRoute) (RouteApplyResult, error) {
@@ -89,6 +111,13 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 	want, err := prepareRoutes(namespace, app, generation, desired)
 	if err != nil {
 		return res, err
+	}
+	if stale, err := w.fenced(ctx, namespace, app, generation); err != nil {
+		return res, err
+	} else if stale {
+		res.Superseded = true
+		res.SkippedStale = routeNames(want)
+		return res, nil
 	}
 	client := w.client.GatewayV1().HTTPRoutes(namespace)
 	live, err := w.listRoutes(ctx, client, namespace, app, generation, &res)
@@ -104,7 +133,7 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 		if i > 0 {
 			fence = want[0].Name
 		}
-		outcome, err := w.upsertRoute(ctx, client, app, generation, &want[i], live[want[i].Name], fence)
+		outcome, err := w.upsertRoute(ctx, client, namespace, app, generation, &want[i], live[want[i].Name], fence)
 		if err != nil {
 			return res, err
 		}
@@ -148,6 +177,18 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 		res.record(outcome, name)
 	}
 	return res, nil
+}
+
+// fenced reports whether the fence, if any, knows a generation newer than generation.
+func (w *RouteWriter) fenced(ctx context.Context, namespace, app string, generation int64) (bool, error) {
+	if w.fence == nil {
+		return false, nil
+	}
+	current, err := w.fence(ctx, namespace, app)
+	if err != nil {
+		return false, fmt.Errorf("read the route generation of %s/%s: %w", namespace, app, err)
+	}
+	return generation < current, nil
 }
 
 // listRoutes returns the app's managed routes by name, and marks res Superseded if any of them
@@ -196,8 +237,9 @@ func (r *RouteApplyResult) record(o routeOutcome, name string) {
 
 // upsertRoute creates want or brings the live route to it. live is the route as listed (nil
 // if it was not there); it is re-read after every conflict. fence, when set, names the app's
-// first route, checked after creating a pin shard.
-func (w *RouteWriter) upsertRoute(ctx context.Context, client gatewayv1client.HTTPRouteInterface, app string,
+// first route, checked after creating a pin shard; the writer's FenceFunc, when set, is checked
+// after creating any route.
+func (w *RouteWriter) upsertRoute(ctx context.Context, client gatewayv1client.HTTPRouteInterface, namespace, app string,
 	generation int64, want, live *gatewayv1.HTTPRoute, fence string) (routeOutcome, error) {
 	var outcome routeOutcome
 	reread := false
@@ -224,10 +266,7 @@ func (w *RouteWriter) upsertRoute(ctx context.Context, client gatewayv1client.HT
 				return err
 			}
 			outcome = routeCreated
-			if fence != "" {
-				return w.checkFence(ctx, client, generation, created, fence, &outcome)
-			}
-			return nil
+			return w.checkFence(ctx, client, namespace, app, generation, created, fence, &outcome)
 		}
 		if !managedRoute(live, app) {
 			return fmt.Errorf("%w: %s/%s (labels %v)", ErrRouteNotManaged, live.Namespace, live.Name, live.Labels)
@@ -264,20 +303,42 @@ func (w *RouteWriter) upsertRoute(ctx context.Context, client gatewayv1client.HT
 	return outcome, nil
 }
 
-// checkFence runs after a pin shard was created. If the app's first route is gone or carries
-// a newer generation, a newer write completed while this one ran and may have deleted this
-// very shard as surplus: the shard just created is removed again and the write is stale.
-func (w *RouteWriter) checkFence(ctx context.Context, client gatewayv1client.HTTPRouteInterface, generation int64,
-	created *gatewayv1.HTTPRoute, fence string, outcome *routeOutcome) error {
-	first, err := client.Get(ctx, fence, metav1.GetOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("read first route %s after creating %s: %w", fence, created.Name, err)
+// checkFence runs after a route was created. The write is stale, and the route just created is
+// removed again, if the writer's FenceFunc now knows a newer generation, or, for a pin shard
+// (fence names the app's first route), if that first route is gone or carries a newer generation:
+// either way a newer write completed while this one ran and may have deleted this very route as
+// surplus. Only creations need this: an update or delete carries a resourceVersion
+// precondition, so a newer writer that read the route before it changed gets a conflict,
+// re-reads it and overrides it.
+func (w *RouteWriter) checkFence(ctx context.Context, client gatewayv1client.HTTPRouteInterface, namespace, app string,
+	generation int64, created *gatewayv1.HTTPRoute, fence string, outcome *routeOutcome) error {
+	stale, err := w.fenced(ctx, namespace, app, generation)
+	if err != nil {
+		// Unknown whether the route may stay: take it back, leaving things as they were, and let
+		// the caller retry. A retry that finds the write current creates it again.
+		if werr := withdrawRoute(ctx, client, created); werr != nil {
+			return errors.Join(err, werr)
+		}
+		*outcome = routeGone
+		return err
 	}
-	if err == nil && routeGeneration(first) <= generation {
+	if !stale && fence != "" {
+		first, err := client.Get(ctx, fence, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("read first route %s after creating %s: %w", fence, created.Name, err)
+		}
+		stale = err != nil || routeGeneration(first) > generation
+	}
+	if !stale {
 		return nil
 	}
 	*outcome = routeStale
-	err = client.Delete(ctx, created.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{
+	return withdrawRoute(ctx, client, created)
+}
+
+// withdrawRoute deletes a route this write created, unless someone changed it since.
+func withdrawRoute(ctx context.Context, client gatewayv1client.HTTPRouteInterface, created *gatewayv1.HTTPRoute) error {
+	err := client.Delete(ctx, created.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{
 		UID: &created.UID, ResourceVersion: &created.ResourceVersion}})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("withdraw stale HTTPRoute %s: %w", created.Name, err)

@@ -191,3 +191,40 @@ func TestRouteWritersRaceAgainstAPIServer(t *testing.T) {
 		assertRoutesAre(t, c, ns, renderedIn(t, ns, newest, pins(newest)))
 	}
 }
+
+// TestRouteWriterFenceAgainstAPIServer: generation 2 deletes every route of the app; a late
+// writer of generation 1, fenced by the registry's generation (2, which outlives the routes),
+// creates nothing. Without the fence the same write brings the routes back.
+func TestRouteWriterFenceAgainstAPIServer(t *testing.T) {
+	c, ns := routeNamespace(t)
+	ctx := context.Background()
+	registryGeneration := int64(2)
+	fence := func(_ context.Context, namespace, app string) (int64, error) {
+		if namespace != ns || app != "myapp" {
+			return 0, fmt.Errorf("fence asked about %s/%s", namespace, app)
+		}
+		return registryGeneration, nil
+	}
+	plain := NewRouteWriter(c.Gateway)
+	w := plain.WithFence(fence)
+
+	res, err := w.ApplyRoutes(ctx, ns, "myapp", 2, renderedIn(t, ns, 2, 7))
+	require.NoError(t, err)
+	require.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Created)
+
+	res, err = w.ApplyRoutes(ctx, ns, "myapp", 2, nil)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Deleted)
+	require.Empty(t, liveRoutes(t, c, ns))
+
+	res, err = w.ApplyRoutes(ctx, ns, "myapp", 1, renderedIn(t, ns, 1, 7))
+	require.NoError(t, err)
+	assert.True(t, res.Superseded)
+	assert.False(t, res.Changed(), "%+v", res)
+	assert.Empty(t, liveRoutes(t, c, ns), "the late writer created nothing")
+
+	res, err = plain.ApplyRoutes(ctx, ns, "myapp", 1, renderedIn(t, ns, 1, 7))
+	require.NoError(t, err)
+	assert.NotEmpty(t, res.Created, "without the fence the late write resurrects the routes")
+	assert.Len(t, liveRoutes(t, c, ns), 2)
+}

@@ -54,6 +54,14 @@ var (
 		Help:      "HTTPRoute writes by outcome: applied, unchanged, stale (a newer generation was already written), error.",
 	}, []string{"outcome"})
 
+	// RouteReconciles counts the route convergence controller's reconciles of an app by
+	// outcome: applied (drift was repaired), unchanged, stale, disabled, error.
+	RouteReconciles = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "route_reconciles_total",
+		Help:      "Reconciles of an app's HTTPRoutes by the convergence controller, by outcome: applied (drift repaired), unchanged, stale, disabled, error.",
+	}, []string{"outcome"})
+
 	// ActivityFailures counts failed Temporal activity attempts by activity name.
 	ActivityFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace,
@@ -95,7 +103,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		Registrations, Transitions, RouteWrites, ActivityFailures, HTTPDuration,
+		Registrations, Transitions, RouteWrites, RouteReconciles, ActivityFailures, HTTPDuration,
 		TokenReviews, AccessReviews, AgentConnections,
 	)
 }
@@ -108,6 +116,9 @@ func Transition(from, to string) { Transitions.WithLabelValues(from, to).Inc() }
 
 // RouteWrite records one HTTPRoute write outcome.
 func RouteWrite(outcome string) { RouteWrites.WithLabelValues(outcome).Inc() }
+
+// RouteReconcile records the outcome of one reconcile of an app's routes.
+func RouteReconcile(outcome string) { RouteReconciles.WithLabelValues(outcome).Inc() }
 
 // ActivityFailure records one failed attempt of the named activity.
 func ActivityFailure(activity string) { ActivityFailures.WithLabelValues(activity).Inc() }

@@ -24,6 +24,8 @@ func TestRecordersFeedTheRegistry(t *testing.T) {
 			func() float64 { return counterValue(Transitions.WithLabelValues("active", "draining")) }},
 		{"route write", func() { RouteWrite("applied") },
 			func() float64 { return counterValue(RouteWrites.WithLabelValues("applied")) }},
+		{"route reconcile", func() { RouteReconcile("applied") },
+			func() float64 { return counterValue(RouteReconciles.WithLabelValues("applied")) }},
 		{"activity failure", func() { ActivityFailure("ApplyRoutes") },
 			func() float64 { return counterValue(ActivityFailures.WithLabelValues("ApplyRoutes")) }},
 	}
@@ -41,13 +43,14 @@ func TestHandlerExposesEveryFamily(t *testing.T) {
 	Registration("pod_watch", OutcomeStarted)
 	Transition("pending", "active")
 	RouteWrite("stale")
+	RouteReconcile("unchanged")
 	ActivityFailure("Expire")
 	rec := httptest.NewRecorder()
 	Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	require.Equal(t, 200, rec.Code)
 	body, _ := io.ReadAll(rec.Body)
 	for _, name := range []string{
-		"skewguard_registrations_total", "skewguard_version_transitions_total", "skewguard_route_writes_total",
+		"skewguard_registrations_total", "skewguard_version_transitions_total", "skewguard_route_writes_total", "skewguard_route_reconciles_total",
 		"skewguard_activity_failures_total", "skewguard_http_request_duration_seconds_bucket", "go_goroutines",
 	} {
 		assert.Contains(t, string(body), name)

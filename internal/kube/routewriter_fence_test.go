@@ -1,0 +1,165 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/skewguard/skewguard/internal/routes"
+)
+
+// registryFence stands in for the registry's route generation of myapp.
+type registryFence struct {
+	mu    sync.Mutex
+	gen   int64
+	err   error
+	calls int
+}
+
+func (f *registryFence) get(_ context.Context, namespace, app string) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if namespace != routeTestNS || app != "myapp" {
+		return 0, errors.New("asked about the wrong app")
+	}
+	return f.gen, f.err
+}
+
+func (f *registryFence) set(gen int64, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gen, f.err = gen, err
+}
+
+// TestApplyRoutesFenceIsATombstone: generation 2 removes every route of the app; a late writer
+// of generation 1 then finds no route to compare against. Only the registry's generation stops
+// it from bringing the routes back.
+func TestApplyRoutesFenceIsATombstone(t *testing.T) {
+	store, plain := newRouteStore(t)
+	ctx := context.Background()
+	fence := &registryFence{gen: 2}
+	w := plain.WithFence(fence.get)
+
+	_, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 2, rendered(t, 2, 20))
+	require.NoError(t, err)
+	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 2, nil)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Deleted)
+	require.Empty(t, store.names())
+	written := store.writes()
+
+	res, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", 1, rendered(t, 1, 20))
+	require.NoError(t, err)
+	assert.True(t, res.Superseded)
+	assert.False(t, res.Changed())
+	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.SkippedStale)
+	assert.Empty(t, store.names(), "the late writer created nothing")
+	assert.Equal(t, written, store.writes(), "nor tried to")
+
+	// The same late write without the fence is what the fence is for: it resurrects the routes.
+	res, err = plain.ApplyRoutes(ctx, routeTestNS, "myapp", 1, rendered(t, 1, 20))
+	require.NoError(t, err)
+	assert.False(t, res.Superseded)
+	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, store.names())
+}
+
+func TestWithFenceLeavesTheOriginalUnfenced(t *testing.T) {
+	_, plain := newRouteStore(t)
+	fence := &registryFence{gen: 9}
+	fenced := plain.WithFence(fence.get)
+	assert.Nil(t, plain.fence)
+	assert.NotNil(t, fenced.fence)
+	res, err := plain.ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 0))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"myapp"}, res.Created)
+	assert.Zero(t, fence.calls)
+}
+
+// TestApplyRoutesFenceAskedAfterEachCreate: the registry moves on between the writer's first
+// look at the fence and its create (the newer writer may already have listed, found nothing, and
+// finished). The created route is withdrawn.
+func TestApplyRoutesFenceAskedAfterEachCreate(t *testing.T) {
+	t.Run("first route", func(t *testing.T) {
+		store, plain := newRouteStore(t)
+		fence := &registryFence{gen: 1}
+		store.before = func(verb, name string) {
+			if verb == "create" && name == "myapp" {
+				fence.set(2, nil)
+			}
+		}
+		res, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 20))
+		require.NoError(t, err)
+		assert.True(t, res.Superseded)
+		assert.Empty(t, res.Created)
+		assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.SkippedStale)
+		assert.Empty(t, store.names(), "the stale route was withdrawn")
+		assert.Equal(t, []string{"create myapp", "delete myapp"}, store.writes())
+	})
+	t.Run("pin shard", func(t *testing.T) {
+		store, plain := newRouteStore(t)
+		fence := &registryFence{gen: 1}
+		store.before = func(verb, name string) {
+			if verb == "create" && name == "myapp-pins-1" {
+				fence.set(2, nil)
+			}
+		}
+		res, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 20))
+		require.NoError(t, err)
+		assert.True(t, res.Superseded)
+		assert.Equal(t, []string{"myapp"}, res.Created)
+		assert.Equal(t, []string{"myapp-pins-1"}, res.SkippedStale)
+		// The first route stays for the newer writer to overwrite or delete: it was there when
+		// the registry still said 1, so that writer lists it.
+		assert.Equal(t, []string{"myapp"}, store.names(), "the stale shard was withdrawn")
+	})
+	t.Run("a current write keeps what it created", func(t *testing.T) {
+		store, plain := newRouteStore(t)
+		fence := &registryFence{gen: 1}
+		res, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 20))
+		require.NoError(t, err)
+		assert.False(t, res.Superseded)
+		assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Created)
+		assert.Equal(t, []string{"myapp", "myapp-pins-1"}, store.names())
+		assert.Equal(t, 3, fence.calls, "once before writing, once after each create")
+	})
+}
+
+func TestApplyRoutesFenceErrors(t *testing.T) {
+	boom := errors.New("registry unreachable")
+	t.Run("before writing: nothing is written", func(t *testing.T) {
+		store, plain := newRouteStore(t)
+		fence := &registryFence{err: boom}
+		_, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 0))
+		require.ErrorIs(t, err, boom)
+		assert.ErrorContains(t, err, "route generation of shop/myapp")
+		assert.Empty(t, store.writes())
+	})
+	t.Run("after a create: the route is taken back", func(t *testing.T) {
+		store, plain := newRouteStore(t)
+		fence := &registryFence{gen: 1}
+		store.before = func(verb, name string) {
+			if verb == "create" {
+				fence.set(1, boom)
+			}
+		}
+		_, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 0))
+		require.ErrorIs(t, err, boom)
+		assert.Empty(t, store.names())
+		assert.Equal(t, []string{"create myapp", "delete myapp"}, store.writes())
+	})
+	t.Run("an update is not taken back", func(t *testing.T) {
+		store, plain := newRouteStore(t)
+		_, err := plain.ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 0))
+		require.NoError(t, err)
+		fence := &registryFence{gen: 2}
+		res, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 2, rendered(t, 2, 0))
+		require.NoError(t, err)
+		assert.Equal(t, []string{"myapp"}, res.Updated)
+		assert.Equal(t, "2", store.get("myapp").Annotations[routes.GenerationAnnotation])
+	})
+}
