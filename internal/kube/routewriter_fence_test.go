@@ -45,7 +45,7 @@ func TestApplyRoutesFenceIsATombstone(t *testing.T) {
 	fence := &registryFence{gen: 2}
 	w := plain.WithFence(fence.get)
 
-	_, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 2, rendered(t, 2, 20))
+	_, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 2, rendered(t, 2, 15))
 	require.NoError(t, err)
 	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 2, nil)
 	require.NoError(t, err)
@@ -53,7 +53,7 @@ func TestApplyRoutesFenceIsATombstone(t *testing.T) {
 	require.Empty(t, store.names())
 	written := store.writes()
 
-	res, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", 1, rendered(t, 1, 20))
+	res, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", 1, rendered(t, 1, 15))
 	require.NoError(t, err)
 	assert.True(t, res.Superseded)
 	assert.False(t, res.Changed())
@@ -62,7 +62,7 @@ func TestApplyRoutesFenceIsATombstone(t *testing.T) {
 	assert.Equal(t, written, store.writes(), "nor tried to")
 
 	// The same late write without the fence is what the fence is for: it resurrects the routes.
-	res, err = plain.ApplyRoutes(ctx, routeTestNS, "myapp", 1, rendered(t, 1, 20))
+	res, err = plain.ApplyRoutes(ctx, routeTestNS, "myapp", 1, rendered(t, 1, 15))
 	require.NoError(t, err)
 	assert.False(t, res.Superseded)
 	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, store.names())
@@ -92,7 +92,7 @@ func TestApplyRoutesFenceAskedAfterEachCreate(t *testing.T) {
 				fence.set(2, nil)
 			}
 		}
-		res, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 20))
+		res, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 15))
 		require.NoError(t, err)
 		assert.True(t, res.Superseded)
 		assert.Empty(t, res.Created)
@@ -108,7 +108,7 @@ func TestApplyRoutesFenceAskedAfterEachCreate(t *testing.T) {
 				fence.set(2, nil)
 			}
 		}
-		res, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 20))
+		res, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 15))
 		require.NoError(t, err)
 		assert.True(t, res.Superseded)
 		assert.Equal(t, []string{"myapp"}, res.Created)
@@ -120,7 +120,7 @@ func TestApplyRoutesFenceAskedAfterEachCreate(t *testing.T) {
 	t.Run("a current write keeps what it created", func(t *testing.T) {
 		store, plain := newRouteStore(t)
 		fence := &registryFence{gen: 1}
-		res, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 20))
+		res, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 15))
 		require.NoError(t, err)
 		assert.False(t, res.Superseded)
 		assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Created)
