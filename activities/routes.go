@@ -161,6 +161,18 @@ func permanentWriteError(err error) bool {
 		apierrors.IsUnauthorized(err) || errors.Is(err, kube.ErrRouteNotManaged)
 }
 
+// ValidateVersion checks, with the renderer's own rules, that routes can be rendered for the
+// version v as the app's Active version: its app, label, Service, port, path and hostname, with
+// the configured parentRefs and cookie. Detection calls it; the flip renders again anyway.
+func ValidateVersion(cfg config.Config, v registry.Version) error {
+	if v.ServicePort == 0 {
+		v.ServicePort = 1 // resolved from the Service later; not a reason to refuse
+	}
+	v.State = registry.Active
+	snap := registry.Snapshot{App: registry.Application{Namespace: v.Namespace, Name: v.App}, Active: &v}
+	return routes.Validate(RouteInput(cfg, snap))
+}
+
 // ClaimOf is the host and path prefix v's routes serve.
 func ClaimOf(v registry.Version) registry.Claim {
 	var hosts []string

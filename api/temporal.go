@@ -36,6 +36,10 @@ func (t *Temporal) StartVersion(ctx context.Context, req detect.StartRequest) er
 		PathPrefix:  req.PathPrefix,
 		Hostname:    req.Hostname,
 		Actor:       req.Actor,
+		// The registry orders versions found together by these times.
+		DeployedAt:    req.DeployedAt,
+		PodsCreatedAt: req.PodCreatedAt,
+		Invalid:       req.Invalid,
 	})
 	return err
 }

@@ -8,7 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gatewayinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -125,7 +132,7 @@ func Activities(cfg config.Config, deps Deps) (*activities.Activities, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	return &activities.Activities{
+	acts := &activities.Activities{
 		Registry:  deps.Registry,
 		Workloads: workloads,
 		Readiness: ready,
@@ -133,7 +140,31 @@ func Activities(cfg config.Config, deps Deps) (*activities.Activities, error) {
 		Traffic:   querier,
 		Config:    cfg,
 		Log:       log,
-	}, nil
+	}
+	if cfg.SkewProtection && deps.Kube.Gateway != nil {
+		acts.AllRoutes = allRoutes(deps.Kube.Gateway)
+	}
+	return acts, nil
+}
+
+// allRoutes lists every HTTPRoute of the cluster from an informer (started by the first
+// call, then kept in sync), so that claiming a host and path a route skewguard does not write
+// already serves can be refused without a LIST per activation.
+func allRoutes(gw gatewayclient.Interface) activities.RouteLister {
+	factory := gatewayinformers.NewSharedInformerFactory(gw, 10*time.Minute)
+	informer := factory.Gateway().V1().HTTPRoutes()
+	lister, hasSynced := informer.Lister(), informer.Informer().HasSynced
+	var once sync.Once
+	return func() ([]*gatewayv1.HTTPRoute, error) {
+		once.Do(func() { factory.Start(nil) }) // lives as long as the process, like the worker
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if !cache.WaitForCacheSync(ctx.Done(), hasSynced) {
+			// Retryable: the activation waits rather than claim blind.
+			return nil, errors.New("the HTTPRoute informer has not synced: cannot check claims of hosts and paths yet")
+		}
+		return lister.List(labels.Everything())
+	}
 }
 
 // RouteWriter is the route writer of the worker's activities, fenced by the registry's route

@@ -153,6 +153,12 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 	det := detect.NewDetector(detect.Options{
 		Registry: store, Starter: temporal, Lookup: cache, Enabled: cfg.SkewProtection,
 		Logger: log.With("component", "detect"),
+		// Labels a user can type are checked before anything acts on them.
+		Validate: func(req detect.StartRequest) error {
+			return activities.ValidateVersion(cfg, registry.Version{Namespace: req.Ref.Namespace, App: req.Ref.App,
+				Label: req.Ref.Label, ServiceName: req.ServiceName, ServicePort: req.ServicePort,
+				PathPrefix: req.PathPrefix, Hostname: req.Hostname})
+		},
 	})
 	// Without skew protection there is nothing to detect: the watch stays off, retries are moot.
 	watcher, err := detect.NewWatcher(cache, det, cfg.WatchPods && cfg.SkewProtection, log.With("component", "pod-watch"))

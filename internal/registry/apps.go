@@ -22,8 +22,14 @@ func (s *Store) BumpGeneration(ctx context.Context, app AppRef) (int64, error) {
 	return gen, err
 }
 
-// Generation returns the app's current route generation.
+// Generation returns the app's current route generation. Inside a callback of Flip or Publish
+// for app (ctx carries the lock) it is the generation of the snapshot being published, read
+// without another connection: the transaction holds the app's lock and one of the pool's
+// connections, and asking the pool for another from there could starve it.
 func (s *Store) Generation(ctx context.Context, app AppRef) (int64, error) {
+	if l, ok := ctx.Value(lockedKey{}).(locked); ok && l.app == app {
+		return l.gen, nil
+	}
 	var gen int64
 	err := s.pool.QueryRow(ctx, `SELECT route_generation FROM applications WHERE namespace = $1 AND name = $2`,
 		app.Namespace, app.Name).Scan(&gen)
@@ -106,6 +112,18 @@ func (s *Store) Publish(ctx context.Context, app AppRef, fn func(ctx context.Con
 		if err != nil {
 			return err
 		}
-		return fn(ctx, snap)
+		return fn(withLock(ctx, snap), snap)
 	})
+}
+
+// lockedKey marks a context inside a transaction that holds an app's lock.
+type lockedKey struct{}
+
+type locked struct {
+	app AppRef
+	gen int64
+}
+
+func withLock(ctx context.Context, snap Snapshot) context.Context {
+	return context.WithValue(ctx, lockedKey{}, locked{app: AppRef{Namespace: snap.App.Namespace, Name: snap.App.Name}, gen: snap.Generation})
 }

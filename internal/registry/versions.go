@@ -375,7 +375,7 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest) (Transition, error) {
 			snap.App.Claim = nil
 		}
 		if req.Publish != nil {
-			return req.Publish(ctx, snap)
+			return req.Publish(withLock(ctx, snap), snap)
 		}
 		return nil
 	})
