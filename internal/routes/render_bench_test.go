@@ -28,7 +28,7 @@ func benchInput(n int) Input {
 }
 
 // BenchmarkRender1000Pins renders an app with 1,000 pinned versions, with the prefix kept
-// (one rule per pin) and rewritten (three rules per pin, the default configuration).
+// (one rule per pin) and rewritten (five rules per pin, the default configuration).
 func BenchmarkRender1000Pins(b *testing.B) {
 	for _, rewrite := range []bool{false, true} {
 		name := "prefix-kept"
