@@ -146,7 +146,7 @@ func (s *stack) deploy(version string) {
 	}, metav1.CreateOptions{})
 	require.NoError(s.t, err)
 	_, err = workflows.Start(s.t.Context(), s.temporal, s.cfg.TaskQueue, workflows.LifecycleInput{
-		Ref: s.ref(version), ServiceName: name, ServicePort: 80,
+		Ref: s.ref(version), ServiceName: name, ServicePort: 80, Hostname: s.host(),
 		Actor: registry.Actor{Type: registry.ActorPod, Name: name + "-test"},
 	})
 	require.NoError(s.t, err)
@@ -234,11 +234,16 @@ func (s *stack) waitRouting(want routing) {
 
 // served asks the Gateway for the app, with a pinning cookie when version is not empty, and
 // returns the version that answered.
+// host is the test's own hostname: the shared gateway may serve other apps (the demo's myapp
+// at /myapp), and a test never claims a host and path that anything else on the stack claims.
+func (s *stack) host() string { return s.ns + ".lifecycle.test" }
+
 func (s *stack) served(pin string) (string, error) {
-	req, err := http.NewRequestWithContext(s.t.Context(), http.MethodGet, s.gateway+"/"+app+"/", nil)
+	req, err := http.NewRequestWithContext(s.t.Context(), http.MethodGet, s.gateway+"/", nil)
 	if err != nil {
 		return "", err
 	}
+	req.Host = s.host()
 	if pin != "" {
 		req.Header.Set("Cookie", "a=1; __plt_dpl="+pin)
 	}
