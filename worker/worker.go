@@ -132,6 +132,7 @@ func Activities(cfg config.Config, deps Deps) (*activities.Activities, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
+	ready.Probe = cfg.ReadinessTCPProbe
 	acts := &activities.Activities{
 		Registry:  deps.Registry,
 		Workloads: workloads,

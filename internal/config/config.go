@@ -49,6 +49,9 @@ type Config struct {
 	RewritePathPrefix  bool        `env:"PLT_SKEW_REWRITE_PATH_PREFIX, default=true"`
 	RequireApproval    bool        `env:"PLT_SKEW_REQUIRE_APPROVAL, default=false"`
 	ReadinessTimeoutMS int64       `env:"PLT_SKEW_READINESS_TIMEOUT_MS, default=600000"`
+	// ReadinessTCPProbe also dials a ready endpoint from the worker before activation; its
+	// failure is reported, never fatal (readiness is the EndpointSlice's ready condition).
+	ReadinessTCPProbe bool `env:"PLT_SKEW_READINESS_TCP_PROBE, default=false"`
 	// TrafficPreset names a built-in PromQL template ("watt" or "traefik"); TrafficQuery, when
 	// set, replaces it with a template of the operator's own.
 	TrafficPreset string `env:"PLT_SKEW_TRAFFIC_PRESET, default=watt"`

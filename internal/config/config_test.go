@@ -108,6 +108,7 @@ var setCases = []struct {
 	{"PLT_SKEW_COOKIE_NAME", "__dpl", func(c Config) any { return c.CookieName }, "__dpl"},
 	{"PLT_SKEW_REWRITE_PATH_PREFIX", "false", func(c Config) any { return c.RewritePathPrefix }, false},
 	{"PLT_SKEW_REQUIRE_APPROVAL", "true", func(c Config) any { return c.RequireApproval }, true},
+	{"PLT_SKEW_READINESS_TCP_PROBE", "true", func(c Config) any { return c.ReadinessTCPProbe }, true},
 	{"PLT_SKEW_READINESS_TIMEOUT_MS", "30000", func(c Config) any { return c.ReadinessTimeoutMS }, int64(30000)},
 	{"PLT_SKEW_TRAFFIC_PRESET", "traefik", func(c Config) any { return c.TrafficPreset }, "traefik"},
 	{"PLT_SKEW_TRAFFIC_QUERY", `sum(rate(x{v="{{.Version}}"}[5m]))`, func(c Config) any { return c.TrafficQuery },
