@@ -3,6 +3,8 @@ package activities
 import (
 	"cmp"
 	"context"
+	"strings"
+	"time"
 	"errors"
 	"fmt"
 
@@ -247,4 +249,49 @@ func routeOutcome(res kube.RouteApplyResult) RouteOutcome {
 		out.Outcome = RoutesApplied
 	}
 	return out
+}
+
+// RouteCheckInput asks whether the Gateways accepted an app's routes after a change of version.
+type RouteCheckInput struct {
+	App   registry.AppRef     `json:"app"`
+	Cause registry.VersionRef `json:"cause"`
+	// Within bounds how long to wait for the Gateways to report on the current generation.
+	Within time.Duration `json:"within"`
+}
+
+// EventRoutesNotAccepted is the audit event (and Kubernetes Event reason) of routes a Gateway
+// did not accept.
+const EventRoutesNotAccepted = "RoutesNotAccepted"
+
+// CheckRoutes reads the app's routes' status back until every parent has reported on the
+// current generation, or Within passes. A Gateway that refused them is reported on the cause
+// version's audit and as a Warning Event on its Deployments; it is not an error (the routes
+// are written; what the Gateway does with them is shown, not retried).
+func (a *Activities) CheckRoutes(ctx context.Context, in RouteCheckInput) (kube.RouteAcceptance, error) {
+	if !a.Config.SkewProtection || a.Workloads.Gateway == nil {
+		return kube.RouteAcceptance{Accepted: true}, nil
+	}
+	deadline := time.Now().Add(in.Within)
+	for {
+		acc, err := kube.RouteStatus(ctx, a.Workloads.Gateway, in.App.Namespace, in.App.Name)
+		if err != nil {
+			return acc, err
+		}
+		if len(acc.Refused) > 0 {
+			msg := "a Gateway did not accept the routes: " + strings.Join(acc.Refused, "; ")
+			if err := a.Registry.AppendAudit(ctx, in.Cause, EventRoutesNotAccepted, registry.Actor{Type: registry.ActorSystem, Name: "gateway"}, msg, acc); err != nil {
+				return acc, classify(err)
+			}
+			_ = a.ReportEvent(ctx, EventInput{Ref: in.Cause, Type: "Warning", Reason: EventRoutesNotAccepted, Message: msg})
+			return acc, nil
+		}
+		if acc.Accepted || !time.Now().Before(deadline) {
+			return acc, nil
+		}
+		select {
+		case <-ctx.Done():
+			return acc, ctx.Err()
+		case <-time.After(200 * time.Millisecond): // bounded poll of the status the Gateway writes
+		}
+	}
 }

@@ -215,11 +215,11 @@ func (w *lifecycle) loadPolicy(ctx workflow.Context) error {
 }
 
 // pending waits, bounded by the readiness timeout, for the version's Service to have a ready
-// endpoint that accepts connections; then the version is staged (approval required) or
+// endpoint (the EndpointSlice's ready condition); then the version is staged (approval required) or
 // activated. Expire (update or signal) ends the wait.
 func (w *lifecycle) pending(ctx workflow.Context) error {
 	deadline := workflow.Now(ctx).Add(w.policy.ReadinessTimeout)
-	w.setDetails(ctx, fmt.Sprintf("**Pending**: waiting for Service `%s` to have a ready endpoint that accepts connections, until %s (readiness timeout %s).",
+	w.setDetails(ctx, fmt.Sprintf("**Pending**: waiting for Service `%s` to have a ready endpoint, until %s (readiness timeout %s; after it the version is Failed, not retired).",
 		w.in.ServiceName, stamp(deadline), w.policy.ReadinessTimeout))
 	actCtx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
@@ -259,8 +259,11 @@ func (w *lifecycle) pending(ctx workflow.Context) error {
 // required, else Active.
 func (w *lifecycle) ready(ctx workflow.Context, r kube.Readiness) error {
 	reason := fmt.Sprintf("ready: %d ready endpoint(s)", r.Endpoints)
-	if r.Probed != "" {
+	switch {
+	case r.Probed != "":
 		reason += ", " + r.Probed + " accepts connections"
+	case r.ProbeError != "":
+		reason += " (TCP probe failed, not fatal: " + r.ProbeError + ")"
 	}
 	if w.policy.RequireApproval {
 		return w.stage(ctx, reason)

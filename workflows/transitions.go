@@ -3,12 +3,14 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/skewguard/skewguard/activities"
+	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/registry"
 )
 
@@ -48,13 +50,39 @@ func (w *lifecycle) takeOver(ctx workflow.Context, step any, name string, actor 
 	if err := w.adopt(ctx, res.Version, actor, reason); err != nil {
 		return err
 	}
-	if !w.atomicFlip(ctx) {
+	atomic := w.atomicFlip(ctx)
+	if !atomic {
 		w.syncRoutes(ctx, actor, reason) // a run started before the routes moved into the flip
 	}
 	if res.Previous != nil {
 		w.notifySuperseded(ctx, *res.Previous, actor, reason)
 	}
+	if atomic && w.state == registry.Active {
+		w.checkRoutes(ctx)
+	}
 	return nil
+}
+
+// routeCheckWithin bounds how long the lifecycle waits for the Gateways to report on new routes.
+const routeCheckWithin = 10 * time.Second
+
+// checkRoutes reads the routes' status back after the flip and shows a Gateway that did not
+// accept them (the activity audits it and records an Event); the lifecycle goes on either way.
+func (w *lifecycle) checkRoutes(ctx workflow.Context) {
+	var acc kube.RouteAcceptance
+	opts := workflow.ActivityOptions{StartToCloseTimeout: routeCheckWithin + 20*time.Second, Summary: "check the Gateways accepted the routes",
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2, NonRetryableErrorTypes: permanent}}
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), a.CheckRoutes, activities.RouteCheckInput{
+		App: w.in.Ref.AppRef(), Cause: w.in.Ref, Within: routeCheckWithin,
+	}).Get(ctx, &acc)
+	switch {
+	case err != nil:
+		w.logger.Warn("route status not read", "error", err)
+	case len(acc.Refused) > 0:
+		w.lastError = "routes not accepted by a Gateway: " + strings.Join(acc.Refused, "; ")
+	case !acc.Accepted:
+		w.logger.Info("the Gateways have not reported on the routes yet", "waiting", acc.Waiting)
+	}
 }
 
 // atomicFlip reports whether this run writes the routes inside each registry step (the
@@ -284,7 +312,7 @@ func (w *lifecycle) syncRoutes(ctx workflow.Context, actor registry.Actor, reaso
 // retire scales the version's Deployments to 0, or deletes its Deployments and Services.
 func (w *lifecycle) retire(ctx workflow.Context, actor registry.Actor, reason string) {
 	err := workflow.ExecuteActivity(kubeOptions(ctx, "retire workloads"), a.Retire, activities.RetireInput{
-		Ref: w.in.Ref, Delete: w.policy.AutoCleanup, Actor: actor, Reason: reason,
+		Ref: w.in.Ref, ServiceName: w.in.ServiceName, Delete: w.policy.AutoCleanup, Actor: actor, Reason: reason,
 	}).Get(ctx, nil)
 	if err != nil {
 		w.lastError = "workloads not retired: " + failureMessage(err)

@@ -144,6 +144,7 @@ func (w *world) mock(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(a.Expire, mock.Anything, mock.Anything).Return(w.expire)
 	env.OnActivity(a.Fail, mock.Anything, mock.Anything).Return(w.fail)
 	env.OnActivity(a.ReportEvent, mock.Anything, mock.Anything).Return(w.reportEvent)
+	env.OnActivity(a.CheckRoutes, mock.Anything, mock.Anything).Return(w.checkRoutes)
 	env.OnActivity(a.CurrentVersion, mock.Anything, mock.Anything).Return(w.currentVersion)
 	env.OnActivity(a.SyncRoutes, mock.Anything, mock.Anything).Return(w.syncRoutes)
 	env.OnActivity(a.ReadTraffic, mock.Anything, mock.Anything).AfterFn(func() time.Duration { return w.trafficWait }).Return(w.readTraffic)
@@ -160,7 +161,7 @@ func (w *world) register(env *testsuite.TestWorkflowEnvironment) {
 		"Observe": w.observe, "LoadPolicy": w.loadPolicy, "WaitReady": w.waitReady, "Activate": w.activate,
 		"Promote": w.promote, "Stage": w.stage, "Expire": w.expire, "CurrentVersion": w.currentVersion,
 		"SyncRoutes": w.syncRoutes, "ReadTraffic": w.readTraffic, "Retire": w.retire, "Audit": w.audit,
-		"Fail": w.fail, "ReportEvent": w.reportEvent,
+		"Fail": w.fail, "ReportEvent": w.reportEvent, "CheckRoutes": w.checkRoutes,
 	} {
 		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
@@ -332,6 +333,10 @@ func (w *world) activate(_ context.Context, in activities.TransitionInput) (acti
 
 func (w *world) fail(_ context.Context, in activities.TransitionInput) (activities.TransitionResult, error) {
 	return w.change(in, "Fail", []registry.State{registry.Pending, registry.Staged}, registry.Failed, false)
+}
+
+func (w *world) checkRoutes(context.Context, activities.RouteCheckInput) (kube.RouteAcceptance, error) {
+	return kube.RouteAcceptance{Accepted: true}, nil
 }
 
 func (w *world) reportEvent(_ context.Context, in activities.EventInput) error {
