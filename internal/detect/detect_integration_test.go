@@ -113,7 +113,9 @@ func TestScaleUpAfterExpiryStartsTheNextLife(t *testing.T) {
 	})
 	scale(t, kc, ns, dep.Name, 1)
 
-	waitFor(t, 60*time.Second, "a start request for the scaled-up version", func() bool { return len(starter.requests()) == 2 })
+	// Well inside the 30 s start reservation of the first life: the next life must not wait for
+	// it to lapse (the watch's second look at a deduped pod would come only after it).
+	waitFor(t, 15*time.Second, "a start request for the scaled-up version", func() bool { return len(starter.requests()) == 2 })
 	assert.Equal(t, ref, starter.requests()[1].Ref)
 	v, err := store.GetVersion(ctx, ref)
 	require.NoError(t, err)
