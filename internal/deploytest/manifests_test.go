@@ -117,7 +117,7 @@ func controllerPermissions(skewProtection, autoCleanup bool) []string {
 	add("discovery.k8s.io", "endpointslices", "get", "list", "watch")
 	add("apps", "deployments", "get", "list", "watch")
 	add("apps", "deployments/scale", "get", "update", "patch")
-	add("apps", "replicasets", "get", "list")
+	add("apps", "replicasets", "get", "list", "watch")
 	add("events.k8s.io", "events", "create")
 	add("authentication.k8s.io", "tokenreviews", "create")
 	add("authorization.k8s.io", "subjectaccessreviews", "create")

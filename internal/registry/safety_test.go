@@ -72,7 +72,9 @@ func TestLaterDetectionTakesOver(t *testing.T) {
 	s := registrytest.New(t)
 	ctx := context.Background()
 	a := registry.AppRef{Namespace: "adopt", Name: "later"}
-	r := func(l string) registry.VersionRef { return registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: l} }
+	r := func(l string) registry.VersionRef {
+		return registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: l}
+	}
 	now := time.Now()
 	observeAt(t, s, a, "new", now)
 	_, err := s.Activate(ctx, r("new"), podActor, "ready")
@@ -85,7 +87,9 @@ func TestLaterDetectionTakesOver(t *testing.T) {
 
 	// Found together, but an operator decides.
 	b := registry.AppRef{Namespace: "adopt", Name: "operator"}
-	rb := func(l string) registry.VersionRef { return registry.VersionRef{Namespace: b.Namespace, App: b.Name, Label: l} }
+	rb := func(l string) registry.VersionRef {
+		return registry.VersionRef{Namespace: b.Namespace, App: b.Name, Label: l}
+	}
 	observeAt(t, s, b, "1", now.Add(-time.Hour))
 	observeAt(t, s, b, "2", now)
 	_, err = s.Activate(ctx, rb("2"), podActor, "ready")
@@ -107,7 +111,9 @@ func TestFlipPublishesOrRollsBack(t *testing.T) {
 	s := registrytest.New(t)
 	ctx := context.Background()
 	a := registry.AppRef{Namespace: "flip", Name: "web"}
-	r := func(l string) registry.VersionRef { return registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: l} }
+	r := func(l string) registry.VersionRef {
+		return registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: l}
+	}
 	observeAt(t, s, a, "1", time.Now())
 	_, err := s.Activate(ctx, r("1"), podActor, "ready")
 	require.NoError(t, err)
@@ -202,7 +208,9 @@ func TestFailedVersions(t *testing.T) {
 	s := registrytest.New(t)
 	ctx := context.Background()
 	a := registry.AppRef{Namespace: "fail", Name: "web"}
-	r := func(l string) registry.VersionRef { return registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: l} }
+	r := func(l string) registry.VersionRef {
+		return registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: l}
+	}
 	observeAt(t, s, a, "1", time.Now())
 	gen, err := s.Generation(ctx, a)
 	require.NoError(t, err)
