@@ -87,6 +87,9 @@ func (c *cluster) namespace(t testing.TB, prefix string) string {
 type appVersion struct {
 	Namespace, App, Version, Hostname string
 	Replicas                          int32
+	// Path, when set, is the version's path prefix: the pods' plt.dev/path annotation (a label
+	// value cannot hold a slash).
+	Path string
 }
 
 func (v appVersion) name() string {
@@ -99,6 +102,14 @@ func (v appVersion) labels() map[string]string {
 		l["plt.dev/hostname"] = v.Hostname
 	}
 	return l
+}
+
+func (v appVersion) podAnnotations() map[string]string {
+	a := map[string]string{launchAnnotation: "echo"}
+	if v.Path != "" {
+		a["plt.dev/path"] = v.Path
+	}
+	return a
 }
 
 // deploy applies the version's Deployment and Service, as `kubectl apply` of a user's manifest would.
@@ -116,7 +127,7 @@ func (c *cluster) deploy(t testing.TB, v appVersion) {
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: selector},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: v.labels(), Annotations: map[string]string{launchAnnotation: "echo"}},
+				ObjectMeta: metav1.ObjectMeta{Labels: v.labels(), Annotations: v.podAnnotations()},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
 					Name: "app", Image: "echo",
 					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},

@@ -175,6 +175,17 @@ func TestClaims(t *testing.T) {
 	assert.Contains(t, err.Error(), "shop.example.com/ are already claimed by application team-a/root")
 	assert.Equal(t, registry.Pending, states(t, s, thief, "1")["1"], "the newcomer is not activated")
 
+	// The holder's HTTPRoutes are on the Gateway too, so the cluster-wide route check would see
+	// them: the registry's refusal, which names the holding application, comes first.
+	routeSeen := func(_ context.Context, c registry.Claim) error {
+		return &registry.ClaimConflictError{Claim: c, Route: "team-a/root"}
+	}
+	_, err = s.Flip(ctx, registry.FlipRequest{Ref: registry.VersionRef{Namespace: thief.Namespace, App: thief.Name, Label: "1"},
+		Op: registry.OpActivate, Actor: podActor, Reason: "ready", ClaimOf: claimOf, CheckClaim: routeSeen})
+	require.ErrorAs(t, err, &cce)
+	assert.Equal(t, root, cce.Holder)
+	assert.Empty(t, cce.Route, "refused as the registry's claim, not as a foreign route: %v", err)
+
 	nested := registry.AppRef{Namespace: "team-c", Name: "blog"}
 	_, err = activate(nested, "1", "shop.example.com", "/blog")
 	require.NoError(t, err)

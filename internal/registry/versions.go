@@ -218,9 +218,10 @@ type FlipRequest struct {
 	// application's that uses the default name on a shared host (so that pins never cross
 	// apps). It is chosen once and kept.
 	OwnCookie string
-	// CheckClaim, when set, is asked before the app takes a claim it does not hold yet: it
-	// refuses (with a *ClaimConflictError) a host and path something outside the registry
-	// serves, such as another team's HTTPRoute on the same Gateway.
+	// CheckClaim, when set, is asked when the app takes a claim it does not hold yet, after the
+	// registry's own claims were checked and before anything commits: it refuses (with a
+	// *ClaimConflictError) a host and path something outside the registry serves, such as
+	// another team's HTTPRoute on the same Gateway.
 	CheckClaim func(ctx context.Context, c Claim) error
 	// Publish, when set, is called inside the transaction with the snapshot as it will be
 	// committed (generation bumped); if it fails, nothing is committed and its error is
@@ -334,13 +335,16 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest) (Transition, error) {
 		}
 		if req.ClaimOf != nil && (to == Active || (to == Staged && app.Claim == nil)) {
 			c := req.ClaimOf(v)
-			if req.CheckClaim != nil && (app.Claim == nil || *app.Claim != c) {
+			held := app.Claim != nil && *app.Claim == c
+			// The registry's own claims first: the holder's HTTPRoutes are on the Gateway too,
+			// and the registry's refusal names the holding application, not just its route.
+			if app, err = claim(ctx, tx, app, c, req.OwnCookie); err != nil {
+				return err
+			}
+			if req.CheckClaim != nil && !held {
 				if err := req.CheckClaim(ctx, c); err != nil {
 					return err
 				}
-			}
-			if app, err = claim(ctx, tx, app, c, req.OwnCookie); err != nil {
-				return err
 			}
 		}
 		from := v.State
