@@ -3,10 +3,10 @@ package activities
 import (
 	"cmp"
 	"context"
-	"strings"
-	"time"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
