@@ -208,7 +208,7 @@ func TestRouteWriterFenceAgainstAPIServer(t *testing.T) {
 	plain := NewRouteWriter(c.Gateway)
 	w := plain.WithFence(fence)
 
-	res, err := w.ApplyRoutes(ctx, ns, "myapp", 2, renderedIn(t, ns, 2, 7))
+	res, err := w.ApplyRoutes(ctx, ns, "myapp", 2, renderedIn(t, ns, 2, 5))
 	require.NoError(t, err)
 	require.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Created)
 
@@ -217,13 +217,13 @@ func TestRouteWriterFenceAgainstAPIServer(t *testing.T) {
 	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Deleted)
 	require.Empty(t, liveRoutes(t, c, ns))
 
-	res, err = w.ApplyRoutes(ctx, ns, "myapp", 1, renderedIn(t, ns, 1, 7))
+	res, err = w.ApplyRoutes(ctx, ns, "myapp", 1, renderedIn(t, ns, 1, 5))
 	require.NoError(t, err)
 	assert.True(t, res.Superseded)
 	assert.False(t, res.Changed(), "%+v", res)
 	assert.Empty(t, liveRoutes(t, c, ns), "the late writer created nothing")
 
-	res, err = plain.ApplyRoutes(ctx, ns, "myapp", 1, renderedIn(t, ns, 1, 7))
+	res, err = plain.ApplyRoutes(ctx, ns, "myapp", 1, renderedIn(t, ns, 1, 5))
 	require.NoError(t, err)
 	assert.NotEmpty(t, res.Created, "without the fence the late write resurrects the routes")
 	assert.Len(t, liveRoutes(t, c, ns), 2)
