@@ -115,12 +115,14 @@ func (a *Activities) Fail(ctx context.Context, in TransitionInput) (TransitionRe
 // flip runs one registry operation with the app's routes published inside its transaction.
 func (a *Activities) flip(ctx context.Context, in TransitionInput, op registry.Op) (registry.Transition, error) {
 	req := registry.FlipRequest{Ref: in.Ref, Op: op, Actor: in.Actor, Reason: in.Reason}
+	var written SyncResult
 	if op != registry.OpFail {
 		req.ClaimOf = ClaimOf
 		req.OwnCookie = OwnCookieName(a.Config.CookieName, in.Ref.AppRef())
 		req.CheckClaim = func(_ context.Context, c registry.Claim) error { return a.checkClaim(in.Ref.AppRef(), c) }
 		req.Publish = func(ctx context.Context, snap registry.Snapshot) error {
-			_, err := a.publish(ctx, snap)
+			var err error
+			written, err = a.publish(ctx, snap)
 			return err
 		}
 	}
@@ -128,6 +130,13 @@ func (a *Activities) flip(ctx context.Context, in TransitionInput, op registry.O
 	if errors.Is(err, errRoutesAhead) {
 		if _, err = a.Registry.BumpGeneration(ctx, in.Ref.AppRef()); err == nil {
 			t, err = a.Registry.Flip(ctx, req)
+		}
+	}
+	if err == nil && t.Changed && req.Publish != nil {
+		// The audit says which routes the change wrote, as a separate route write did before.
+		detail := map[string]any{"generation": written.Generation, "routes": written.Routes, "outcome": written.Write.Outcome}
+		if aerr := a.Registry.AppendAudit(ctx, in.Ref, EventRoutesSynced, in.Actor, in.Reason, detail); aerr != nil {
+			a.log().Warn("routes written but not audited", "version", in.Ref.String(), "error", aerr)
 		}
 	}
 	return t, err
