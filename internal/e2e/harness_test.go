@@ -87,6 +87,9 @@ func (c *cluster) namespace(t testing.TB, prefix string) string {
 type appVersion struct {
 	Namespace, App, Version, Hostname string
 	Replicas                          int32
+	// Launch names the launcher program the pods run; empty runs the echo backend. A name the
+	// launcher does not know leaves the pods Running but never Ready (nothing is started).
+	Launch string
 }
 
 func (v appVersion) name() string {
@@ -109,6 +112,10 @@ func (c *cluster) deploy(t testing.TB, v appVersion) {
 	if replicas == 0 {
 		replicas = 1
 	}
+	launch := v.Launch
+	if launch == "" {
+		launch = "echo"
+	}
 	selector := map[string]string{"app.kubernetes.io/name": v.App, "plt.dev/version": v.Version}
 	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: v.name(), Namespace: v.Namespace, Labels: v.labels()},
@@ -116,7 +123,7 @@ func (c *cluster) deploy(t testing.TB, v appVersion) {
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: selector},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: v.labels(), Annotations: map[string]string{launchAnnotation: "echo"}},
+				ObjectMeta: metav1.ObjectMeta{Labels: v.labels(), Annotations: map[string]string{launchAnnotation: launch}},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
 					Name: "app", Image: "echo",
 					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
@@ -135,6 +142,46 @@ func (c *cluster) deploy(t testing.TB, v appVersion) {
 	}
 	_, err = c.kube.CoreV1().Services(v.Namespace).Create(ctx, svc, metav1.CreateOptions{})
 	require.NoError(t, err)
+}
+
+// waitPodsReady waits until the version's Deployment has as many pods as it wants replicas and
+// every one of them is Ready (the launcher's echo backend answering).
+func (c *cluster) waitPodsReady(t testing.TB, v appVersion, timeout time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	waitFor(t, timeout, "pods of "+v.name()+" Ready", func() (bool, string) {
+		dep, err := c.kube.AppsV1().Deployments(v.Namespace).Get(ctx, v.name(), metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		want := int32(1)
+		if dep.Spec.Replicas != nil {
+			want = *dep.Spec.Replicas
+		}
+		pods, err := c.kube.CoreV1().Pods(v.Namespace).List(ctx, metav1.ListOptions{
+			LabelSelector: "app.kubernetes.io/name=" + v.App + ",plt.dev/version=" + v.Version,
+		})
+		if err != nil {
+			return false, err.Error()
+		}
+		ready := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil && podReady(&p) {
+				ready++
+			}
+		}
+		return ready == int(want) && len(pods.Items) == int(want), fmt.Sprintf("%d of %d pods Ready, want %d", ready, len(pods.Items), want)
+	})
+}
+
+// podReady reports the pod's Ready condition.
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // launchAnnotation tells the stack's pod launcher which local program a pod runs.
