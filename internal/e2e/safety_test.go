@@ -31,6 +31,10 @@ const neverReadyProgram = "e2e-never-ready"
 // become Ready. After the readiness timeout it must be Failed with a reason naming the timeout, and
 // stay that way: never routed, its Deployment never scaled down (the user owns a version that never
 // served), a Warning Event on the Deployment.
+//
+// The pod watch detects Ready pods only, so such a version is found by its agent's registration,
+// which a Watt app's agent sends as it boots, before the app listens: the test sends it as the agent
+// would (pod authentication off).
 func TestNeverReadyIsLeftAlone(t *testing.T) {
 	c := newCluster(t)
 	ns := c.namespace(t, "e2e-neverready")
@@ -38,20 +42,24 @@ func TestNeverReadyIsLeftAlone(t *testing.T) {
 	host := ns + ".safety.test"
 	s := baseSettings(t, ns, dbURL)
 	s["PLT_SKEW_READINESS_TIMEOUT_MS"] = "3000"
-	startSkewguard(t, s)
+	s["PLT_SKEW_INSECURE_SKIP_POD_AUTH"] = "true"
+	sg := startSkewguard(t, s)
 	gw := newGateway(t)
 	ctx := context.Background()
 
 	v1 := appVersion{Namespace: ns, App: "stuck", Version: "1", Hostname: host, Launch: neverReadyProgram}
 	c.deploy(t, v1)
 	// The premise: the pod runs (kwok) but is not Ready, so the launcher really left it alone.
+	var pod string
 	waitFor(t, 60*time.Second, "a Running pod of v1", func() (bool, string) {
 		pods, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "plt.dev/version=1"})
 		if err != nil || len(pods.Items) == 0 {
 			return false, fmt.Sprint(err)
 		}
+		pod = pods.Items[0].Name
 		return pods.Items[0].Status.Phase == "Running", string(pods.Items[0].Status.Phase)
 	})
+	sg.registerPod(t, pod)
 
 	ref := registry.VersionRef{Namespace: ns, App: "stuck", Label: "1"}
 	failed := waitState(t, st, ref, registry.Failed, 60*time.Second)
@@ -106,10 +114,11 @@ func TestNeverReadyIsLeftAlone(t *testing.T) {
 }
 
 // TestFoundTogetherNewestIsActive deploys three versions of one app while skewguard is not running,
-// one after another (Deployments created at least a second apart, every pod Ready), then starts
-// skewguard on a fresh database: it finds all three at once and must make the newest by Deployment
-// creation Active and drain the other two. The labels are rotated each round so that neither the
-// labels' order nor the order the API server lists the Deployments in (by name) gives the answer.
+// one after another (Deployments created at least a second apart, every pod Ready; then the older
+// versions' pods are replaced so that pod age orders them the other way), then starts skewguard on
+// a fresh database: it finds all three at once and must make the newest by Deployment creation
+// Active and drain the other two. The labels are rotated each round so that neither the labels'
+// order nor the order the API server lists the Deployments in (by name) gives the answer.
 func TestFoundTogetherNewestIsActive(t *testing.T) {
 	names := []string{"alpha", "bravo", "charlie"}
 	for round := range 3 {
@@ -146,6 +155,17 @@ func foundTogether(t *testing.T, order []string) {
 	}
 	for _, label := range order {
 		c.waitPodsReady(t, appVersion{Namespace: ns, App: "trio", Version: label}, 90*time.Second)
+	}
+	// Then make the pods' order the opposite of the Deployments': replace the pods of the older
+	// versions, the oldest last. The rule is the Deployment's creation time first, so the newest
+	// Deployment must win even though its pods are now the oldest (a rule by pod age would pick
+	// the oldest Deployment).
+	for i := len(order) - 2; i >= 0; i-- {
+		v := appVersion{Namespace: ns, App: "trio", Version: order[i]}
+		time.Sleep(1100 * time.Millisecond) // creation times have a resolution of one second
+		require.NoError(t, c.kube.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{},
+			metav1.ListOptions{LabelSelector: "plt.dev/version=" + order[i]}))
+		c.waitPodsReady(t, v, 90*time.Second)
 	}
 
 	s := baseSettings(t, ns, dbURL)
@@ -320,6 +340,22 @@ func TestScaledUpAfterExpiryIsANewLife(t *testing.T) {
 	audit, err := st.Audit(ctx, ref1)
 	require.NoError(t, err)
 	assert.Contains(t, auditEvents(audit), registry.EventRedeployed)
+}
+
+// registerPod sends the agent's registration for pod, as Platformatic's agent does when the pod's
+// process starts, until skewguard's pod cache knows the pod and answers 200.
+func (s *skewguard) registerPod(t testing.TB, pod string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "the registration of pod "+pod, func() (bool, string) {
+		resp, err := http.Post(s.url+"/control-plane/pods/"+pod+"/instance", "application/json",
+			bytes.NewBufferString(`{"podId":"`+pod+`","apiVersion":"v3"}`))
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		answer, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, answer)
+	})
 }
 
 // putPolicy replaces an app's policy overrides through the management API (the harness runs
