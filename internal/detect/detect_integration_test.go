@@ -98,6 +98,7 @@ func TestScaleUpAfterExpiryStartsTheNextLife(t *testing.T) {
 	first := starter.requests()[0]
 	assert.Equal(t, ref, first.Ref)
 	assert.Equal(t, app+"-v1", first.ServiceName)
+	assert.Equal(t, ns+".detect.test", first.Hostname)
 	assert.True(t, first.DeployedAt.Equal(dep.CreationTimestamp.Time),
 		"DeployedAt %s is the Deployment's creation time %s", first.DeployedAt, dep.CreationTimestamp.Time)
 	assert.False(t, first.PodCreatedAt.IsZero())
@@ -128,7 +129,9 @@ func TestScaleUpAfterExpiryStartsTheNextLife(t *testing.T) {
 func deployVersion(t *testing.T, kc kubernetes.Interface, ns, app, version string) *appsv1.Deployment {
 	t.Helper()
 	ctx := context.Background()
-	lbl := map[string]string{detect.LabelApp: app, detect.LabelVersion: version}
+	// The namespace's own hostname: were these versions ever routed on the shared Gateway, they
+	// would claim no host+path another test or the demo serves.
+	lbl := map[string]string{detect.LabelApp: app, detect.LabelVersion: version, detect.LabelHostname: ns + ".detect.test"}
 	one := int32(1)
 	dep, err := kc.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: app + "-v" + version, Namespace: ns, Labels: lbl},

@@ -42,7 +42,9 @@ func TestFeatureFlagOffNeverTouchesTheGatewayAPI(t *testing.T) {
 	}()
 
 	for _, label := range []string{"1", "2", "3"} {
-		v := appVersion{Namespace: ns, App: "quiet", Version: label}
+		// A hostname of its own: were the flag ignored, the routes would claim no host+path that
+		// another test or the demo serves on the shared Gateway.
+		v := appVersion{Namespace: ns, App: "quiet", Version: label, Hostname: ns + ".flagoff.test"}
 		c.deploy(t, v)
 		waitFor(t, 60*time.Second, "pods of "+label+" Ready", func() (bool, string) {
 			pods, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "plt.dev/version=" + label})

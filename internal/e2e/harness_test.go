@@ -90,6 +90,9 @@ type appVersion struct {
 	// Path, when set, is the version's path prefix: the pods' plt.dev/path annotation (a label
 	// value cannot hold a slash).
 	Path string
+	// Launch names the launcher program the pods run; empty runs the echo backend. A name the
+	// launcher does not know leaves the pods Running but never Ready (nothing is started).
+	Launch string
 }
 
 func (v appVersion) name() string {
@@ -105,7 +108,11 @@ func (v appVersion) labels() map[string]string {
 }
 
 func (v appVersion) podAnnotations() map[string]string {
-	a := map[string]string{launchAnnotation: "echo"}
+	launch := v.Launch
+	if launch == "" {
+		launch = "echo"
+	}
+	a := map[string]string{launchAnnotation: launch}
 	if v.Path != "" {
 		a["plt.dev/path"] = v.Path
 	}
@@ -146,6 +153,46 @@ func (c *cluster) deploy(t testing.TB, v appVersion) {
 	}
 	_, err = c.kube.CoreV1().Services(v.Namespace).Create(ctx, svc, metav1.CreateOptions{})
 	require.NoError(t, err)
+}
+
+// waitPodsReady waits until the version's Deployment has as many pods as it wants replicas and
+// every one of them is Ready (the launcher's echo backend answering).
+func (c *cluster) waitPodsReady(t testing.TB, v appVersion, timeout time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	waitFor(t, timeout, "pods of "+v.name()+" Ready", func() (bool, string) {
+		dep, err := c.kube.AppsV1().Deployments(v.Namespace).Get(ctx, v.name(), metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		want := int32(1)
+		if dep.Spec.Replicas != nil {
+			want = *dep.Spec.Replicas
+		}
+		pods, err := c.kube.CoreV1().Pods(v.Namespace).List(ctx, metav1.ListOptions{
+			LabelSelector: "app.kubernetes.io/name=" + v.App + ",plt.dev/version=" + v.Version,
+		})
+		if err != nil {
+			return false, err.Error()
+		}
+		ready := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil && podReady(&p) {
+				ready++
+			}
+		}
+		return ready == int(want) && len(pods.Items) == int(want), fmt.Sprintf("%d of %d pods Ready, want %d", ready, len(pods.Items), want)
+	})
+}
+
+// podReady reports the pod's Ready condition.
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // launchAnnotation tells the stack's pod launcher which local program a pod runs.

@@ -19,12 +19,18 @@ import (
 
 var podActor = registry.Actor{Type: registry.ActorPod, ID: "pod"}
 
-// observeAt records a version whose Deployment was created at deployed.
+// observeAt records a version whose Deployment was created at deployed, its pods a second later.
 func observeAt(t *testing.T, s *registry.Store, a registry.AppRef, label string, deployed time.Time) registry.Version {
+	t.Helper()
+	return observePods(t, s, a, label, deployed, deployed.Add(time.Second))
+}
+
+// observePods records a version whose Deployment was created at deployed and its pods at pods.
+func observePods(t *testing.T, s *registry.Store, a registry.AppRef, label string, deployed, pods time.Time) registry.Version {
 	t.Helper()
 	v, _, err := s.ObserveVersion(context.Background(), registry.Observation{
 		Ref: registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: label}, ServiceName: a.Name + "-v" + label,
-		ServicePort: 80, DeployedAt: deployed, PodsCreatedAt: deployed.Add(time.Second)}, podActor)
+		ServicePort: 80, DeployedAt: deployed, PodsCreatedAt: pods}, podActor)
 	require.NoError(t, err)
 	return v
 }
@@ -65,6 +71,29 @@ func TestFoundTogetherTheNewestIsActive(t *testing.T) {
 	}
 }
 
+// TestFoundTogetherRecordedLate: versions found at once are recorded when their workflows start,
+// which may be after a newer one found at the same moment became Active (the end-to-end test saw
+// 2.4 s between detection and recording). The older one was running all along (its pods predate
+// the activation): it drains, it does not take over.
+func TestFoundTogetherRecordedLate(t *testing.T) {
+	s := registrytest.New(t)
+	ctx := context.Background()
+	a := registry.AppRef{Namespace: "adopt", Name: "late"}
+	r := func(l string) registry.VersionRef {
+		return registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: l}
+	}
+	base := time.Now().Add(-time.Minute)
+	observeAt(t, s, a, "new", base.Add(2*time.Second))
+	_, err := s.Activate(ctx, r("new"), podActor, "ready")
+	require.NoError(t, err)
+	observeAt(t, s, a, "old", base) // recorded after "new" became Active, running since before
+	tr, err := s.Activate(ctx, r("old"), podActor, "ready")
+	require.NoError(t, err)
+	require.NotNil(t, tr.KeptBy, "the newer version found together stays Active")
+	assert.Equal(t, "new", tr.KeptBy.Label)
+	assert.Equal(t, map[string]registry.State{"new": registry.Active, "old": registry.Draining}, states(t, s, a, "new", "old"))
+}
+
 // TestLaterDetectionTakesOver: the seeds' rule still holds for a version detected after the
 // Active one became Active (a redeploy, or an old Deployment scaled up again): it takes over,
 // whatever its creation time; and an operator's activation always takes over.
@@ -79,7 +108,9 @@ func TestLaterDetectionTakesOver(t *testing.T) {
 	observeAt(t, s, a, "new", now)
 	_, err := s.Activate(ctx, r("new"), podActor, "ready")
 	require.NoError(t, err)
-	observeAt(t, s, a, "old", now.Add(-time.Hour)) // detected later, created earlier
+	// Detected later, its Deployment created earlier: an old Deployment scaled up again, whose
+	// pods are new.
+	observePods(t, s, a, "old", now.Add(-time.Hour), time.Now())
 	tr, err := s.Activate(ctx, r("old"), podActor, "ready")
 	require.NoError(t, err)
 	assert.Nil(t, tr.KeptBy)

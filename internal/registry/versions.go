@@ -395,11 +395,24 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest) (Transition, error) {
 }
 
 // keepsActive reports whether cur, the app's Active version, stays Active when v is activated:
-// only for an automatic activation of a version detected before cur became Active (found
+// only for an automatic activation of a version that was running before cur became Active (found
 // together), when cur is the newer of the two. An operator's activation always takes over.
 func keepsActive(m move, actor Actor, v, cur Version) bool {
 	return m.op == OpActivate && actor.Type != ActorUser && cur.ActiveAt != nil &&
-		v.PendingAt.Before(*cur.ActiveAt) && cur.newerThan(v)
+		runningSince(v).Before(*cur.ActiveAt) && cur.newerThan(v)
+}
+
+// runningSince is when v was there to be found: its pods' creation time when known and earlier
+// than its recording. The recording (PendingAt) trails detection by however long the version's
+// workflow took to start: seconds when skewguard starts over many running versions, long enough
+// for a newer version found at the same moment to become Active first, after which the older one,
+// recorded late, would take over as if freshly deployed. A redeploy or a scale-up creates new pods,
+// so it still counts as later than the Active version.
+func runningSince(v Version) time.Time {
+	if v.PodsCreatedAt != nil && !v.PodsCreatedAt.IsZero() && v.PodsCreatedAt.Before(v.PendingAt) {
+		return *v.PodsCreatedAt
+	}
+	return v.PendingAt
 }
 
 // activeVersion reads the app's Active version, if any; the caller holds the app lock.
