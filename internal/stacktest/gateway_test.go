@@ -136,10 +136,15 @@ func TestGatewayRoutesByCookieToTheRightVersion(t *testing.T) {
 	k.applyRoute(t, route{ns: ns, name: "shop", host: host, prefix: "/shop",
 		pins: map[string]string{"1": v1}, active: "2", activeSvc: v2})
 
-	// Accepted is written before Traefik serves the new configuration: wait for the first 200.
+	// Accepted is written before Traefik serves the new configuration, and each backend's
+	// endpoints arrive on their own: wait until both the default and the pinned backend answer.
 	eventually(t, 30*time.Second, "the Gateway serves the route", func() (bool, string) {
-		_, _, err := get(t, gatewayRequest(t, host, "/shop/", ""))
-		return err == nil, fmt.Sprint(err)
+		for _, cookie := range []string{"", "__plt_dpl=1"} {
+			if _, _, err := get(t, gatewayRequest(t, host, "/shop/", cookie)); err != nil {
+				return false, fmt.Sprintf("cookie %q: %v", cookie, err)
+			}
+		}
+		return true, ""
 	})
 
 	cases := []struct {
