@@ -25,9 +25,15 @@ import (
 // routeNamespace creates a fresh namespace on the real API server for one test.
 func routeNamespace(t *testing.T) (*Clients, string) {
 	t.Helper()
+	return testNamespace(t, "sg-routes")
+}
+
+// testNamespace creates a fresh namespace named prefix-<random> and deletes it after the test.
+func testNamespace(t *testing.T, prefix string) (*Clients, string) {
+	t.Helper()
 	clients, err := NewClients(testenv.Get(t, testenv.Kubeconfig))
 	require.NoError(t, err)
-	ns := fmt.Sprintf("sg-routes-%08x", rand.Uint32())
+	ns := fmt.Sprintf("%s-%08x", prefix, rand.Uint32())
 	_, err = clients.Kube.CoreV1().Namespaces().Create(context.Background(),
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	require.NoError(t, err)

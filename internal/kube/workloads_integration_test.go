@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
@@ -21,22 +20,12 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/skewguard/skewguard/internal/routes"
-	"github.com/skewguard/skewguard/internal/testenv"
 )
 
 // workloadNamespace creates a fresh namespace on the real API server for one test.
 func workloadNamespace(t *testing.T) (*Clients, string) {
 	t.Helper()
-	clients, err := NewClients(testenv.Get(t, testenv.Kubeconfig))
-	require.NoError(t, err)
-	ns := fmt.Sprintf("sg-workloads-%08x", rand.Uint32())
-	_, err = clients.Kube.CoreV1().Namespaces().Create(context.Background(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = clients.Kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
-	})
-	return clients, ns
+	return testNamespace(t, "sg-workloads")
 }
 
 // deployEcho creates a Deployment running the stack's echo backend (kwok schedules its pods, the
