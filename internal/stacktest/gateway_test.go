@@ -72,22 +72,7 @@ func (k kube) applyRoute(t *testing.T, r route) {
 	_, err := k.gateway.GatewayV1().HTTPRoutes(r.ns).Create(context.Background(), hr, metav1.CreateOptions{})
 	require.NoError(t, err, "create HTTPRoute %s/%s", r.ns, r.name)
 
-	eventually(t, 30*time.Second, "HTTPRoute accepted with resolved refs", func() (bool, string) {
-		got, err := k.gateway.GatewayV1().HTTPRoutes(r.ns).Get(context.Background(), r.name, metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, p := range got.Status.Parents {
-			if string(p.ParentRef.Name) != gwName {
-				continue
-			}
-			if cond(p.Conditions, "Accepted") && cond(p.Conditions, "ResolvedRefs") {
-				return true, ""
-			}
-			return false, fmt.Sprintf("conditions %+v", p.Conditions)
-		}
-		return false, "no status from the Gateway yet"
-	})
+	k.waitRouteAccepted(t, r.ns, r.name, gwName)
 }
 
 func cond(conds []metav1.Condition, typ string) bool {
