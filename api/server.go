@@ -180,7 +180,7 @@ func (s *Server) routes() *mux.Router {
 
 	// Operations.
 	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
-	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
+	r.Handle("/readyz", ReadyHandler(s.log, s.opts.Ready)).Methods(http.MethodGet)
 	if s.opts.ServeMetrics {
 		r.Handle("/metrics", metricsHandler()).Methods(http.MethodGet)
 	}

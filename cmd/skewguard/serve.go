@@ -234,24 +234,8 @@ func opsHandler(log *slog.Logger, ready []api.ReadyCheck, withMetrics bool) http
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		var failed []string
-		for _, c := range ready {
-			if err := c.Check(ctx); err != nil {
-				failed = append(failed, c.Name+": "+err.Error())
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		if len(failed) > 0 {
-			log.Warn("not ready", "checks", failed)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, `{"status":"unavailable"}`+"\n")
-			return
-		}
-		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
-	})
+	// The same readiness answer as the API's: the failed checks' names; their errors are logged.
+	mux.Handle("GET /readyz", api.ReadyHandler(log, ready))
 	if withMetrics {
 		mux.Handle("GET /metrics", metrics.Handler())
 	}
