@@ -242,19 +242,21 @@ func opsHandler(log *slog.Logger, ready []api.ReadyCheck, withMetrics bool) http
 	return mux
 }
 
-// serveHTTP serves h on addr until ctx ends, then shuts down gracefully.
+// listenerLimits bound every listener (api.DefaultLimits; tests shorten them).
+var listenerLimits = api.DefaultLimits
+
+// serveHTTP serves h on addr until ctx ends, then shuts down gracefully. Slow clients are cut
+// off and connections capped (api.Limits: header and body read deadlines, header size, idle
+// keep-alives, concurrent connections).
 func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handler) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
+	srv := listenerLimits.HTTPServer(h)
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	ln = listenerLimits.Listener(ln)
 	log.Info("listening", "address", ln.Addr().String())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
