@@ -46,7 +46,8 @@ const (
 
 // Stable error codes of the listener's limits (limits.go, authlimit.go).
 const (
-	CodeRequestTimeout = "request_timeout" // 408: the body was not sent within the read deadline
+	CodeRequestTimeout      = "request_timeout"        // 408: the body was not sent within the read deadline
+	CodeTooManyAuthFailures = "too_many_auth_failures" // 429: this address failed authentication too often; see Retry-After
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
