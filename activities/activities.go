@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/skewguard/skewguard/internal/bounds"
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/registry"
@@ -100,11 +101,14 @@ type Policy struct {
 	RequireApproval  bool          `json:"requireApproval"`
 }
 
-// ResolvePolicy applies the per-app overrides p to the global configuration.
+// ResolvePolicy applies the per-app overrides p to the global configuration. An override is
+// clamped into its range (internal/bounds) before it becomes a duration: the API refuses values
+// outside it, but a row stored before the bounds existed must neither overflow (9.3e12 ms was a
+// negative duration: immediate expiry) nor check traffic every millisecond.
 func ResolvePolicy(cfg config.Config, p registry.Policy) Policy {
-	ms := func(override *int64, global time.Duration) time.Duration {
+	ms := func(override *int64, r bounds.Range, global time.Duration) time.Duration {
 		if override != nil {
-			return time.Duration(*override) * time.Millisecond
+			return r.Duration(*override)
 		}
 		return global
 	}
@@ -115,10 +119,10 @@ func ResolvePolicy(cfg config.Config, p registry.Policy) Policy {
 		return global
 	}
 	return Policy{
-		GracePeriod:      ms(p.GracePeriodMS, cfg.GracePeriod()),
-		MaxAlive:         ms(p.MaxAliveMS, cfg.MaxAlive()),
-		CheckInterval:    ms(p.CheckIntervalMS, cfg.CheckInterval()),
-		TrafficWindow:    ms(p.TrafficWindowMS, cfg.TrafficWindow()),
+		GracePeriod:      ms(p.GracePeriodMS, bounds.GracePeriod, cfg.GracePeriod()),
+		MaxAlive:         ms(p.MaxAliveMS, bounds.MaxAlive, cfg.MaxAlive()),
+		CheckInterval:    ms(p.CheckIntervalMS, bounds.CheckInterval, cfg.CheckInterval()),
+		TrafficWindow:    ms(p.TrafficWindowMS, bounds.TrafficWindow, cfg.TrafficWindow()),
 		ReadinessTimeout: cfg.ReadinessTimeout(),
 		AutoCleanup:      flag(p.AutoCleanup, cfg.AutoCleanup),
 		RequireApproval:  flag(p.RequireApproval, cfg.RequireApproval),

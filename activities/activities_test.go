@@ -84,11 +84,16 @@ func TestResolvePolicy(t *testing.T) {
 		TrafficWindow: 5 * time.Minute, ReadinessTimeout: 10 * time.Minute}, ResolvePolicy(cfg, registry.Policy{}),
 		"the documented defaults")
 	got := ResolvePolicy(cfg, registry.Policy{GracePeriodMS: ptr.To[int64](0), MaxAliveMS: ptr.To[int64](3_600_000),
-		CheckIntervalMS: ptr.To[int64](500), TrafficWindowMS: ptr.To[int64](1000), AutoCleanup: ptr.To(true),
+		CheckIntervalMS: ptr.To[int64](1500), TrafficWindowMS: ptr.To[int64](1000), AutoCleanup: ptr.To(true),
 		RequireApproval: ptr.To(true)})
-	assert.Equal(t, Policy{GracePeriod: 0, MaxAlive: time.Hour, CheckInterval: 500 * time.Millisecond,
+	assert.Equal(t, Policy{GracePeriod: 0, MaxAlive: time.Hour, CheckInterval: 1500 * time.Millisecond,
 		TrafficWindow: time.Second, ReadinessTimeout: 10 * time.Minute, AutoCleanup: true, RequireApproval: true}, got,
 		"per-app overrides win, including zero and false")
+	// A row stored before the bounds existed is clamped, never overflowed into a negative duration.
+	got = ResolvePolicy(cfg, registry.Policy{GracePeriodMS: ptr.To[int64](9.3e12), MaxAliveMS: ptr.To[int64](9.3e12),
+		CheckIntervalMS: ptr.To[int64](1), TrafficWindowMS: ptr.To[int64](-1)})
+	assert.Equal(t, Policy{GracePeriod: 30 * 24 * time.Hour, MaxAlive: 30 * 24 * time.Hour, CheckInterval: time.Second,
+		TrafficWindow: time.Second, ReadinessTimeout: 10 * time.Minute}, got)
 }
 
 type mapLookuper map[string]string

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 )
 
@@ -43,6 +44,12 @@ const (
 	CodeInternal            = "internal_error"       // 500
 )
 
+// Stable error codes of the listener's limits (limits.go, authlimit.go).
+const (
+	CodeRequestTimeout      = "request_timeout"        // 408: the body was not sent within the read deadline
+	CodeTooManyAuthFailures = "too_many_auth_failures" // 429: this address failed authentication too often; see Retry-After
+)
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -59,6 +66,10 @@ func decodeError(w http.ResponseWriter, err error) {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		writeError(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "request body is larger than %d bytes", tooBig.Limit)
+		return
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		writeError(w, http.StatusRequestTimeout, CodeRequestTimeout, "the request body was not sent in time")
 		return
 	}
 	writeError(w, http.StatusBadRequest, CodeInvalidJSON, "request body is not valid JSON: %v", err)

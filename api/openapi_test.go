@@ -73,19 +73,18 @@ func TestHealth(t *testing.T) {
 		opts   harnessOptions
 		path   string
 		status int
-		want   Health
+		want   string
 	}{
-		{"liveness ignores dependencies", failing, "/healthz", http.StatusOK, Health{Status: "ok"}},
-		{"ready", healthy, "/readyz", http.StatusOK, Health{Status: "ok", Checks: map[string]string{"postgres": "ok"}}},
-		{"not ready", failing, "/readyz", http.StatusServiceUnavailable,
-			Health{Status: "unavailable", Checks: map[string]string{"postgres": "ok", "temporal": "connection refused"}}},
+		{"liveness ignores dependencies", failing, "/healthz", http.StatusOK, `{"status":"ok"}`},
+		{"ready", healthy, "/readyz", http.StatusOK, `{"status":"ok","ready":true}`},
+		{"not ready", failing, "/readyz", http.StatusServiceUnavailable, `{"status":"unavailable","ready":false,"failed":["temporal"]}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, tc.opts)
 			rec := h.do(t, "GET", tc.path, "", "")
 			require.Equal(t, tc.status, rec.Code)
-			assert.Equal(t, tc.want, decode[Health](t, rec))
+			assert.JSONEq(t, tc.want, rec.Body.String())
 		})
 	}
 }

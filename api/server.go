@@ -85,6 +85,9 @@ type Options struct {
 	Ready        []ReadyCheck
 	// PingInterval is how often an agent's update WebSocket is pinged.
 	PingInterval time.Duration
+	// AuthFailureLimit bounds failed authentications per source address (zero fields:
+	// DefaultAuthFailureLimit).
+	AuthFailureLimit AuthFailureLimit
 }
 
 // Body size limits: the agent's state report carries its services and runtime metadata; our
@@ -104,6 +107,9 @@ type Server struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	sockets   sync.WaitGroup
+
+	// authFailures counts 401s per source address; nil when the limit is off.
+	authFailures *authLimiter
 }
 
 // New checks opts and builds the router.
@@ -136,7 +142,7 @@ func New(opts Options) (*Server, error) {
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = 30 * time.Second
 	}
-	s := &Server{opts: opts, log: opts.Logger, done: make(chan struct{})}
+	s := &Server{opts: opts, log: opts.Logger, done: make(chan struct{}), authFailures: newAuthLimiter(opts.AuthFailureLimit)}
 	s.router = s.routes()
 	return s, nil
 }
@@ -165,7 +171,7 @@ func (s *Server) routes() *mux.Router {
 	// Paths are not cleaned: a redirect would turn an agent's POST into a GET elsewhere; an
 	// unclean path simply matches nothing or fails validation.
 	r := mux.NewRouter().SkipClean(true)
-	r.Use(nameRoute)
+	r.Use(nameRoute, s.limitAuthFailures)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path)
 	})
@@ -180,7 +186,7 @@ func (s *Server) routes() *mux.Router {
 
 	// Operations.
 	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
-	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
+	r.Handle("/readyz", ReadyHandler(s.log, s.opts.Ready)).Methods(http.MethodGet)
 	if s.opts.ServeMetrics {
 		r.Handle("/metrics", metricsHandler()).Methods(http.MethodGet)
 	}

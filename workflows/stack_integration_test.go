@@ -68,7 +68,7 @@ func newStack(t *testing.T, env map[string]string) *stack {
 		"PLT_SKEW_GATEWAY_PARENT_REFS":  vals[3],
 		"PLT_SKEW_HTTP_GRACE_PERIOD_MS": "2000",
 		"PLT_SKEW_TRAFFIC_WINDOW_MS":    "1000",
-		"PLT_SKEW_CHECK_INTERVAL_MS":    "500",
+		"PLT_SKEW_CHECK_INTERVAL_MS":    "1000", // the minimum (internal/bounds)
 		"PLT_SKEW_HTTP_MAX_ALIVE_MS":    "120000",
 		"PLT_SKEW_READINESS_TIMEOUT_MS": "60000",
 		"PLT_SKEW_TRAFFIC_PRESET":       "traefik",

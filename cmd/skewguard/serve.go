@@ -234,43 +234,29 @@ func opsHandler(log *slog.Logger, ready []api.ReadyCheck, withMetrics bool) http
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		var failed []string
-		for _, c := range ready {
-			if err := c.Check(ctx); err != nil {
-				failed = append(failed, c.Name+": "+err.Error())
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		if len(failed) > 0 {
-			log.Warn("not ready", "checks", failed)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, `{"status":"unavailable"}`+"\n")
-			return
-		}
-		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
-	})
+	// The same readiness answer as the API's: the failed checks' names; their errors are logged.
+	mux.Handle("GET /readyz", api.ReadyHandler(log, ready))
 	if withMetrics {
 		mux.Handle("GET /metrics", metrics.Handler())
 	}
 	return mux
 }
 
-// serveHTTP serves h on addr until ctx ends, then shuts down gracefully.
+// listenerLimits bound every listener (api.DefaultLimits; tests shorten them).
+var listenerLimits = api.DefaultLimits
+
+// serveHTTP serves h on addr until ctx ends, then shuts down gracefully. Slow clients are cut
+// off and connections capped (api.Limits: header and body read deadlines, header size, idle
+// keep-alives, concurrent connections).
 func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handler) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
+	srv := listenerLimits.HTTPServer(h)
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	ln = listenerLimits.Listener(ln)
 	log.Info("listening", "address", ln.Addr().String())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()

@@ -17,6 +17,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/skewguard/skewguard/internal/bounds"
 	"github.com/skewguard/skewguard/internal/routes"
 )
 
@@ -69,22 +70,29 @@ type Config struct {
 	LogFormat           string `env:"PLT_SKEW_LOG_FORMAT, default=json"`
 }
 
+// The duration getters read a validated Config (LoadFrom checked every value against its range
+// in internal/bounds); on any other Config they clamp into that range rather than overflow.
+
 // GracePeriod is how long a Draining version is kept unconditionally.
-func (c Config) GracePeriod() time.Duration { return ms(c.GracePeriodMS) }
+func (c Config) GracePeriod() time.Duration { return bounds.GracePeriod.Duration(c.GracePeriodMS) }
 
 // MaxAlive is the ceiling on time spent Draining.
-func (c Config) MaxAlive() time.Duration { return ms(c.MaxAliveMS) }
+func (c Config) MaxAlive() time.Duration { return bounds.MaxAlive.Duration(c.MaxAliveMS) }
 
 // CheckInterval is how often a Draining version's traffic is checked after the grace period.
-func (c Config) CheckInterval() time.Duration { return ms(c.CheckIntervalMS) }
+func (c Config) CheckInterval() time.Duration {
+	return bounds.CheckInterval.Duration(c.CheckIntervalMS)
+}
 
 // TrafficWindow is the Prometheus range over which a Draining version's request rate is read.
-func (c Config) TrafficWindow() time.Duration { return ms(c.TrafficWindowMS) }
+func (c Config) TrafficWindow() time.Duration {
+	return bounds.TrafficWindow.Duration(c.TrafficWindowMS)
+}
 
 // ReadinessTimeout bounds how long a new version may wait for ready endpoints.
-func (c Config) ReadinessTimeout() time.Duration { return ms(c.ReadinessTimeoutMS) }
-
-func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+func (c Config) ReadinessTimeout() time.Duration {
+	return bounds.ReadinessTimeout.Duration(c.ReadinessTimeoutMS)
+}
 
 // ParentRef names a Gateway (and optionally one of its listeners) that routes attach to.
 type ParentRef struct {
@@ -173,29 +181,28 @@ func LoadFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 // unparsable, whose checks here would only repeat the problem.
 func (c Config) validate(failed map[string]bool) []string {
 	var p []string
-	positive := []struct {
-		name  string
+	// Every duration is checked against its range (internal/bounds, shared with the per-app
+	// policy) here, before anything multiplies it into a time.Duration.
+	durations := []struct {
+		r     bounds.Range
 		value int64
-		zero  bool // whether zero is allowed
 	}{
-		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", c.GracePeriodMS, true},
-		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", c.MaxAliveMS, false},
-		{"PLT_SKEW_COOKIE_MAX_AGE", c.CookieMaxAge, false},
-		{"PLT_SKEW_CHECK_INTERVAL_MS", c.CheckIntervalMS, false},
-		{"PLT_SKEW_TRAFFIC_WINDOW_MS", c.TrafficWindowMS, false},
-		{"PLT_SKEW_READINESS_TIMEOUT_MS", c.ReadinessTimeoutMS, false},
+		{bounds.GracePeriod, c.GracePeriodMS},
+		{bounds.MaxAlive, c.MaxAliveMS},
+		{bounds.CookieMaxAge, c.CookieMaxAge},
+		{bounds.CheckInterval, c.CheckIntervalMS},
+		{bounds.TrafficWindow, c.TrafficWindowMS},
+		{bounds.ReadinessTimeout, c.ReadinessTimeoutMS},
 	}
-	for _, v := range positive {
-		switch {
-		case v.value < 0:
-			p = append(p, fmt.Sprintf("%s: must not be negative, got %d", v.name, v.value))
-		case v.value == 0 && !v.zero:
-			p = append(p, fmt.Sprintf("%s: must be greater than zero", v.name))
+	for _, d := range durations {
+		if err := d.r.Check(d.value); err != nil {
+			p = append(p, fmt.Sprintf("%s: %v", d.r.Env, err))
 		}
 	}
-	if c.MaxAliveMS > 0 && c.GracePeriodMS >= 0 && c.MaxAliveMS < c.GracePeriodMS {
-		p = append(p, fmt.Sprintf("PLT_SKEW_HTTP_MAX_ALIVE_MS: %d is shorter than PLT_SKEW_HTTP_GRACE_PERIOD_MS %d",
-			c.MaxAliveMS, c.GracePeriodMS))
+	if bounds.GracePeriod.Contains(c.GracePeriodMS) && bounds.MaxAlive.Contains(c.MaxAliveMS) {
+		if err := bounds.CheckGraceWithinMaxAlive(c.GracePeriodMS, c.MaxAliveMS, bounds.GracePeriod.Env); err != nil {
+			p = append(p, fmt.Sprintf("%s: %v", bounds.MaxAlive.Env, err))
+		}
 	}
 	if !routes.ValidCookieName(c.CookieName) {
 		p = append(p, fmt.Sprintf("PLT_SKEW_COOKIE_NAME: %q is not a valid cookie name", c.CookieName))

@@ -157,17 +157,17 @@ func TestInvalidValueNamesItsVariable(t *testing.T) {
 		{"PLT_FEATURE_SKEW_PROTECTION", "yes please", "is not true or false"},
 		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "abc", "is not a whole number"},
 		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "1.5", "is not a whole number"},
-		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "-1", "must not be negative"},
+		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "-1", "must be between 0 and 2592000000 milliseconds (0 to 30d), got -1"},
 		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", "1d", "is not a whole number"},
-		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", "0", "must be greater than zero"},
-		{"PLT_SKEW_COOKIE_MAX_AGE", "-1", "must not be negative"},
-		{"PLT_SKEW_COOKIE_MAX_AGE", "0", "must be greater than zero"},
+		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", "0", "must be between 1000 and 2592000000 milliseconds (1s to 30d), got 0"},
+		{"PLT_SKEW_COOKIE_MAX_AGE", "-1", "must be between 1 and 34560000 seconds (1s to 400d), got -1"},
+		{"PLT_SKEW_COOKIE_MAX_AGE", "0", "got 0"},
 		{"PLT_SKEW_COOKIE_MAX_AGE", "99999999999999999999", "is not a whole number"},
 		{"PLT_SKEW_AUTO_CLEANUP", "2", "is not true or false"},
-		{"PLT_SKEW_CHECK_INTERVAL_MS", "0", "must be greater than zero"},
+		{"PLT_SKEW_CHECK_INTERVAL_MS", "0", "must be between 1000 and 86400000 milliseconds (1s to 1d), got 0"},
 		{"PLT_SKEW_CHECK_INTERVAL_MS", "1m", "is not a whole number"},
-		{"PLT_SKEW_TRAFFIC_WINDOW_MS", "-300000", "must not be negative"},
-		{"PLT_SKEW_READINESS_TIMEOUT_MS", "0", "must be greater than zero"},
+		{"PLT_SKEW_TRAFFIC_WINDOW_MS", "-300000", "got -300000"},
+		{"PLT_SKEW_READINESS_TIMEOUT_MS", "0", "got 0"},
 		{"PLT_SKEW_GATEWAY_PARENT_REFS", "gateway", "is not namespace/name[:sectionName]"},
 		{"PLT_SKEW_COOKIE_NAME", "a;b", "is not a valid cookie name"},
 		{"PLT_SKEW_TRAFFIC_PRESET", "nginx", "is not one of watt, traefik"},
@@ -196,7 +196,7 @@ func TestSeveralProblemsAtOnce(t *testing.T) {
 	})
 	p := problems(t, err)
 	assert.Equal(t, Problems{
-		"PLT_SKEW_COOKIE_MAX_AGE: must not be negative, got -1",
+		"PLT_SKEW_COOKIE_MAX_AGE: must be between 1 and 34560000 seconds (1s to 400d), got -1",
 		`PLT_SKEW_HTTP_GRACE_PERIOD_MS: "abc" is not a whole number`,
 	}, p)
 	assert.Contains(t, err.Error(), "PLT_SKEW_HTTP_GRACE_PERIOD_MS")
@@ -236,7 +236,7 @@ func TestMaxAliveShorterThanGrace(t *testing.T) {
 	}{
 		{"2000", "1000", false},
 		{"1000", "1000", true},
-		{"0", "1", true},
+		{"0", "1000", true},
 		{"", "1000", false}, // the default grace period is 30 minutes
 	}
 	for _, tc := range tests {
@@ -255,6 +255,74 @@ func TestMaxAliveShorterThanGrace(t *testing.T) {
 			assert.Contains(t, p[0], "PLT_SKEW_HTTP_MAX_ALIVE_MS: "+tc.maxAlive+" is shorter than PLT_SKEW_HTTP_GRACE_PERIOD_MS")
 		})
 	}
+}
+
+// TestDurationBounds: every duration variable has the range of internal/bounds (the same the
+// per-app policy has), checked at start-up: 9.3e12 ms, which overflows time.Duration into a
+// negative value, and 1 ms for the check interval were accepted before.
+func TestDurationBounds(t *testing.T) {
+	tests := []struct {
+		name, value string
+		ok          bool
+	}{
+		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", "9300000000000", false},
+		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", "2592000001", false},
+		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", "2592000000", true}, // 30 days
+		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", "1800000", true},    // equal to the default grace period
+		{"PLT_SKEW_HTTP_MAX_ALIVE_MS", "-1", false},
+		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "0", true},
+		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "86400000", true}, // equal to the default max alive
+		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "9300000000000", false},
+		{"PLT_SKEW_HTTP_GRACE_PERIOD_MS", "-1", false},
+		{"PLT_SKEW_CHECK_INTERVAL_MS", "1", false},
+		{"PLT_SKEW_CHECK_INTERVAL_MS", "999", false},
+		{"PLT_SKEW_CHECK_INTERVAL_MS", "1000", true},
+		{"PLT_SKEW_CHECK_INTERVAL_MS", "86400000", true},
+		{"PLT_SKEW_CHECK_INTERVAL_MS", "86400001", false},
+		{"PLT_SKEW_CHECK_INTERVAL_MS", "9300000000000", false},
+		{"PLT_SKEW_TRAFFIC_WINDOW_MS", "0", false},
+		{"PLT_SKEW_TRAFFIC_WINDOW_MS", "999", false},
+		{"PLT_SKEW_TRAFFIC_WINDOW_MS", "1000", true},
+		{"PLT_SKEW_TRAFFIC_WINDOW_MS", "86400000", true},
+		{"PLT_SKEW_TRAFFIC_WINDOW_MS", "86400001", false},
+		{"PLT_SKEW_COOKIE_MAX_AGE", "1", true},
+		{"PLT_SKEW_COOKIE_MAX_AGE", "34560000", true}, // 400 days
+		{"PLT_SKEW_COOKIE_MAX_AGE", "34560001", false},
+		{"PLT_SKEW_COOKIE_MAX_AGE", "9300000000000", false},
+		{"PLT_SKEW_READINESS_TIMEOUT_MS", "1000", true},
+		{"PLT_SKEW_READINESS_TIMEOUT_MS", "999", false},
+		{"PLT_SKEW_READINESS_TIMEOUT_MS", "86400000", true},
+		{"PLT_SKEW_READINESS_TIMEOUT_MS", "9300000000000", false},
+		{"PLT_SKEW_READINESS_TIMEOUT_MS", "-1", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			cfg, err := load(t, map[string]string{tc.name: tc.value})
+			if tc.ok {
+				require.NoError(t, err)
+				for _, d := range []time.Duration{cfg.GracePeriod(), cfg.MaxAlive(), cfg.CheckInterval(),
+					cfg.TrafficWindow(), cfg.ReadinessTimeout()} {
+					assert.GreaterOrEqual(t, d, time.Duration(0))
+				}
+				return
+			}
+			p := problems(t, err)
+			require.Len(t, p, 1, "problems: %v", p)
+			assert.True(t, strings.HasPrefix(p[0], tc.name+": must be between "), p[0])
+			assert.True(t, strings.HasSuffix(p[0], ", got "+tc.value), p[0])
+		})
+	}
+}
+
+// TestDurationGettersNeverOverflow: a Config that skipped LoadFrom still yields durations
+// within range, never a negative one.
+func TestDurationGettersNeverOverflow(t *testing.T) {
+	c := Config{GracePeriodMS: 9.3e12, MaxAliveMS: 9.3e12, CheckIntervalMS: 1, TrafficWindowMS: -1, ReadinessTimeoutMS: 9.3e12}
+	assert.Equal(t, 30*24*time.Hour, c.GracePeriod())
+	assert.Equal(t, 30*24*time.Hour, c.MaxAlive())
+	assert.Equal(t, time.Second, c.CheckInterval())
+	assert.Equal(t, time.Second, c.TrafficWindow())
+	assert.Equal(t, 24*time.Hour, c.ReadinessTimeout())
 }
 
 func TestParseParentRef(t *testing.T) {

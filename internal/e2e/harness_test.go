@@ -227,7 +227,7 @@ func baseSettings(t testing.TB, ns, databaseURL string) settings {
 		"PLT_SKEW_TRAFFIC_PRESET":         "traefik",
 		"PLT_SKEW_HTTP_GRACE_PERIOD_MS":   "2000",
 		"PLT_SKEW_TRAFFIC_WINDOW_MS":      "3000",
-		"PLT_SKEW_CHECK_INTERVAL_MS":      "500",
+		"PLT_SKEW_CHECK_INTERVAL_MS":      "1000", // the minimum (internal/bounds)
 		"PLT_SKEW_HTTP_MAX_ALIVE_MS":      "600000",
 		"PLT_SKEW_INSECURE_SKIP_API_AUTH": "true",
 		"PLT_SKEW_LOG_FORMAT":             "text",

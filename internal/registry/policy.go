@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/skewguard/skewguard/internal/bounds"
 )
 
 // PolicyError lists every problem found in a policy. It matches ErrInvalid.
@@ -21,34 +23,37 @@ func (e *PolicyError) Error() string {
 // Is makes errors.Is(err, ErrInvalid) true for a *PolicyError.
 func (e *PolicyError) Is(target error) bool { return target == ErrInvalid }
 
-// Validate checks the fields that are set, with the rules of the global variables they
-// override: no negative values, zero only for the grace period, and a max alive no shorter than
-// the grace period when both are set. It returns a *PolicyError listing every problem, or nil.
+// Validate checks the fields that are set against the ranges of internal/bounds, the same the
+// global variables they override are held to (e.g. checkIntervalMs at least 1 s, maxAliveMs at
+// most 30 days, cookieMaxAge at most 400 days), and a max alive no shorter than the grace
+// period when both are set. Nothing here multiplies a value into a time.Duration before its
+// range is known. It returns a *PolicyError listing every problem, each naming its field and
+// the range, or nil.
 func (p Policy) Validate() error {
 	var problems []string
 	fields := []struct {
-		name      string
-		value     *int64
-		zeroAllow bool
+		r     bounds.Range
+		value *int64
 	}{
-		{"gracePeriodMs", p.GracePeriodMS, true},
-		{"maxAliveMs", p.MaxAliveMS, false},
-		{"checkIntervalMs", p.CheckIntervalMS, false},
-		{"trafficWindowMs", p.TrafficWindowMS, false},
-		{"cookieMaxAge", p.CookieMaxAge, false},
+		{bounds.GracePeriod, p.GracePeriodMS},
+		{bounds.MaxAlive, p.MaxAliveMS},
+		{bounds.CheckInterval, p.CheckIntervalMS},
+		{bounds.TrafficWindow, p.TrafficWindowMS},
+		{bounds.CookieMaxAge, p.CookieMaxAge},
 	}
 	for _, f := range fields {
-		switch {
-		case f.value == nil:
-		case *f.value < 0:
-			problems = append(problems, fmt.Sprintf("%s: must not be negative, got %d", f.name, *f.value))
-		case *f.value == 0 && !f.zeroAllow:
-			problems = append(problems, fmt.Sprintf("%s: must be greater than zero", f.name))
+		if f.value == nil {
+			continue
+		}
+		if err := f.r.Check(*f.value); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", f.r.Field, err))
 		}
 	}
-	if p.MaxAliveMS != nil && p.GracePeriodMS != nil && *p.MaxAliveMS < *p.GracePeriodMS {
-		problems = append(problems, fmt.Sprintf("maxAliveMs: %d is shorter than gracePeriodMs %d",
-			*p.MaxAliveMS, *p.GracePeriodMS))
+	if p.MaxAliveMS != nil && p.GracePeriodMS != nil &&
+		bounds.MaxAlive.Contains(*p.MaxAliveMS) && bounds.GracePeriod.Contains(*p.GracePeriodMS) {
+		if err := bounds.CheckGraceWithinMaxAlive(*p.GracePeriodMS, *p.MaxAliveMS, bounds.GracePeriod.Field); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", bounds.MaxAlive.Field, err))
+		}
 	}
 	if len(problems) > 0 {
 		return &PolicyError{Problems: problems}

@@ -1,0 +1,84 @@
+package bounds
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestRanges(t *testing.T) {
+	assert.Equal(t, Range{Env: "PLT_SKEW_HTTP_MAX_ALIVE_MS", Field: "maxAliveMs", Unit: time.Millisecond,
+		Min: 1000, Max: 2_592_000_000}, MaxAlive)
+	assert.Equal(t, int64(34_560_000), CookieMaxAge.Max, "400 days in seconds (RFC 6265bis)")
+	for _, r := range All {
+		assert.LessOrEqual(t, r.Min, r.Max, r.Env)
+		assert.GreaterOrEqual(t, r.Min, int64(0), r.Env)
+		// The maximum times the unit must not overflow: that is the point of the bounds.
+		assert.Less(t, r.Max, int64(math.MaxInt64)/int64(r.Unit), r.Env)
+		assert.Positive(t, time.Duration(r.Max)*r.Unit, r.Env)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		r    Range
+		v    int64
+		want string // "" for in range
+	}{
+		{MaxAlive, 9.3e12, "must be between 1000 and 2592000000 milliseconds (1s to 30d), got 9300000000000"},
+		{MaxAlive, math.MaxInt64, "must be between 1000 and 2592000000 milliseconds (1s to 30d), got 9223372036854775807"},
+		{MaxAlive, 999, "must be between 1000 and 2592000000 milliseconds (1s to 30d), got 999"},
+		{MaxAlive, 1000, ""},
+		{MaxAlive, 2_592_000_000, ""},
+		{MaxAlive, 2_592_000_001, "got 2592000001"},
+		{MaxAlive, 0, "got 0"},
+		{MaxAlive, -1, "got -1"},
+		{MaxAlive, math.MinInt64, "got -9223372036854775808"},
+		{CheckInterval, 1, "must be between 1000 and 86400000 milliseconds (1s to 1d), got 1"},
+		{CheckInterval, 1000, ""},
+		{CheckInterval, 86_400_000, ""},
+		{CheckInterval, 86_400_001, "got 86400001"},
+		{GracePeriod, 0, ""},
+		{GracePeriod, -1, "must be between 0 and 2592000000 milliseconds (0 to 30d), got -1"},
+		{TrafficWindow, 999, "(1s to 1d), got 999"},
+		{CookieMaxAge, 34_560_000, ""},
+		{CookieMaxAge, 34_560_001, "must be between 1 and 34560000 seconds (1s to 400d), got 34560001"},
+		{CookieMaxAge, 0, "got 0"},
+		{ReadinessTimeout, 600_000, ""},
+	}
+	for _, tc := range tests {
+		err := tc.r.Check(tc.v)
+		if tc.want == "" {
+			assert.NoError(t, err, "%s=%d", tc.r.Env, tc.v)
+			continue
+		}
+		if assert.Error(t, err, "%s=%d", tc.r.Env, tc.v) {
+			assert.Contains(t, err.Error(), tc.want)
+		}
+	}
+}
+
+func TestDurationClamps(t *testing.T) {
+	assert.Equal(t, 30*24*time.Hour, MaxAlive.Duration(9.3e12), "no overflow into a negative duration")
+	assert.Equal(t, 30*24*time.Hour, MaxAlive.Duration(math.MaxInt64))
+	assert.Equal(t, time.Second, CheckInterval.Duration(1))
+	assert.Equal(t, time.Second, CheckInterval.Duration(-5))
+	assert.Equal(t, time.Duration(0), GracePeriod.Duration(0))
+	assert.Equal(t, 90*time.Second, CheckInterval.Duration(90_000))
+	assert.Equal(t, 12*time.Hour, CookieMaxAge.Duration(43200))
+}
+
+func TestGraceWithinMaxAlive(t *testing.T) {
+	assert.NoError(t, CheckGraceWithinMaxAlive(1000, 1000, "g"))
+	assert.NoError(t, CheckGraceWithinMaxAlive(0, 1000, "g"))
+	assert.EqualError(t, CheckGraceWithinMaxAlive(2000, 1000, "gracePeriodMs"), "1000 is shorter than gracePeriodMs 2000")
+}
+
+func TestHuman(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "0", time.Second: "1s", 90 * time.Second: "90s",
+		24 * time.Hour: "1d", 30 * time.Minute: "30m", 1500 * time.Millisecond: "1500ms", 36 * time.Hour: "36h"} {
+		assert.Equal(t, want, Human(d))
+	}
+}
