@@ -210,12 +210,12 @@ func TestRouteName(t *testing.T) {
 		want  string
 	}{
 		{"myapp", 0, "myapp"},
-		{"myapp", 3, "myapp-pins-3"},
-		{"My.App_1", 0, "my-app-1-" + hashOf("My.App_1")},
-		{"My.App_1", 2, "my-app-1-" + hashOf("My.App_1") + "-pins-2"},
+		{"myapp", 3, "myapp--pins-3"},
+		{"My.App_1", 0, "my-app-1--" + hashOf("My.App_1")},
+		{"My.App_1", 2, "my-app-1--" + hashOf("My.App_1") + "-pins-2"},
 		{long, 0, long},
-		{long, 1, strings.Repeat("a", 63-len("-pins-1")-9) + "-" + hashOf(long) + "-pins-1"},
-		{long, 1000, strings.Repeat("a", 63-len("-pins-1000")-9) + "-" + hashOf(long) + "-pins-1000"},
+		{long, 1, strings.Repeat("a", 63-len("--")-hashLen-len("-pins-1")) + "--" + hashOf(long) + "-pins-1"},
+		{long, 1000, strings.Repeat("a", 63-len("--")-hashLen-len("-pins-1000")) + "--" + hashOf(long) + "-pins-1000"},
 	}
 	for _, tt := range tests {
 		got := RouteName(tt.app, tt.shard)
