@@ -126,7 +126,7 @@ func backend(name string, mod func(*gatewayv1.BackendObjectReference)) gatewayv1
 
 func TestRoutesReferencing(t *testing.T) {
 	ours := routes.Labels("myapp")
-	deleting := route("myapp-pins-2", ours, backend("myapp-42", nil))
+	deleting := route("myapp--pins-2", ours, backend("myapp-42", nil))
 	deleting.DeletionTimestamp = ptr.To(metav1.Now())
 	deleting.Finalizers = []string{"example.com/hold"}
 	mirror := route("mirror", routes.Labels("shadow"))
@@ -134,7 +134,7 @@ func TestRoutesReferencing(t *testing.T) {
 		RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{BackendRef: backend("myapp-42", nil).BackendObjectReference}}}
 	gw := gatewayfake.NewSimpleClientset(
 		route("myapp", ours, backend("myapp-43", nil), backend("myapp-42", nil)),
-		route("myapp-pins-1", ours, backend("myapp-42", func(r *gatewayv1.BackendObjectReference) {
+		route("myapp--pins-1", ours, backend("myapp-42", func(r *gatewayv1.BackendObjectReference) {
 			r.Kind, r.Group = ptr.To(gatewayv1.Kind("Service")), ptr.To(gatewayv1.Group(""))
 		})),
 		deleting,
@@ -150,7 +150,7 @@ func TestRoutesReferencing(t *testing.T) {
 	w := Workloads{Client: fake.NewClientset(), Gateway: gw}
 	got, err := w.RoutesReferencing(t.Context(), "ns", "myapp-42")
 	require.NoError(t, err)
-	assert.Equal(t, []string{"mirror", "myapp", "myapp-pins-1"}, got,
+	assert.Equal(t, []string{"mirror", "myapp", "myapp--pins-1"}, got,
 		"managed, live, naming the core Service in the namespace (backends and mirrors)")
 
 	got, err = w.RoutesReferencing(t.Context(), "ns", "myapp-41")

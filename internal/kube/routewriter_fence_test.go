@@ -49,7 +49,7 @@ func TestApplyRoutesFenceIsATombstone(t *testing.T) {
 	require.NoError(t, err)
 	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 2, nil)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Deleted)
+	assert.Equal(t, []string{"myapp", "myapp--pins-1"}, res.Deleted)
 	require.Empty(t, store.names())
 	written := store.writes()
 
@@ -57,7 +57,7 @@ func TestApplyRoutesFenceIsATombstone(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, res.Superseded)
 	assert.False(t, res.Changed())
-	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.SkippedStale)
+	assert.Equal(t, []string{"myapp", "myapp--pins-1"}, res.SkippedStale)
 	assert.Empty(t, store.names(), "the late writer created nothing")
 	assert.Equal(t, written, store.writes(), "nor tried to")
 
@@ -65,7 +65,7 @@ func TestApplyRoutesFenceIsATombstone(t *testing.T) {
 	res, err = plain.ApplyRoutes(ctx, routeTestNS, "myapp", 1, rendered(t, 1, 15))
 	require.NoError(t, err)
 	assert.False(t, res.Superseded)
-	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, store.names())
+	assert.Equal(t, []string{"myapp", "myapp--pins-1"}, store.names())
 }
 
 func TestWithFenceLeavesTheOriginalUnfenced(t *testing.T) {
@@ -96,7 +96,7 @@ func TestApplyRoutesFenceAskedAfterEachCreate(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, res.Superseded)
 		assert.Empty(t, res.Created)
-		assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.SkippedStale)
+		assert.Equal(t, []string{"myapp", "myapp--pins-1"}, res.SkippedStale)
 		assert.Empty(t, store.names(), "the stale route was withdrawn")
 		assert.Equal(t, []string{"create myapp", "delete myapp"}, store.writes())
 	})
@@ -104,7 +104,7 @@ func TestApplyRoutesFenceAskedAfterEachCreate(t *testing.T) {
 		store, plain := newRouteStore(t)
 		fence := &registryFence{gen: 1}
 		store.before = func(verb, name string) {
-			if verb == "create" && name == "myapp-pins-1" {
+			if verb == "create" && name == "myapp--pins-1" {
 				fence.set(2, nil)
 			}
 		}
@@ -112,7 +112,7 @@ func TestApplyRoutesFenceAskedAfterEachCreate(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, res.Superseded)
 		assert.Equal(t, []string{"myapp"}, res.Created)
-		assert.Equal(t, []string{"myapp-pins-1"}, res.SkippedStale)
+		assert.Equal(t, []string{"myapp--pins-1"}, res.SkippedStale)
 		// The first route stays for the newer writer to overwrite or delete: it was there when
 		// the registry still said 1, so that writer lists it.
 		assert.Equal(t, []string{"myapp"}, store.names(), "the stale shard was withdrawn")
@@ -123,8 +123,8 @@ func TestApplyRoutesFenceAskedAfterEachCreate(t *testing.T) {
 		res, err := plain.WithFence(fence.get).ApplyRoutes(context.Background(), routeTestNS, "myapp", 1, rendered(t, 1, 15))
 		require.NoError(t, err)
 		assert.False(t, res.Superseded)
-		assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Created)
-		assert.Equal(t, []string{"myapp", "myapp-pins-1"}, store.names())
+		assert.Equal(t, []string{"myapp", "myapp--pins-1"}, res.Created)
+		assert.Equal(t, []string{"myapp", "myapp--pins-1"}, store.names())
 		assert.Equal(t, 3, fence.calls, "once before writing, once after each create")
 	})
 }

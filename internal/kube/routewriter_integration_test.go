@@ -107,7 +107,7 @@ func TestRouteWriterAgainstAPIServer(t *testing.T) {
 	// 6 pins with the prefix rewritten need three routes (2 + 3 + 1).
 	res, err := w.ApplyRoutes(ctx, ns, "myapp", 2, renderedIn(t, ns, 2, 6))
 	require.NoError(t, err)
-	assert.Equal(t, []string{"myapp", "myapp-pins-1", "myapp-pins-2"}, res.Created)
+	assert.Equal(t, []string{"myapp", "myapp--pins-1", "myapp--pins-2"}, res.Created)
 	assertRoutesAre(t, c, ns, renderedIn(t, ns, 2, 6))
 
 	t.Run("repeating a write changes nothing", func(t *testing.T) {
@@ -122,8 +122,8 @@ func TestRouteWriterAgainstAPIServer(t *testing.T) {
 	t.Run("a newer generation updates and adds shards", func(t *testing.T) {
 		res, err := w.ApplyRoutes(ctx, ns, "myapp", 3, renderedIn(t, ns, 3, 9))
 		require.NoError(t, err)
-		assert.Equal(t, []string{"myapp", "myapp-pins-1", "myapp-pins-2"}, res.Updated)
-		assert.Equal(t, []string{"myapp-pins-3"}, res.Created)
+		assert.Equal(t, []string{"myapp", "myapp--pins-1", "myapp--pins-2"}, res.Updated)
+		assert.Equal(t, []string{"myapp--pins-3"}, res.Created)
 		assertRoutesAre(t, c, ns, renderedIn(t, ns, 3, 9))
 	})
 
@@ -141,7 +141,7 @@ func TestRouteWriterAgainstAPIServer(t *testing.T) {
 		res, err := w.ApplyRoutes(ctx, ns, "myapp", 4, renderedIn(t, ns, 4, 1))
 		require.NoError(t, err)
 		assert.Equal(t, []string{"myapp"}, res.Updated)
-		assert.Equal(t, []string{"myapp-pins-1", "myapp-pins-2", "myapp-pins-3"}, res.Deleted)
+		assert.Equal(t, []string{"myapp--pins-1", "myapp--pins-2", "myapp--pins-3"}, res.Deleted)
 		assertRoutesAre(t, c, ns, renderedIn(t, ns, 4, 1))
 	})
 
@@ -216,11 +216,11 @@ func TestRouteWriterFenceAgainstAPIServer(t *testing.T) {
 
 	res, err := w.ApplyRoutes(ctx, ns, "myapp", 2, renderedIn(t, ns, 2, 5))
 	require.NoError(t, err)
-	require.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Created)
+	require.Equal(t, []string{"myapp", "myapp--pins-1"}, res.Created)
 
 	res, err = w.ApplyRoutes(ctx, ns, "myapp", 2, nil)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Deleted)
+	assert.Equal(t, []string{"myapp", "myapp--pins-1"}, res.Deleted)
 	require.Empty(t, liveRoutes(t, c, ns))
 
 	res, err = w.ApplyRoutes(ctx, ns, "myapp", 1, renderedIn(t, ns, 1, 5))

@@ -195,7 +195,7 @@ func TestApplyRoutesCreatesThenIsIdempotent(t *testing.T) {
 
 	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 12))
 	require.NoError(t, err)
-	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Created)
+	assert.Equal(t, []string{"myapp", "myapp--pins-1"}, res.Created)
 	assert.False(t, res.Superseded)
 	assert.True(t, res.Changed())
 	first := store.get("myapp")
@@ -206,7 +206,7 @@ func TestApplyRoutesCreatesThenIsIdempotent(t *testing.T) {
 	before := len(store.writes())
 	res, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 12))
 	require.NoError(t, err)
-	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.Unchanged)
+	assert.Equal(t, []string{"myapp", "myapp--pins-1"}, res.Unchanged)
 	assert.False(t, res.Changed())
 	assert.Len(t, store.writes(), before, "a repeated apply writes nothing")
 }
@@ -216,7 +216,7 @@ func TestApplyRoutesUpdatesAndDeletesSurplus(t *testing.T) {
 	ctx := context.Background()
 	_, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 22))
 	require.NoError(t, err)
-	require.Equal(t, []string{"myapp", "myapp-pins-1", "myapp-pins-2"}, store.names())
+	require.Equal(t, []string{"myapp", "myapp--pins-1", "myapp--pins-2"}, store.names())
 
 	// Someone else's label and annotation on our route survive our updates.
 	r := store.get("myapp")
@@ -229,7 +229,7 @@ func TestApplyRoutesUpdatesAndDeletesSurplus(t *testing.T) {
 	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 4, rendered(t, 4, 5))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"myapp"}, res.Updated)
-	assert.Equal(t, []string{"myapp-pins-1", "myapp-pins-2"}, res.Deleted)
+	assert.Equal(t, []string{"myapp--pins-1", "myapp--pins-2"}, res.Deleted)
 	assert.Equal(t, []string{"myapp"}, store.names())
 	r = store.get("myapp")
 	assert.Equal(t, "4", r.Annotations[routes.GenerationAnnotation])
@@ -250,7 +250,7 @@ func TestApplyRoutesNeverRollsBack(t *testing.T) {
 	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 6, rendered(t, 6, 22))
 	require.NoError(t, err)
 	assert.True(t, res.Superseded)
-	assert.Equal(t, []string{"myapp", "myapp-pins-1", "myapp-pins-2"}, res.SkippedStale)
+	assert.Equal(t, []string{"myapp", "myapp--pins-1", "myapp--pins-2"}, res.SkippedStale)
 	assert.False(t, res.Changed())
 	assert.Equal(t, written, store.writes(), "a stale apply writes nothing")
 	assert.Equal(t, newer, store.get("myapp"))
@@ -261,7 +261,7 @@ func TestApplyRoutesNeverRollsBack(t *testing.T) {
 	res, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", 7, rendered(t, 7, 5))
 	require.NoError(t, err)
 	assert.True(t, res.Superseded)
-	assert.Equal(t, []string{"myapp", "myapp-pins-1", "myapp-pins-2"}, store.names())
+	assert.Equal(t, []string{"myapp", "myapp--pins-1", "myapp--pins-2"}, store.names())
 }
 
 func TestApplyRoutesRetriesConflicts(t *testing.T) {
@@ -316,28 +316,28 @@ func TestApplyRoutesSurplusRaces(t *testing.T) {
 	}{
 		{
 			name:        "already deleted by someone else: NotFound is success",
-			concurrent:  func(s *routeStore) { delete(s.objs, "myapp-pins-1") },
+			concurrent:  func(s *routeStore) { delete(s.objs, "myapp--pins-1") },
 			wantDeleted: nil,
 			wantLeft:    []string{"myapp"},
 		},
 		{
 			name: "rewritten by a newer generation: kept",
 			concurrent: func(s *routeStore) {
-				r := s.objs["myapp-pins-1"].DeepCopy()
+				r := s.objs["myapp--pins-1"].DeepCopy()
 				r.Annotations[routes.GenerationAnnotation] = "9"
 				s.put(r)
 			},
 			wantSuperseded: true,
-			wantLeft:       []string{"myapp", "myapp-pins-1"},
+			wantLeft:       []string{"myapp", "myapp--pins-1"},
 		},
 		{
 			name: "touched by an older generation: re-read and deleted",
 			concurrent: func(s *routeStore) {
-				r := s.objs["myapp-pins-1"].DeepCopy()
+				r := s.objs["myapp--pins-1"].DeepCopy()
 				r.Annotations["touched"] = "yes"
 				s.put(r)
 			},
-			wantDeleted: []string{"myapp-pins-1"},
+			wantDeleted: []string{"myapp--pins-1"},
 			wantLeft:    []string{"myapp"},
 		},
 	}
@@ -349,7 +349,7 @@ func TestApplyRoutesSurplusRaces(t *testing.T) {
 			require.NoError(t, err)
 			once := false
 			store.before = func(verb, name string) {
-				if verb == "delete" && name == "myapp-pins-1" && !once {
+				if verb == "delete" && name == "myapp--pins-1" && !once {
 					once = true
 					store.mu.Lock()
 					defer store.mu.Unlock()
@@ -377,7 +377,7 @@ func TestApplyRoutesDoesNotResurrectShards(t *testing.T) {
 	newer := store.writer()
 	raced := false
 	store.before = func(verb, name string) {
-		if verb == "create" && name == "myapp-pins-1" && !raced {
+		if verb == "create" && name == "myapp--pins-1" && !raced {
 			raced = true
 			res, err := newer.ApplyRoutes(ctx, routeTestNS, "myapp", 6, rendered(t, 6, 2))
 			assert.NoError(t, err)
@@ -388,7 +388,7 @@ func TestApplyRoutesDoesNotResurrectShards(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, raced)
 	assert.True(t, res.Superseded)
-	assert.Contains(t, res.SkippedStale, "myapp-pins-1")
+	assert.Contains(t, res.SkippedStale, "myapp--pins-1")
 	assert.Equal(t, []string{"myapp"}, store.names(), "the stale shard was withdrawn")
 	assert.Equal(t, "6", store.get("myapp").Annotations[routes.GenerationAnnotation])
 }
@@ -414,7 +414,7 @@ func TestApplyRoutesRecreatesRouteDeletedMidway(t *testing.T) {
 }
 
 func TestApplyRoutesLeavesOthersRoutesAlone(t *testing.T) {
-	foreign := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: "myapp-pins-1", Namespace: routeTestNS,
+	foreign := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: "myapp--pins-1", Namespace: routeTestNS,
 		Labels: map[string]string{"app.kubernetes.io/managed-by": "helm"}}}
 	otherApp := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: routeTestNS,
 		Labels: routes.Labels("other"), Annotations: map[string]string{routes.GenerationAnnotation: "1"}}}
@@ -424,14 +424,14 @@ func TestApplyRoutesLeavesOthersRoutesAlone(t *testing.T) {
 	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 3, rendered(t, 3, 12))
 	require.ErrorIs(t, err, ErrRouteNotManaged)
 	assert.Equal(t, []string{"myapp"}, res.Created)
-	assert.Equal(t, foreign.Labels, store.get("myapp-pins-1").Labels, "an unmanaged route is never touched")
-	assert.Empty(t, store.get("myapp-pins-1").Spec.Rules)
+	assert.Equal(t, foreign.Labels, store.get("myapp--pins-1").Labels, "an unmanaged route is never touched")
+	assert.Empty(t, store.get("myapp--pins-1").Spec.Rules)
 
 	// Removing every route of myapp leaves both the unmanaged route and the other app's alone.
 	res, err = w.ApplyRoutes(ctx, routeTestNS, "myapp", 4, nil)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"myapp"}, res.Deleted)
-	assert.Equal(t, []string{"myapp-pins-1", "other"}, store.names())
+	assert.Equal(t, []string{"myapp--pins-1", "other"}, store.names())
 }
 
 func TestApplyRoutesOverwritesUnreadableGeneration(t *testing.T) {
@@ -505,9 +505,9 @@ func TestApplyRoutesSupersededByAnyNewerRoute(t *testing.T) {
 	res, err := w.ApplyRoutes(context.Background(), routeTestNS, "myapp", 5, rendered(t, 5, 12))
 	require.NoError(t, err)
 	assert.True(t, res.Superseded)
-	assert.Equal(t, []string{"myapp", "myapp-pins-1"}, res.SkippedStale)
+	assert.Equal(t, []string{"myapp", "myapp--pins-1"}, res.SkippedStale)
 	assert.Empty(t, store.writes())
-	assert.Equal(t, []string{"myapp-pins-1"}, store.names())
+	assert.Equal(t, []string{"myapp--pins-1"}, store.names())
 }
 
 // TestApplyRoutesNewestGenerationWinsAnyInterleaving runs one writer to completion at every
