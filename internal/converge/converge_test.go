@@ -239,14 +239,14 @@ func TestStartUpOnlyInScope(t *testing.T) {
 
 func TestRouteEventsEnqueueTheirApp(t *testing.T) {
 	h := start(t, &appList{}, Options{},
-		route("shop", "cart", "cart", 80), route("shop", "cart-pins-1", "cart", 80), route("shop", "web", "web", 80))
+		route("shop", "cart", "cart", 80), route("shop", "cart--pins-1", "cart", 80), route("shop", "web", "web", 80))
 	h.rec.await(t, "shop/cart") // the informer's initial list adds every route
 	h.rec.await(t, "shop/web")
 	rs := h.routes("shop")
 
 	t.Run("deleting a route", func(t *testing.T) {
 		before := h.rec.count("shop/cart")
-		rs.delete(t, "cart-pins-1")
+		rs.delete(t, "cart--pins-1")
 		h.rec.await(t, "shop/cart")
 		assert.Equal(t, before+1, h.rec.count("shop/cart"))
 	})
