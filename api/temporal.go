@@ -40,6 +40,7 @@ func (t *Temporal) StartVersion(ctx context.Context, req detect.StartRequest) er
 		DeployedAt:    req.DeployedAt,
 		PodsCreatedAt: req.PodCreatedAt,
 		Invalid:       req.Invalid,
+		After:         req.After,
 	})
 	return err
 }

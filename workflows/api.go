@@ -29,6 +29,11 @@ const (
 	// SignalPolicyChanged tells a live version's workflow that its app's policy changed: it
 	// reloads it at once (timers follow the new values) and the Active one re-writes the routes.
 	SignalPolicyChanged = "policy-changed"
+	// SignalRedeploy (argument: Redeploy) is sent with a start when the label's newest life has
+	// expired: if that life's run is still finishing (retiring its workloads), the start
+	// attaches to it, and the signal is how it learns that a new life was seen and must carry on
+	// as that life instead of completing.
+	SignalRedeploy = "redeploy"
 	// Updates (argument ActionRequest, result ActionResult), each with a validator that refuses
 	// an action the version's state does not allow.
 	UpdateExpire  = "expire"  // Pending, Staged, Draining or Failed → Expired
@@ -69,6 +74,16 @@ type LifecycleInput struct {
 	Invalid string `json:"invalid,omitempty"`
 	// Resume is the state carried across continue-as-new; nil for a fresh start.
 	Resume *Resume `json:"resume,omitempty"`
+	// After is the registry ID of the label's newest life when detection found it expired (0:
+	// the label was never recorded): the start then also signals SignalRedeploy.
+	After int64 `json:"after,omitempty"`
+}
+
+// Redeploy is SignalRedeploy's argument: a new life of the label was seen after life After
+// expired; Input starts it.
+type Redeploy struct {
+	After int64          `json:"after"`
+	Input LifecycleInput `json:"input"`
 }
 
 func (in LifecycleInput) validate() error {
@@ -205,7 +220,17 @@ func Start(ctx context.Context, c client.Client, taskQueue string, in LifecycleI
 	if err := in.validate(); err != nil {
 		return nil, err
 	}
-	run, err := c.ExecuteWorkflow(ctx, StartOptions(taskQueue, in), WorkflowType, in)
+	var run client.WorkflowRun
+	var err error
+	if in.After != 0 {
+		// The expired life's run may still be finishing: USE_EXISTING would attach this start
+		// to it and the new life would never be recorded; the signal tells that run to carry on
+		// as the new life. A fresh run ignores it (its own life is not After).
+		run, err = c.SignalWithStartWorkflow(ctx, WorkflowID(in.Ref), SignalRedeploy, Redeploy{After: in.After, Input: in},
+			StartOptions(taskQueue, in), WorkflowType, in)
+	} else {
+		run, err = c.ExecuteWorkflow(ctx, StartOptions(taskQueue, in), WorkflowType, in)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start lifecycle workflow %s: %w", WorkflowID(in.Ref), err)
 	}

@@ -485,6 +485,13 @@ func (w *lifecycle) finish(ctx workflow.Context) (LifecycleResult, error) {
 	if _, err := w.settle(ctx); err != nil {
 		return w.result(), err
 	}
+	if next, ok := w.redeployed(ctx); ok {
+		// A new life of the label was seen after this one expired, and its start attached to
+		// this run: carry on as that life (its first activity records it in the registry).
+		w.logger.Info("label redeployed while expiring: continuing as the new life", "service", next.ServiceName)
+		next.Resume, next.After = nil, 0
+		return w.result(), workflow.NewContinueAsNewError(ctx, WorkflowType, next)
+	}
 	var newest registry.Version
 	err := workflow.ExecuteActivity(registryOptions(ctx, "look for a redeploy"), a.CurrentVersion, w.in.Ref).Get(ctx, &newest)
 	if err == nil && newest.ID != w.versionID && newest.State.Live() {
@@ -498,6 +505,25 @@ func (w *lifecycle) finish(ctx workflow.Context) (LifecycleResult, error) {
 		})
 	}
 	return w.result(), nil
+}
+
+// redeployed drains SignalRedeploy and returns the input of the newest redeploy that follows
+// this life. Signals about another life (the one a fresh run was started after) are stale.
+// A signal that arrives while this run completes fails the completion, so it is seen here on
+// the retried workflow task.
+func (w *lifecycle) redeployed(ctx workflow.Context) (LifecycleInput, bool) {
+	ch := workflow.GetSignalChannel(ctx, SignalRedeploy)
+	var next LifecycleInput
+	found := false
+	for {
+		var r Redeploy
+		if !ch.ReceiveAsync(&r) {
+			return next, found
+		}
+		if r.After == w.versionID && w.versionID != 0 {
+			next, found = r.Input, true
+		}
+	}
 }
 
 func (w *lifecycle) result() LifecycleResult {

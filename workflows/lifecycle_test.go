@@ -595,3 +595,56 @@ func TestSupersededWithoutTimeStartsTheClockOnArrival(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	assert.Equal(t, t0.Add(time.Hour+36*time.Minute), *w.version("v1").ExpiredAt, "not expired at once as if drained in year 1")
 }
+
+// A start of a new life of the label, made while the expired life's run is still retiring its
+// workloads, attaches to that run (USE_EXISTING); its redeploy signal makes the run carry on as
+// the new life instead of completing and losing it. A redeploy that follows another life is
+// stale and ignored.
+func TestRedeployWhileRetiring(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		after     func(w *world) int64
+		continue_ bool
+	}{
+		{"follows this life", func(w *world) int64 { return w.version("v1").ID }, true},
+		{"follows an older life", func(w *world) int64 { return w.version("v1").ID + 1000 }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env, w := newEnv(t, defaults)
+			env.SetStartWorkflowOptions(StartOptions("test", input("v1")))
+			drainedAt := t0.Add(time.Hour)
+			expiresAt := drainedAt.Add(36 * time.Minute)
+			at(env, time.Hour, func() {
+				w.supersede("v1")
+				require.NoError(t, env.SignalWorkflowByID(WorkflowID(ref("v1")), SignalSuperseded,
+					Superseded{VersionID: w.version("v1").ID, DrainingAt: drainedAt, By: "v2"}))
+			})
+			// Retire fails once: the run is still finishing a second after the expiry.
+			at(env, expiresAt.Sub(t0)-time.Second, func() {
+				w.mu.Lock()
+				w.failures["Retire"] = 1
+				w.mu.Unlock()
+			})
+			next := input("v1")
+			next.ServiceName = "v1-again"
+			at(env, expiresAt.Sub(t0)+500*time.Millisecond, func() {
+				require.Equal(t, registry.Expired, w.version("v1").State)
+				require.NoError(t, env.SignalWorkflowByID(WorkflowID(ref("v1")), SignalRedeploy,
+					Redeploy{After: tt.after(w), Input: next}))
+			})
+			env.ExecuteWorkflow(VersionLifecycle, input("v1"))
+
+			require.True(t, env.IsWorkflowCompleted())
+			var can *workflow.ContinueAsNewError
+			if !tt.continue_ {
+				require.NoError(t, env.GetWorkflowError(), "a stale redeploy is ignored: the run completes")
+				return
+			}
+			require.ErrorAs(t, env.GetWorkflowError(), &can)
+			var got LifecycleInput
+			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &got))
+			assert.Equal(t, "v1-again", got.ServiceName, "the new life starts from the redeploy's input")
+			assert.Nil(t, got.Resume, "a new life carries nothing of the expired one")
+		})
+	}
+}

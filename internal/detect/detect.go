@@ -44,6 +44,10 @@ type StartRequest struct {
 	// the newest pods. Zero when unknown; see Origin for where they come from.
 	DeployedAt   time.Time
 	PodCreatedAt time.Time
+	// After is the registry ID of the label's newest life, expired, that this start follows (0:
+	// the label was never recorded). The expired life's workflow may still be finishing; the
+	// Starter must make sure that it carries on as the new life rather than swallow the start.
+	After int64
 	// Invalid, when set, is why Options.Validate refused the version. The version is started
 	// all the same so that the refusal is recorded where operators look; the workflow must not
 	// activate it.
@@ -210,6 +214,9 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		Ref: res.Ref, ServiceName: svc.Name, ServicePort: port, PathPrefix: path, Hostname: hostname,
 		Actor:      registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
 		DeployedAt: origin.DeployedAt, PodCreatedAt: origin.PodCreatedAt,
+	}
+	if found {
+		req.After = newest.ID
 	}
 	if d.opts.Validate != nil {
 		if err := d.opts.Validate(req); err != nil {

@@ -272,6 +272,7 @@ func TestDetect(t *testing.T) {
 		wantStart bool
 		wantErr   bool
 		version   string
+		after     int64 // the expired life the start must name
 	}{
 		{name: "feature off answers without tracking", enabled: false, pod: newPod(base), services: []runtime.Object{svc},
 			outcome: metrics.OutcomeFeatureOff},
@@ -284,8 +285,8 @@ func TestDetect(t *testing.T) {
 			outcome:  metrics.OutcomeFastPath, version: "2"},
 		{name: "expired label coming back starts again", enabled: true, pod: newPod(expiredAt.Add(time.Minute)),
 			services: []runtime.Object{svc},
-			existing: &registry.Version{Namespace: "shop", App: "web", Label: "2", State: registry.Expired, ExpiredAt: &expiredAt},
-			outcome:  metrics.OutcomeStarted, wantStart: true, version: "2"},
+			existing: &registry.Version{ID: 41, Namespace: "shop", App: "web", Label: "2", State: registry.Expired, ExpiredAt: &expiredAt},
+			outcome:  metrics.OutcomeStarted, wantStart: true, version: "2", after: 41},
 		{name: "a pod older than the expiry does not revive it", enabled: true, pod: newPod(base),
 			services: []runtime.Object{svc},
 			existing: &registry.Version{Namespace: "shop", App: "web", Label: "2", State: registry.Expired, ExpiredAt: &expiredAt},
@@ -327,6 +328,7 @@ func TestDetect(t *testing.T) {
 			assert.Equal(t, ref, got.Ref)
 			assert.Equal(t, "web-v2", got.ServiceName)
 			assert.Equal(t, int32(80), got.ServicePort)
+			assert.Equal(t, tc.after, got.After, "the start names the expired life it follows")
 			assert.Equal(t, registry.ActorPod, got.Actor.Type)
 		})
 	}
