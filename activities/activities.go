@@ -20,6 +20,7 @@ import (
 	"github.com/skewguard/skewguard/internal/bounds"
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/kube"
+	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/routes"
 	"github.com/skewguard/skewguard/internal/traffic"
@@ -148,10 +149,13 @@ func classify(err error) error {
 	var conflict *registry.ClaimConflictError
 	switch {
 	case errors.As(err, &invalidRoutes):
+		metrics.Refusal(ErrTypeRoutesInvalid)
 		return temporal.NewNonRetryableApplicationError(invalidRoutes.Error(), ErrTypeRoutesInvalid, err)
 	case errors.As(err, &refused):
+		metrics.Refusal(ErrTypeRoutesRefused)
 		return temporal.NewNonRetryableApplicationError(refused.Error(), ErrTypeRoutesRefused, err)
 	case errors.As(err, &conflict):
+		metrics.Refusal(ErrTypeClaimConflict)
 		return temporal.NewNonRetryableApplicationError(conflict.Error(), ErrTypeClaimConflict, err)
 	case errors.As(err, &ite):
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeIllegalTransition, err,

@@ -19,10 +19,15 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gatewayfake "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/fake"
@@ -437,6 +442,33 @@ func TestRetireWhileRouted(t *testing.T) {
 	d, err := client.AppsV1().Deployments("shop").Get(t.Context(), "myapp-1", metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, int32(2), *d.Spec.Replicas)
+}
+
+// An admission webhook or RBAC that refuses the scale is a refusal the workflow handles (it
+// reports it and tries again later), not an error retried every minute.
+func TestRetireRefused(t *testing.T) {
+	reg := &fakeRegistry{}
+	client := fake.NewClientset(newDeployment("myapp-1"))
+	client.PrependReactor("*", "deployments", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if action.GetSubresource() != "scale" {
+			return false, nil, nil
+		}
+		if action.GetVerb() == "get" {
+			return true, &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "myapp-1"},
+				Spec: autoscalingv1.ScaleSpec{Replicas: 2}}, nil
+		}
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "myapp-1",
+			errors.New("denied by webhook freeze.example.com"))
+	})
+	a := &Activities{Registry: reg, Workloads: kube.Workloads{Client: client}}
+	_, err := a.Retire(t.Context(), RetireInput{Ref: registry.VersionRef{Namespace: "shop", App: "myapp", Label: "1"},
+		Actor: registry.Actor{Type: registry.ActorWorkflow}, Reason: "no traffic"})
+	var app *temporal.ApplicationError
+	require.ErrorAs(t, err, &app)
+	assert.Equal(t, ErrTypeWorkloadsRefused, app.Type())
+	assert.True(t, app.NonRetryable())
+	assert.Contains(t, app.Message(), "freeze.example.com")
+	assert.Empty(t, reg.audits, "nothing done, nothing audited")
 }
 
 func TestReportEvent(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/skewguard/skewguard/internal/config"
@@ -159,8 +158,7 @@ var errRoutesAhead = errors.New("routes carry a generation newer than the regist
 
 // permanentWriteError reports whether a route write failed for a reason a retry cannot fix.
 func permanentWriteError(err error) bool {
-	return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) ||
-		apierrors.IsUnauthorized(err) || errors.Is(err, kube.ErrRouteNotManaged)
+	return permanentKubeError(err) || errors.Is(err, kube.ErrRouteNotManaged)
 }
 
 // ValidateVersion checks, with the renderer's own rules, that routes can be rendered for the

@@ -9,8 +9,10 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/skewguard/skewguard/internal/kube"
+	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
 )
 
@@ -120,6 +122,18 @@ func notReady(in ReadyInput, r kube.Readiness) error {
 // and touched nothing. It is retryable (the routes converge); details: the StillRouted.
 const ErrTypeStillRouted = "StillRouted"
 
+// ErrTypeWorkloadsRefused: the API server (RBAC, an admission webhook) refused to scale or
+// delete the version's workloads. Not retried as is: the workflow reports it and tries again
+// later, or at once on force-expire.
+const ErrTypeWorkloadsRefused = "WorkloadsRefused"
+
+// permanentKubeError reports whether an API server error is a refusal that a retry of the same
+// request cannot fix.
+func permanentKubeError(err error) bool {
+	return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) ||
+		apierrors.IsUnauthorized(err) || apierrors.IsMethodNotSupported(err)
+}
+
 // StillRouted is the detail of an ErrTypeStillRouted error.
 type StillRouted struct {
 	Service string   `json:"service"`
@@ -182,6 +196,13 @@ func (a *Activities) Retire(ctx context.Context, in RetireInput) (RetireResult, 
 	if sr := (*kube.StillRoutedError)(nil); errors.As(err, &sr) {
 		return RetireResult{}, temporal.NewApplicationError(err.Error(), ErrTypeStillRouted,
 			StillRouted{Service: sr.Service, Routes: sr.Routes})
+	}
+	if err != nil && permanentKubeError(err) {
+		// RBAC that does not cover the namespace, an admission webhook that refuses the scale or
+		// the delete: retrying as is cannot help; the workflow reports it and tries again later.
+		metrics.Refusal(ErrTypeWorkloadsRefused)
+		return res, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("retire %s refused: %v", in.Ref, err), ErrTypeWorkloadsRefused, err)
 	}
 	if err != nil {
 		return res, err

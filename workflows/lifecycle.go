@@ -98,6 +98,8 @@ type lifecycle struct {
 	failedUnready bool
 	// retryExpireAt holds back the lifecycle's own expiry after its route write was refused.
 	retryExpireAt time.Time
+	// redeploy is the input of a new life of this label, received while retiring this one.
+	redeploy *LifecycleInput
 
 	actions       workflow.Channel // *action, from the update handlers
 	queued        int              // actions sent and not yet received
@@ -515,6 +517,9 @@ func (w *lifecycle) redeployed(ctx workflow.Context) (LifecycleInput, bool) {
 	ch := workflow.GetSignalChannel(ctx, SignalRedeploy)
 	var next LifecycleInput
 	found := false
+	if w.redeploy != nil {
+		next, found = *w.redeploy, true
+	}
 	for {
 		var r Redeploy
 		if !ch.ReceiveAsync(&r) {

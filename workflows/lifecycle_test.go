@@ -648,3 +648,31 @@ func TestRedeployWhileRetiring(t *testing.T) {
 		})
 	}
 }
+
+// A retirement the API server refuses (RBAC, an admission webhook) is not retried as is: it is
+// audited once, reported as an Event, and tried again after a pause that doubles; the run ends
+// when it succeeds.
+func TestRetireRefusedIsRetriedLater(t *testing.T) {
+	env, w := newEnv(t, defaults)
+	w.retireRefusals = 2
+	runFleet(t, env, 6*time.Hour, deploy{"v1", 0}, deploy{"v2", time.Hour})
+
+	v1 := w.version("v1")
+	require.Equal(t, registry.Expired, v1.State)
+	expiredAt := *v1.ExpiredAt
+	assert.Equal(t, 3, w.attempts["Retire"], "two refusals, then the retirement")
+	require.Len(t, w.retired, 1)
+	assert.Equal(t, expiredAt.Add(retireRetryFirst+2*retireRetryFirst), w.retired[0].At,
+		"tried again after 1 min, then after 2 min: not in a loop")
+	refused := w.lastAudit("v1", "retire-refused")
+	assert.Equal(t, expiredAt, refused.At)
+	assert.Contains(t, refused.Reason, "forbidden")
+	n := 0
+	for _, e := range w.events("v1") {
+		if e == "retire-refused" {
+			n++
+		}
+	}
+	assert.Equal(t, 1, n, "audited once, not at every attempt")
+	assert.Contains(t, w.kubeEvents, "v1 RetireRefused")
+}

@@ -20,6 +20,7 @@ var permanent = []string{
 	activities.ErrTypeRoutesInvalid,
 	activities.ErrTypeRoutesRefused,
 	activities.ErrTypeClaimConflict,
+	activities.ErrTypeWorkloadsRefused,
 }
 
 // converge retries until the step succeeds: registry and Kubernetes writes must happen, and an

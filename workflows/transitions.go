@@ -309,15 +309,73 @@ func (w *lifecycle) syncRoutes(ctx workflow.Context, actor registry.Actor, reaso
 	}
 }
 
-// retire scales the version's Deployments to 0, or deletes its Deployments and Services.
+// Pauses before retiring again after the API server refused it (RBAC, an admission webhook).
+const (
+	retireRetryFirst = time.Minute
+	retireRetryMax   = time.Hour
+)
+
+// retire scales the version's Deployments to 0, or deletes its Deployments and Services. A
+// refusal is not retried as is: it is audited, reported as a Kubernetes Event, shown in the
+// workflow's details and last error, and tried again after a pause that doubles up to an hour,
+// or at once on force-expire (an operator who fixed the cause). A redeploy of this life ends
+// the attempts: the new life runs on those workloads.
 func (w *lifecycle) retire(ctx workflow.Context, actor registry.Actor, reason string) {
-	err := workflow.ExecuteActivity(kubeOptions(ctx, "retire workloads"), a.Retire, activities.RetireInput{
-		Ref: w.in.Ref, ServiceName: w.in.ServiceName, Delete: w.policy.AutoCleanup, Actor: actor, Reason: reason,
-	}).Get(ctx, nil)
-	if err != nil {
+	pause := retireRetryFirst
+	for refused := 0; ; refused++ {
+		err := workflow.ExecuteActivity(kubeOptions(ctx, "retire workloads"), a.Retire, activities.RetireInput{
+			Ref: w.in.Ref, ServiceName: w.in.ServiceName, Delete: w.policy.AutoCleanup, Actor: actor, Reason: reason,
+		}).Get(ctx, nil)
+		if err == nil {
+			if refused > 0 {
+				w.lastError = ""
+			}
+			return
+		}
 		w.lastError = "workloads not retired: " + failureMessage(err)
-		w.logger.Error("workloads not retired", "error", err)
+		var app *temporal.ApplicationError
+		if !errors.As(err, &app) || app.Type() != activities.ErrTypeWorkloadsRefused {
+			w.logger.Error("workloads not retired", "error", err)
+			return
+		}
+		w.logger.Warn("retirement refused; trying again later", "error", app.Message(), "pause", pause)
+		if refused == 0 {
+			w.audit(ctx, "retire-refused", actor, app.Message())
+			w.report(ctx, "Warning", "RetireRefused", fmt.Sprintf("version %s of %s was not retired: %s",
+				w.in.Ref.Label, w.in.Ref.App, app.Message()))
+		}
+		w.setDetails(ctx, fmt.Sprintf("**Expired**, workloads not retired: %s. Next attempt at %s, or at once on signal `%s`.",
+			app.Message(), stamp(workflow.Now(ctx).Add(pause)), SignalForceExpire))
+		if w.awaitRetireRetry(ctx, pause) {
+			return
+		}
+		pause = min(2*pause, retireRetryMax)
 	}
+}
+
+// awaitRetireRetry waits for the next attempt to retire: the pause, or a force-expire. It
+// reports true when a redeploy of this life came instead (kept for finish).
+func (w *lifecycle) awaitRetireRetry(ctx workflow.Context, pause time.Duration) (redeployed bool) {
+	timerCtx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	done := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(workflow.NewTimer(timerCtx, pause), func(workflow.Future) { done = true })
+	sel.AddReceive(w.forceExpire, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		done = true
+	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalRedeploy), func(c workflow.ReceiveChannel, _ bool) {
+		var r Redeploy
+		c.Receive(ctx, &r)
+		if r.After == w.versionID && w.versionID != 0 {
+			w.redeploy, redeployed, done = &r.Input, true, true
+		}
+	})
+	for !done {
+		sel.Select(ctx)
+	}
+	return redeployed
 }
 
 // notifySuperseded tells the version this one superseded that it is now Draining. A workflow

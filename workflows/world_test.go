@@ -102,6 +102,8 @@ type world struct {
 	kubeEvents []string // Kubernetes Events reported: "label reason"
 	readings   map[string][]time.Time
 	attempts   map[string]int
+	// retireRefusals: how many Retire attempts the API server refuses for good first.
+	retireRefusals int
 }
 
 func newWorld(t testing.TB, env *testsuite.TestWorkflowEnvironment, policy activities.Policy) *world {
@@ -413,6 +415,11 @@ func (w *world) retire(_ context.Context, in activities.RetireInput) (activities
 	defer w.mu.Unlock()
 	if err := w.attempt("Retire"); err != nil {
 		return activities.RetireResult{}, err
+	}
+	if w.retireRefusals > 0 {
+		w.retireRefusals--
+		return activities.RetireResult{}, temporal.NewNonRetryableApplicationError(
+			"retire refused: deployments.apps \"web-"+in.Ref.Label+"\" is forbidden", activities.ErrTypeWorkloadsRefused, nil)
 	}
 	w.retired = append(w.retired, retirement{At: w.now(), Label: in.Ref.Label, Delete: in.Delete})
 	return activities.RetireResult{ScaledDown: []string{app + "-" + in.Ref.Label}}, nil

@@ -69,6 +69,16 @@ var (
 		Help:      "Failed activity attempts by activity name (each retry counts).",
 	}, []string{"activity"})
 
+	// Refusals counts writes the API server (or an admission webhook) refused and that skewguard
+	// will not retry as they are, and versions refused before they could be routed, by kind
+	// (the error type the workflow sees: RoutesRefused, RoutesInvalid, ClaimConflict,
+	// WorkloadsRefused, ...). Each refusal is also in the version's audit and workflow details.
+	Refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "refusals_total",
+		Help:      "Steps refused for good (not retried as they are) by kind: RoutesRefused, RoutesInvalid, ClaimConflict, WorkloadsRefused.",
+	}, []string{"kind"})
+
 	// HTTPDuration is the latency of HTTP requests by route template, method and status code.
 	HTTPDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace,
@@ -103,10 +113,13 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		Registrations, Transitions, RouteWrites, RouteReconciles, ActivityFailures, HTTPDuration,
+		Registrations, Transitions, RouteWrites, RouteReconciles, ActivityFailures, Refusals, HTTPDuration,
 		TokenReviews, AccessReviews, AgentConnections,
 	)
 }
+
+// Refusal records one step refused for good, by kind.
+func Refusal(kind string) { Refusals.WithLabelValues(kind).Inc() }
 
 // Registration records one registration outcome from source.
 func Registration(source, outcome string) { Registrations.WithLabelValues(source, outcome).Inc() }
