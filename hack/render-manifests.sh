@@ -2,11 +2,23 @@
 # render-manifests.sh regenerates the plain manifests, deploy/kubernetes/skewguard.yaml, from the
 # Helm chart with the fixed values in deploy/helm/skewguard/ci/manifests-values.yaml. A test renders
 # again and fails when the committed file differs, so run this after every chart change.
-#   hack/render-manifests.sh [OUTPUT]     (default deploy/kubernetes/skewguard.yaml)
+#   hack/render-manifests.sh [--digest sha256:…] [OUTPUT]   (default deploy/kubernetes/skewguard.yaml)
+# --digest pins skewguard's image by digest (image.digest), as production should: the committed file
+# uses the release tag, since a digest exists only once the image is published; render your own copy
+# with the digest of the release you install.
 # HELM names the helm binary; by default hack/setup-helm.sh builds (once) and provides it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+digest=""
+if [[ "${1:-}" == "--digest" ]]; then
+	digest="${2:-}"
+	if [[ ! "$digest" =~ ^sha256:[0-9a-f]{64}$ ]]; then
+		echo "render-manifests: --digest needs sha256:<64 lowercase hex digits>, got '$digest'" >&2
+		exit 2
+	fi
+	shift 2
+fi
 out="${1:-deploy/kubernetes/skewguard.yaml}"
 helm="${HELM:-$(hack/setup-helm.sh)}"
 chart=deploy/helm/skewguard
@@ -27,10 +39,14 @@ trap 'rm -f "$tmp"' EXIT
 #         --from-literal=DATABASE_URL='postgres://USER:PASSWORD@HOST:5432/skewguard?sslmode=require'
 #   - in the ConfigMap "skewguard", set PLT_SKEW_GATEWAY_PARENT_REFS to your Gateway(s),
 #     TEMPORAL_ADDRESS to your Temporal frontend and PROMETHEUS_URL to your Prometheus.
+#   - pin skewguard's image by digest: render with `hack/render-manifests.sh --digest sha256:…`
+#     (the release's digest), or replace every "image:" line with ghcr.io/skewguard/skewguard@sha256:….
 HEADER
-	"$helm" template skewguard "$chart" \
-		--namespace skewguard-system \
-		--values "$chart/ci/manifests-values.yaml"
+	args=(--namespace skewguard-system --values "$chart/ci/manifests-values.yaml")
+	if [[ -n "$digest" ]]; then
+		args+=(--set "image.digest=$digest")
+	fi
+	"$helm" template skewguard "$chart" "${args[@]}"
 } >"$tmp"
 mkdir -p "$(dirname "$out")"
 mv -f "$tmp" "$out"

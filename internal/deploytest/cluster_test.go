@@ -172,7 +172,19 @@ func TestChartServerSideDryRun(t *testing.T) {
 	for _, rc := range renderCases(t) {
 		t.Run(rc.name, func(t *testing.T) {
 			ns := c.namespace(t, "sg-dryrun")
-			c.dryRun(t, render(t, "sg-"+randomSuffix(t), ns, rc.args...))
+			m := render(t, "sg-"+randomSuffix(t), ns, rc.args...)
+			// The Roles of watched namespaces (config.namespaces) go to scratch namespaces of their own.
+			watched := map[string]string{}
+			for _, o := range m {
+				if o.GetNamespace() == "" || o.GetNamespace() == ns {
+					continue
+				}
+				if _, ok := watched[o.GetNamespace()]; !ok {
+					watched[o.GetNamespace()] = c.namespace(t, "sg-dryrun-watched")
+				}
+				o.SetNamespace(watched[o.GetNamespace()])
+			}
+			c.dryRun(t, m)
 		})
 	}
 }

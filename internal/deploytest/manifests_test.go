@@ -103,9 +103,17 @@ func expand(t testing.TB, rules []rbacv1.PolicyRule) []string {
 	return out
 }
 
-// controllerPermissions is exactly what skewguard calls, for the given settings: what the
-// ClusterRole must grant, no more and no less.
+// controllerPermissions is exactly what skewguard calls, for the given settings, when it watches
+// every namespace: what the ClusterRole must grant, no more and no less.
 func controllerPermissions(skewProtection, autoCleanup bool) []string {
+	out := append(namespacedPermissions(skewProtection, autoCleanup), clusterPermissions(skewProtection, false)...)
+	sort.Strings(out)
+	return out
+}
+
+// namespacedPermissions is what skewguard calls in each namespace it watches: with
+// PLT_SKEW_NAMESPACES set, what the Role in each of them must grant.
+func namespacedPermissions(skewProtection, autoCleanup bool) []string {
 	var ps []permission
 	add := func(group, resource string, verbs ...string) {
 		for _, v := range verbs {
@@ -119,16 +127,40 @@ func controllerPermissions(skewProtection, autoCleanup bool) []string {
 	add("apps", "deployments/scale", "get", "update", "patch")
 	add("apps", "replicasets", "get", "list", "watch")
 	add("events.k8s.io", "events", "create")
-	add("authentication.k8s.io", "tokenreviews", "create")
-	add("authorization.k8s.io", "subjectaccessreviews", "create")
 	if skewProtection {
 		add("gateway.networking.k8s.io", "httproutes", "get", "list", "watch", "create", "update", "patch", "delete")
-		add("gateway.networking.k8s.io", "gateways", "get", "list", "watch")
 	}
 	if autoCleanup {
 		add("", "services", "delete")
 		add("apps", "deployments", "delete")
 	}
+	return permissionStrings(ps)
+}
+
+// clusterPermissions is what skewguard needs cluster-wide whatever the namespaces it watches:
+// the reviews, which have no namespace, and with skew protection the Gateways and (when limited
+// to some namespaces; otherwise the namespaced rules grant it) reading every HTTPRoute, which
+// claims of hosts and paths are checked against (activities/claims.go).
+func clusterPermissions(skewProtection, limited bool) []string {
+	ps := []permission{
+		{"authentication.k8s.io", "tokenreviews", "create"},
+		{"authorization.k8s.io", "subjectaccessreviews", "create"},
+	}
+	if skewProtection {
+		for _, v := range []string{"get", "list", "watch"} {
+			ps = append(ps, permission{"gateway.networking.k8s.io", "gateways", v})
+			if limited {
+				ps = append(ps, permission{"gateway.networking.k8s.io", "httproutes", v})
+			}
+		}
+	}
+	return permissionStrings(ps)
+}
+
+// configPermissions is what the Role <fullname>-config grants in the release namespace.
+var configPermissions = []string{"get core/configmaps", "list core/configmaps", "watch core/configmaps"}
+
+func permissionStrings(ps []permission) []string {
 	out := make([]string, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, p.String())
@@ -186,13 +218,7 @@ func checkRelease(t *testing.T, m manifests, w workloadCheck) map[string]string 
 		require.True(t, ok || libpqVariables[k], "ConfigMap sets %s, which skewguard does not read", k)
 	}
 
-	role := as[rbacv1.ClusterRole](t, m.get(t, "ClusterRole", w.fullname))
-	want := controllerPermissions(cm.Data["PLT_FEATURE_SKEW_PROTECTION"] == "true", cm.Data["PLT_SKEW_AUTO_CLEANUP"] == "true")
-	require.Equal(t, want, expand(t, role.Rules), "ClusterRole %s", w.fullname)
-
-	binding := as[rbacv1.ClusterRoleBinding](t, m.get(t, "ClusterRoleBinding", w.fullname))
-	require.Equal(t, rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: w.fullname}, binding.RoleRef)
-	require.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: w.fullname, Namespace: w.namespace}}, binding.Subjects)
+	checkRBAC(t, m, w, cm.Data)
 	m.get(t, "ServiceAccount", w.fullname)
 
 	checkOperatorRoles(t, m, w.fullname)
@@ -211,6 +237,53 @@ func checkRelease(t *testing.T, m manifests, w workloadCheck) map[string]string 
 	}
 	require.Equal(t, apiSuffix, svc.Spec.Selector["app.kubernetes.io/component"], "the Service selects the pods serving the API")
 	return cm.Data
+}
+
+// checkRBAC checks skewguard's own rights against the settings of its ConfigMap: with
+// PLT_SKEW_NAMESPACES empty, the ClusterRole grants everything skewguard calls; with it set, each
+// of those namespaces has a Role granting what skewguard calls there, and the ClusterRole only
+// what must be cluster-wide. Either way the Role <fullname>-config reads ConfigMaps in the release
+// namespace, and every role is bound to the pods' ServiceAccount and nothing else.
+func checkRBAC(t *testing.T, m manifests, w workloadCheck, env map[string]string) {
+	t.Helper()
+	sp, cleanup := env["PLT_FEATURE_SKEW_PROTECTION"] == "true", env["PLT_SKEW_AUTO_CLEANUP"] == "true"
+	var namespaces []string
+	if v := env["PLT_SKEW_NAMESPACES"]; v != "" {
+		namespaces = strings.Split(v, ",")
+	}
+	sa := []rbacv1.Subject{{Kind: "ServiceAccount", Name: w.fullname, Namespace: w.namespace}}
+
+	role := as[rbacv1.ClusterRole](t, m.get(t, "ClusterRole", w.fullname))
+	want := controllerPermissions(sp, cleanup)
+	if len(namespaces) > 0 {
+		want = clusterPermissions(sp, true)
+	}
+	require.Equal(t, want, expand(t, role.Rules), "ClusterRole %s (namespaces %v)", w.fullname, namespaces)
+	binding := as[rbacv1.ClusterRoleBinding](t, m.get(t, "ClusterRoleBinding", w.fullname))
+	require.Equal(t, rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: w.fullname}, binding.RoleRef)
+	require.Equal(t, sa, binding.Subjects)
+
+	roles := map[string]string{w.namespace + "/" + w.fullname + "-config": strings.Join(configPermissions, ", ")}
+	for _, ns := range namespaces {
+		roles[ns+"/"+w.fullname] = strings.Join(namespacedPermissions(sp, cleanup), ", ")
+	}
+	got := map[string]string{}
+	for _, o := range m.ofKind("Role") {
+		r := as[rbacv1.Role](t, o)
+		got[r.Namespace+"/"+r.Name] = strings.Join(expand(t, r.Rules), ", ")
+	}
+	require.Equal(t, roles, got, "Roles (namespace/name: permissions)")
+	bindings := map[string]bool{}
+	for _, o := range m.ofKind("RoleBinding") {
+		b := as[rbacv1.RoleBinding](t, o)
+		require.Equal(t, rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: b.Name}, b.RoleRef, "RoleBinding %s/%s", b.Namespace, b.Name)
+		require.Equal(t, sa, b.Subjects, "RoleBinding %s/%s", b.Namespace, b.Name)
+		bindings[b.Namespace+"/"+b.Name] = true
+	}
+	for k := range roles {
+		require.True(t, bindings[k], "Role %s has no RoleBinding", k)
+	}
+	require.Len(t, bindings, len(roles), "a RoleBinding per Role, no more")
 }
 
 func checkOperatorRoles(t *testing.T, m manifests, fullname string) {

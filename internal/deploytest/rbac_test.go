@@ -101,6 +101,7 @@ type lifecycleStep struct {
 // lifecycleWorld is one app with two versions in a fresh namespace, and skewguard's clients.
 type lifecycleWorld struct {
 	ns      string
+	watch   []string // the namespaces detection watches (PLT_SKEW_NAMESPACES); none: all
 	clients *kube.Clients
 	token   string
 	saNS    string
@@ -112,7 +113,7 @@ type lifecycleWorld struct {
 // Active, v1 drains, expires and is cleaned up.
 var lifecycle = []lifecycleStep{
 	{"detect versions (pod and Service informers)", func(ctx context.Context, w *lifecycleWorld) error {
-		cache, err := detect.NewCache(w.clients.Kube, nil, 0)
+		cache, err := detect.NewCache(w.clients.Kube, w.watch, 0)
 		if err != nil {
 			return err
 		}
@@ -228,8 +229,13 @@ func versionLabels(version string) map[string]string {
 // dials a pod.
 func newWorld(t *testing.T, r *rbacRelease, capture *klogCapture) *lifecycleWorld {
 	t.Helper()
+	return newWorldIn(t, r, capture, r.c.namespace(t, "sg-rbac-app"))
+}
+
+// newWorldIn is newWorld in an existing namespace.
+func newWorldIn(t *testing.T, r *rbacRelease, capture *klogCapture, ns string) *lifecycleWorld {
+	t.Helper()
 	ctx := context.Background()
-	ns := r.c.namespace(t, "sg-rbac-app")
 	for _, v := range []string{"1", "2"} {
 		_, err := r.c.kube.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
 			ObjectMeta: metav1.ObjectMeta{Name: serviceName(v), Labels: versionLabels(v)},
@@ -349,6 +355,88 @@ func TestRBACVersionLifecycleAsServiceAccount(t *testing.T) {
 			}
 		}
 		assert.Equal(t, []string{"gateways"}, unproven)
+	})
+}
+
+// With config.namespaces set, the chart's Roles let skewguard do all it does in the listed
+// namespaces, and nothing of it elsewhere: installed for real, the ServiceAccount may scale
+// Deployments in a listed namespace but not in another, and cluster-wide it may only create the
+// reviews and read HTTPRoutes and Gateways.
+func TestRBACNamespacedAsServiceAccount(t *testing.T) {
+	capture := captureKlog(t)
+	c := connect(t)
+	a, b, other := c.namespace(t, "sg-rbac-a"), c.namespace(t, "sg-rbac-b"), c.namespace(t, "sg-rbac-c")
+	rbac := charttest.InstallRBAC(t, time.Hour,
+		"--set", "services.icc.features.skew_protection.enable=true",
+		"--set", "services.icc.skew_protection.auto_cleanup=true",
+		"--set", "gateway.parentRefs[0].namespace=gateway-system",
+		"--set", "gateway.parentRefs[0].name=public",
+		"--set", "config.namespaces={"+a+","+b+"}",
+	)
+	r := &rbacRelease{RBAC: rbac, c: c}
+	require.Contains(t, rbac.Roles, a)
+	require.Contains(t, rbac.Roles, b)
+	require.NotContains(t, rbac.Roles, other)
+
+	sa := r.clients(t)
+	ctx := context.Background()
+	can := func(ns string, p permission) bool {
+		t.Helper()
+		review, err := sa.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: ns, Group: p.group, Resource: resourceOnly(p.resource), Subresource: subresource(p.resource), Verb: p.verb,
+			}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		return review.Status.Allowed
+	}
+	// The authorizer takes the new bindings in within moments.
+	scale := permission{"apps", "deployments/scale", "update"}
+	require.NoError(t, wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return can(a, scale) && can(b, scale), nil
+	}), "the ServiceAccount never got its Roles")
+
+	parse := func(s string) permission {
+		verb, gr, _ := strings.Cut(s, " ")
+		group, resource, _ := strings.Cut(gr, "/") // resource keeps its subresource: deployments/scale
+		if group == "core" {
+			group = ""
+		}
+		return permission{group, resource, verb}
+	}
+	cluster := map[string]bool{}
+	for _, p := range clusterPermissions(true, true) {
+		cluster[p] = true
+		assert.True(t, can("", parse(p)), "cluster-wide: %s", p)
+	}
+	for _, p := range namespacedPermissions(true, true) {
+		assert.True(t, can(a, parse(p)), "%s in %s", p, a)
+		assert.True(t, can(b, parse(p)), "%s in %s", p, b)
+		if !cluster[p] { // reading HTTPRoutes is cluster-wide: claims are checked against all of them
+			assert.False(t, can(other, parse(p)), "%s in %s, which is not listed", p, other)
+			assert.False(t, can("", parse(p)), "%s cluster-wide", p)
+		}
+	}
+
+	t.Run("a version's whole life in a listed namespace", func(t *testing.T) {
+		w := newWorldIn(t, r, capture, a)
+		w.watch = []string{a}
+		step, err := runLifecycle(t, w)
+		require.NoError(t, err, "step %q", step)
+		// The worker's claim check reads every HTTPRoute of the cluster.
+		_, err = w.clients.Gateway.GatewayV1().HTTPRoutes(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+	})
+
+	t.Run("no scaling in a namespace not listed", func(t *testing.T) {
+		w := newWorldIn(t, r, capture, other)
+		_, err := kube.Workloads{Client: w.clients.Kube, Gateway: w.clients.Gateway}.ScaleToZero(ctx, other, rbacApp, "1")
+		require.Error(t, err)
+		assert.True(t, apierrors.IsForbidden(err), "not a Forbidden error: %v", err)
+		assert.Contains(t, err.Error(), fmt.Sprintf("in the namespace %q", other))
+		d, err := c.kube.AppsV1().Deployments(other).Get(ctx, serviceName("1"), metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.EqualValues(t, 1, *d.Spec.Replicas, "the Deployment was left alone")
 	})
 }
 

@@ -3,6 +3,8 @@
 package deploytest
 
 import (
+	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/skewguard/skewguard/internal/testenv"
 )
@@ -188,6 +191,35 @@ func TestPlainManifestsAreInSyncWithTheChart(t *testing.T) {
 	}
 }
 
+var updateGolden = flag.Bool("update", false, "rewrite testdata/namespaced.yaml from the chart")
+
+// namespacedArgs render the chart as testdata/namespaced.yaml holds it: the plain manifests'
+// values, auto-cleanup on (every right skewguard can be granted), namespaces team-a and team-b.
+func namespacedArgs(t testing.TB) []string {
+	return []string{
+		"--values", filepath.Join(chartDir(t), "ci", "manifests-values.yaml"),
+		"--set", "services.icc.skew_protection.auto_cleanup=true",
+		"--set", "config.namespaces={team-a,team-b}",
+	}
+}
+
+// testdata/namespaced.yaml, which the pure RBAC tests read, is exactly the chart's rendering.
+func TestNamespacedGoldenIsInSync(t *testing.T) {
+	out, err := helmTemplate(t, "skewguard", "skewguard-system", namespacedArgs(t)...)
+	require.NoError(t, err)
+	path := filepath.Join(repoRoot(t), "internal", "deploytest", "testdata", "namespaced.yaml")
+	if *updateGolden {
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, out, 0o644))
+	}
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	if string(out) != string(got) {
+		t.Fatalf("%s is stale: go test -tags integration -run TestNamespacedGoldenIsInSync ./internal/deploytest -update\n%s",
+			path, firstDifference(string(got), string(out)))
+	}
+}
+
 func firstDifference(got, want string) string {
 	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
 	for i := 0; i < len(g) || i < len(w); i++ {
@@ -219,6 +251,8 @@ func TestChartOptions(t *testing.T) {
 		}, func(t *testing.T, m manifests) {
 			assert.Empty(t, m.ofKind("ClusterRole"))
 			assert.Empty(t, m.ofKind("ClusterRoleBinding"))
+			assert.Empty(t, m.ofKind("Role"))
+			assert.Empty(t, m.ofKind("RoleBinding"))
 			assert.Empty(t, m.ofKind("ServiceAccount"))
 			for _, d := range m.ofKind("Deployment") {
 				assert.Equal(t, "platform-skewguard", as[appsv1.Deployment](t, d).Spec.Template.Spec.ServiceAccountName)
@@ -237,6 +271,30 @@ func TestChartOptions(t *testing.T) {
 			assert.Equal(t, "8080", d.Spec.Template.Annotations["prometheus.io/port"])
 			require.Len(t, d.Spec.Template.Spec.Containers[0].Ports, 1)
 			assert.Len(t, as[corev1.Service](t, m.get(t, "Service", "skewguard")).Spec.Ports, 1)
+		}},
+		{"namespaces limited: Roles there, nothing namespaced cluster-wide", []string{
+			"--values", filepath.Join(chartDir(t), "ci", "skew-protection-values.yaml"),
+			"--set", "services.icc.skew_protection.auto_cleanup=true",
+			"--set", "config.namespaces={a,b,a}", // a repeat renders one Role
+		}, func(t *testing.T, m manifests) {
+			for _, p := range expand(t, as[rbacv1.ClusterRole](t, m.get(t, "ClusterRole", "skewguard")).Rules) {
+				verb, res, _ := strings.Cut(p, " ")
+				if verb != "get" && verb != "list" && verb != "watch" {
+					assert.Contains(t, []string{"authentication.k8s.io/tokenreviews", "authorization.k8s.io/subjectaccessreviews"}, res,
+						"cluster-wide write: %s", p)
+				}
+				for _, forbidden := range []string{"core/pods", "core/services", "apps/deployments", "apps/deployments/scale", "apps/replicasets"} {
+					assert.NotEqual(t, forbidden, res, "cluster-wide: %s", p)
+				}
+			}
+			var roles []string
+			for _, r := range m.ofKind("Role") {
+				roles = append(roles, r.GetNamespace()+"/"+r.GetName())
+				if r.GetName() == "skewguard" {
+					assert.Contains(t, expand(t, as[rbacv1.Role](t, r).Rules), "update apps/deployments/scale", r.GetNamespace())
+				}
+			}
+			assert.ElementsMatch(t, []string{"a/skewguard", "b/skewguard", "skewguard-system/skewguard-config"}, roles)
 		}},
 		{"image by digest", []string{"--set", "image.digest=" + digest}, func(t *testing.T, m manifests) {
 			d := as[appsv1.Deployment](t, m.get(t, "Deployment", "skewguard-worker"))
@@ -267,4 +325,29 @@ func TestChartOptions(t *testing.T) {
 	}
 	_, err := helmTemplate(t, "skewguard", "skewguard-system", "--set", "serviceAccount.create=false")
 	assert.ErrorContains(t, err, "serviceAccount.name is required")
+}
+
+// helm install prints a warning while the image is pinned by tag only, and none with a digest.
+func TestNotesWarnOfAnImageByTag(t *testing.T) {
+	notes := func(args ...string) string {
+		full := append([]string{"install", "skewguard", chartDir(t), "--namespace", "skewguard-system",
+			"--dry-run=client", "--output", "json"}, args...)
+		cmd := exec.Command(testenv.Get(t, testenv.HelmBinary), full...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+testenv.Get(t, testenv.Kubeconfig), "HELM_CACHE_HOME="+t.TempDir(),
+			"HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+		out, err := cmd.Output()
+		require.NoError(t, err, "helm %s", strings.Join(full, " "))
+		var release struct {
+			Info struct {
+				Notes string `json:"notes"`
+			} `json:"info"`
+		}
+		require.NoError(t, json.Unmarshal(out, &release), string(out))
+		require.NotEmpty(t, release.Info.Notes)
+		return release.Info.Notes
+	}
+	assert.Contains(t, notes(), "WARNING: the image is pulled by tag (ghcr.io/skewguard/skewguard:0.1.0)")
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	assert.NotContains(t, notes("--set", "image.digest="+digest), "pulled by tag")
+	assert.Contains(t, notes("--set", "config.namespaces={a,b}"), "only these namespaces: a, b")
 }

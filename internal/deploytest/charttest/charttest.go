@@ -102,6 +102,10 @@ type RBAC struct {
 	ServiceAccount string
 	ClusterRole    string // also the ClusterRoleBinding's name
 	Rules          []rbacv1.PolicyRule
+	// Roles are the chart's Roles, by namespace and name (each bound by the RoleBinding of the
+	// same name): one per namespace of config.namespaces, and <release>-skewguard-config in
+	// Namespace.
+	Roles map[string]map[string][]rbacv1.PolicyRule
 	// Token is a TokenRequest token of the ServiceAccount; Kubeconfig is a file that
 	// authenticates with it, for KUBECONFIG.
 	Token      string
@@ -110,7 +114,8 @@ type RBAC struct {
 
 // InstallRBAC renders the chart with the given helm arguments (e.g. "--set",
 // "services.icc.skew_protection.auto_cleanup=true"), creates its ServiceAccount (in a namespace
-// of its own), ClusterRole and ClusterRoleBinding with the admin identity, and writes a
+// of its own), ClusterRole, ClusterRoleBinding, Roles and RoleBindings (the namespaces of
+// config.namespaces must exist) with the admin identity, and writes a
 // kubeconfig that authenticates as the ServiceAccount with a token the API server issued for
 // it (valid for tokenTTL). All of it is deleted when the test ends.
 func InstallRBAC(t testing.TB, tokenTTL time.Duration, helmArgs ...string) *RBAC {
@@ -139,11 +144,25 @@ func InstallRBAC(t testing.TB, tokenTTL time.Duration, helmArgs ...string) *RBAC
 	out, err := Render(t, release, ns, helmArgs...)
 	require.NoError(t, err)
 	var (
-		sa      corev1.ServiceAccount
-		role    rbacv1.ClusterRole
-		binding rbacv1.ClusterRoleBinding
+		sa           corev1.ServiceAccount
+		role         rbacv1.ClusterRole
+		binding      rbacv1.ClusterRoleBinding
+		roles        []rbacv1.Role
+		roleBindings []rbacv1.RoleBinding
 	)
 	for _, o := range Objects(t, out) {
+		switch o.GetKind() {
+		case "Role":
+			var r rbacv1.Role
+			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r))
+			roles = append(roles, r)
+			continue
+		case "RoleBinding":
+			var b rbacv1.RoleBinding
+			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b))
+			roleBindings = append(roleBindings, b)
+			continue
+		}
 		if o.GetName() != fullname {
 			continue
 		}
@@ -170,6 +189,25 @@ func InstallRBAC(t testing.TB, tokenTTL time.Duration, helmArgs ...string) *RBAC
 	require.NoError(t, err)
 	_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &binding, metav1.CreateOptions{})
 	require.NoError(t, err)
+	byNamespace := map[string]map[string][]rbacv1.PolicyRule{}
+	for _, r := range roles {
+		_, err = admin.RbacV1().Roles(r.Namespace).Create(ctx, &r, metav1.CreateOptions{})
+		require.NoError(t, err, "create Role %s/%s", r.Namespace, r.Name)
+		t.Cleanup(func() {
+			deleteIgnoringNotFound(t, admin.RbacV1().Roles(r.Namespace).Delete(context.Background(), r.Name, metav1.DeleteOptions{}))
+		})
+		if byNamespace[r.Namespace] == nil {
+			byNamespace[r.Namespace] = map[string][]rbacv1.PolicyRule{}
+		}
+		byNamespace[r.Namespace][r.Name] = r.Rules
+	}
+	for _, b := range roleBindings {
+		_, err = admin.RbacV1().RoleBindings(b.Namespace).Create(ctx, &b, metav1.CreateOptions{})
+		require.NoError(t, err, "create RoleBinding %s/%s", b.Namespace, b.Name)
+		t.Cleanup(func() {
+			deleteIgnoringNotFound(t, admin.RbacV1().RoleBindings(b.Namespace).Delete(context.Background(), b.Name, metav1.DeleteOptions{}))
+		})
+	}
 
 	seconds := int64(tokenTTL / time.Second)
 	tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, fullname, &authenticationv1.TokenRequest{
@@ -191,7 +229,7 @@ func InstallRBAC(t testing.TB, tokenTTL time.Duration, helmArgs ...string) *RBAC
 	require.NoError(t, clientcmd.WriteToFile(*kc, path))
 
 	return &RBAC{
-		Namespace: ns, ServiceAccount: fullname, ClusterRole: fullname, Rules: role.Rules,
+		Namespace: ns, ServiceAccount: fullname, ClusterRole: fullname, Rules: role.Rules, Roles: byNamespace,
 		Token: tr.Status.Token, Kubeconfig: path,
 	}
 }
@@ -199,6 +237,12 @@ func InstallRBAC(t testing.TB, tokenTTL time.Duration, helmArgs ...string) *RBAC
 // Username is the ServiceAccount's user name, as the API server's errors name it.
 func (r *RBAC) Username() string {
 	return "system:serviceaccount:" + r.Namespace + ":" + r.ServiceAccount
+}
+
+func deleteIgnoringNotFound(t testing.TB, err error) {
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Errorf("clean up the chart's RBAC: %v", err)
+	}
 }
 
 func adminClient(t testing.TB) (kubernetes.Interface, *rest.Config) {
