@@ -235,14 +235,21 @@ func baseSettings(t testing.TB, ns, databaseURL string) settings {
 }
 
 // startSkewguard runs `skewguard serve` and waits until it is ready. It authenticates to Kubernetes as
-// the Helm chart's ServiceAccount, bound to the chart's ClusterRole rendered for the same settings, so
-// every end-to-end test also proves that the chart grants what a full lifecycle needs.
+// the Helm chart's ServiceAccount, bound to the chart's RBAC rendered for the same settings (namespaced
+// Roles when the test limits PLT_SKEW_NAMESPACES), so every end-to-end test also proves that the
+// chart grants what a full lifecycle needs.
 func startSkewguard(t testing.TB, s settings) *skewguard {
 	t.Helper()
-	rbac := charttest.InstallRBAC(t, 2*time.Hour,
-		"--set", "services.icc.features.skew_protection.enable="+orFalse(s["PLT_FEATURE_SKEW_PROTECTION"]),
-		"--set", "services.icc.skew_protection.auto_cleanup="+orFalse(s["PLT_SKEW_AUTO_CLEANUP"]),
-		"--set", "gateway.parentRefs[0].namespace=skewguard-system", "--set", "gateway.parentRefs[0].name=gw")
+	args := []string{
+		"--set", "services.icc.features.skew_protection.enable=" + orFalse(s["PLT_FEATURE_SKEW_PROTECTION"]),
+		"--set", "services.icc.skew_protection.auto_cleanup=" + orFalse(s["PLT_SKEW_AUTO_CLEANUP"]),
+		"--set", "gateway.parentRefs[0].namespace=skewguard-system", "--set", "gateway.parentRefs[0].name=gw",
+	}
+	if ns := s["PLT_SKEW_NAMESPACES"]; ns != "" {
+		// Limited namespaces: the chart's namespaced Roles, and only claim checks cluster-wide.
+		args = append(args, "--set", "config.namespaces={"+ns+"}")
+	}
+	rbac := charttest.InstallRBAC(t, 2*time.Hour, args...)
 	s["KUBECONFIG"] = rbac.Kubeconfig
 	addr := freeAddr(t)
 	s["PLT_SKEW_LISTEN_ADDRESS"] = addr
