@@ -44,6 +44,10 @@ const (
 	CodeInternal            = "internal_error"       // 500
 )
 
+// CodeActionPending is the code of a 202 answer to an action: not done within
+// PLT_SKEW_ACTION_WAIT_MS, it goes on in the workflow; the body links to the version to poll.
+const CodeActionPending = "action_pending"
+
 // Stable error codes of the listener's limits (limits.go, authlimit.go).
 const (
 	CodeRequestTimeout      = "request_timeout"        // 408: the body was not sent within the read deadline

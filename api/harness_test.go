@@ -360,6 +360,8 @@ type harnessOptions struct {
 	insecureAPI  bool
 	ready        []ReadyCheck
 	pingInterval time.Duration
+	// lifecycle replaces the fake lifecycle (e.g. a Temporal on a mock client).
+	lifecycle Lifecycle
 	// registry replaces the in-memory registry (the PostgreSQL benchmark).
 	registry interface {
 		Registry
@@ -417,6 +419,10 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	det := detect.NewDetector(detect.Options{Registry: store, Starter: starter, Lookup: cache, Enabled: !o.disabled,
 		Logger: slog.New(slog.DiscardHandler)})
 	lc := &fakeLifecycle{reg: reg}
+	var lifecycle Lifecycle = lc
+	if o.lifecycle != nil {
+		lifecycle = o.lifecycle
+	}
 	var retried []string
 	var retryMu sync.Mutex
 	srv, err := New(Options{
@@ -424,7 +430,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		Registry:            store,
 		Pods:                cache,
 		Detector:            det,
-		Lifecycle:           lc,
+		Lifecycle:           lifecycle,
 		Authenticator:       auth.NewAuthenticator(kube, auth.AuthenticatorOptions{}),
 		Authorizer:          auth.NewAuthorizer(kube, auth.AuthorizerOptions{}),
 		InsecureSkipPodAuth: o.insecurePod,

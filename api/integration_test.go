@@ -399,7 +399,7 @@ func TestRealAgentRegisters(t *testing.T) {
 	t.Cleanup(tc.Close)
 	// A task queue nobody polls: the test checks that registration starts the workflow, the
 	// workflows' own tests cover what it then does.
-	temporal := NewTemporal(tc, "sgapi-test-"+randomHex(4))
+	temporal := NewTemporal(tc, "sgapi-test-"+randomHex(4), 0)
 	live := startLive(t, c, temporal, func(*registry.Store) Lifecycle { return temporal })
 
 	labels := map[string]string{detect.LabelApp: "wattapp", detect.LabelVersion: "7"}

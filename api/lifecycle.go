@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/skewguard/skewguard/internal/registry"
 )
@@ -33,7 +35,8 @@ type ActionResult struct {
 	Message string         `json:"message"`
 }
 
-// Lifecycle runs actions on versions' workflows (Temporal Updates waited on until completed).
+// Lifecycle runs actions on versions' workflows (Temporal Updates waited on until completed,
+// or until the wait of PLT_SKEW_ACTION_WAIT_MS ran out: a *PendingError).
 type Lifecycle interface {
 	Act(ctx context.Context, ref registry.VersionRef, action Action, req ActionRequest) (ActionResult, error)
 	// PolicyChanged tells the version's workflow that its app's policy changed; a version
@@ -49,3 +52,27 @@ var ErrWorkflowNotRunning = errors.New("the version's workflow is not running")
 type RejectedError struct{ Message string }
 
 func (e *RejectedError) Error() string { return e.Message }
+
+// Stages of a pending action (PendingError.Stage).
+const (
+	// StageAccepted: the workflow accepted the action (its validator passed) and is carrying
+	// it out; it had not finished when the wait ran out.
+	StageAccepted = "accepted"
+	// StageSent: the action was sent to the workflow, which had not taken it up when the wait
+	// ran out (its worker is down or busy, or its workflow task fails). It is validated and
+	// carried out when the workflow runs again; Temporal keeps such an action in memory only,
+	// so a restart of Temporal before then loses it: poll the version and act again if needed.
+	StageSent = "sent"
+)
+
+// PendingError is an action that was not done within the wait: it goes on in the workflow.
+// The API answers it with 202 Accepted and a link to the version, whose state tells the end.
+type PendingError struct {
+	UpdateID string        // the Temporal Update's ID
+	Stage    string        // StageAccepted or StageSent
+	Wait     time.Duration // how long the API waited
+}
+
+func (e *PendingError) Error() string {
+	return fmt.Sprintf("action %s not done within %s (stage %s)", e.UpdateID, e.Wait, e.Stage)
+}

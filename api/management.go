@@ -41,14 +41,25 @@ type ActionBody struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// ActionOutcome is the answer of one action.
+// ActionOutcome is the answer of one action. An action not done within the wait
+// (PLT_SKEW_ACTION_WAIT_MS) is pending: OK is false, Code is action_pending, and UpdateID, Stage
+// and Link say what to poll; alone, it is answered 202 with Link in Location.
 type ActionOutcome struct {
 	Version string         `json:"version"`
 	OK      bool           `json:"ok"`
 	State   registry.State `json:"state,omitempty"`
 	Message string         `json:"message,omitempty"`
 	Error   *Error         `json:"error,omitempty"`
+
+	Code     string `json:"code,omitempty"`     // CodeActionPending when pending
+	Action   Action `json:"action,omitempty"`   // when pending
+	UpdateID string `json:"updateId,omitempty"` // the workflow Update's ID, when pending
+	Stage    string `json:"stage,omitempty"`    // StageAccepted or StageSent, when pending
+	Link     string `json:"link,omitempty"`     // the version resource, whose state tells the end
 }
+
+// Pending reports whether the action was not done within the wait and goes on.
+func (o ActionOutcome) Pending() bool { return o.Code == CodeActionPending }
 
 // BulkExpireBody is the body of POST …/expire.
 type BulkExpireBody struct {
@@ -71,13 +82,15 @@ type Skipped struct {
 }
 
 // BulkResult is the answer of bulk expire and threshold. Failed counts the versions whose
-// action failed; the status is 200 either way, the details are per version.
+// action failed, Pending those not done within the wait (they go on); the status is 200
+// either way, the details are per version.
 type BulkResult struct {
 	Cutoff  *time.Time      `json:"cutoff,omitempty"`
 	DryRun  bool            `json:"dryRun,omitempty"`
 	Results []ActionOutcome `json:"results"`
 	Skipped []Skipped       `json:"skipped,omitempty"`
 	Failed  int             `json:"failed"`
+	Pending int             `json:"pending,omitempty"`
 }
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
@@ -212,11 +225,15 @@ func (s *Server) act(action Action) http.HandlerFunc {
 			return
 		}
 		out, status := s.runAction(r.Context(), ref, action, body.Reason)
-		if !out.OK {
+		switch {
+		case out.Pending():
+			w.Header().Set("Location", out.Link)
+			writeJSON(w, status, out)
+		case !out.OK:
 			writeJSON(w, status, out.Error)
-			return
+		default:
+			writeJSON(w, http.StatusOK, out)
 		}
-		writeJSON(w, http.StatusOK, out)
 	}
 }
 
@@ -304,7 +321,10 @@ func (s *Server) threshold(w http.ResponseWriter, r *http.Request) {
 
 func (res *BulkResult) add(out ActionOutcome) {
 	res.Results = append(res.Results, out)
-	if !out.OK {
+	switch {
+	case out.Pending():
+		res.Pending++
+	case !out.OK:
 		res.Failed++
 	}
 }
@@ -336,7 +356,14 @@ func (s *Server) runAction(ctx context.Context, ref registry.VersionRef, action 
 		Reason: reason,
 	})
 	var rejected *RejectedError
+	var pending *PendingError
 	switch {
+	case errors.As(err, &pending):
+		s.log.Info("version action pending", "version", ref.String(), "action", string(action), "by", id.Username,
+			"updateId", pending.UpdateID, "stage", pending.Stage)
+		out.Code, out.Action, out.UpdateID, out.Stage, out.Link = CodeActionPending, action, pending.UpdateID, pending.Stage, versionPath(ref)
+		out.Message = pendingMessage(action, ref, pending)
+		return out, http.StatusAccepted
 	case errors.As(err, &rejected):
 		return fail(http.StatusConflict, CodeActionRejected, "%s", rejected.Message)
 	case errors.Is(err, ErrWorkflowNotRunning):
@@ -348,6 +375,15 @@ func (s *Server) runAction(ctx context.Context, ref registry.VersionRef, action 
 	s.log.Info("version action", "version", ref.String(), "action", string(action), "by", id.Username, "state", string(res.State))
 	out.OK, out.State, out.Message = true, res.State, res.Message
 	return out, http.StatusOK
+}
+
+func pendingMessage(action Action, ref registry.VersionRef, p *PendingError) string {
+	what := "was accepted by the version's workflow and has not finished"
+	if p.Stage == StageSent {
+		what = "was sent to the version's workflow, which has not taken it up yet (its worker may be down or busy)"
+	}
+	return fmt.Sprintf("%s of version %s %s within %s; it goes on: GET the link for the version's state",
+		action, ref.Label, what, p.Wait)
 }
 
 func pastTense(a Action) string {

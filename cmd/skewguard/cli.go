@@ -290,6 +290,10 @@ func act(ctx context.Context, f *cliFlags, app registry.AppRef, version string, 
 	if *f.output == "json" {
 		return printJSON(stdout, out)
 	}
+	if out.Pending() {
+		_, err = fmt.Fprintf(stdout, "%s version %s: pending (%s; update %s)\n", app, out.Version, out.Message, out.UpdateID)
+		return err
+	}
 	_, err = fmt.Fprintf(stdout, "%s version %s: %s (%s)\n", app, out.Version, out.State, out.Message)
 	return err
 }
@@ -336,6 +340,8 @@ func printBulk(stdout io.Writer, output string, res api.BulkResult) error {
 		for _, r := range res.Results {
 			if r.OK {
 				fmt.Fprintf(tw, "%s\tok\t%s\t%s\n", r.Version, r.State, oneLine(r.Message))
+			} else if r.Pending() {
+				fmt.Fprintf(tw, "%s\tpending\t-\t%s\n", r.Version, oneLine(r.Message))
 			} else if r.Error != nil {
 				fmt.Fprintf(tw, "%s\tfailed\t-\t%s: %s\n", r.Version, r.Error.Code, oneLine(r.Error.Message))
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/internal/temporalclient"
 	"github.com/skewguard/skewguard/worker"
 )
 
@@ -62,7 +63,8 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting skewguard", "command", name, "version", buildinfo.String(), "listen", cfg.ListenAddress,
-		"taskQueue", cfg.TaskQueue, "temporal", cfg.TemporalAddress)
+		"taskQueue", cfg.TaskQueue, "temporal", cfg.TemporalAddress, "temporalTLS", cfg.TemporalTLSEnabled(),
+		"temporalMTLS", cfg.TemporalTLSCertFile != "", "temporalAPIKey", cfg.TemporalAPIKey != "" || cfg.TemporalAPIKeyFile != "")
 	warnSettings(log, cfg, r)
 
 	kc, err := kube.NewClients(cfg.Kubeconfig)
@@ -74,16 +76,17 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 		return fmt.Errorf("open registry: %w", err)
 	}
 	defer store.Close()
-	tc, err := client.NewLazyClient(client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    temporallog.NewStructuredLogger(log.With("component", "temporal")),
-	})
+	// TLS, mTLS and API key from the configuration; certificate and key files are read now.
+	topts, err := temporalclient.Options(cfg, temporallog.NewStructuredLogger(log.With("component", "temporal")))
+	if err != nil {
+		return fmt.Errorf("temporal client: %w", err)
+	}
+	tc, err := client.NewLazyClient(topts)
 	if err != nil {
 		return fmt.Errorf("temporal client: %w", err)
 	}
 	defer tc.Close()
-	temporal := api.NewTemporal(tc, cfg.TaskQueue)
+	temporal := api.NewTemporal(tc, cfg.TaskQueue, cfg.ActionWait())
 	ready := []api.ReadyCheck{
 		{Name: "postgres", Check: store.Ping},
 		{Name: "temporal", Check: temporal.Ping},
@@ -294,6 +297,11 @@ func warnSettings(log *slog.Logger, cfg config.Config, r role) {
 	if !cfg.SkewProtection {
 		log.Warn("SKEW PROTECTION IS DISABLED (PLT_FEATURE_SKEW_PROTECTION=false): registrations are answered, " +
 			"but no version is recorded, no workflow is started and the Gateway API is never called")
+	}
+	if !cfg.TemporalTLSEnabled() {
+		log.Warn("the Temporal client uses no TLS and no credentials (TEMPORAL_TLS, TEMPORAL_TLS_CLIENT_CERT_PATH, " +
+			"TEMPORAL_API_KEY): whoever can reach the Temporal namespace can update, signal or terminate every " +
+			"version's workflow, bypassing skewguard's RBAC; see the README, \"Temporal access is full control\"")
 	}
 	if !r.api {
 		return

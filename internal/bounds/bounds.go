@@ -14,6 +14,7 @@
 //	PLT_SKEW_TRAFFIC_WINDOW_MS             trafficWindowMs  ms    1 s      24 hours
 //	PLT_SKEW_COOKIE_MAX_AGE                cookieMaxAge     s     1 s      400 days
 //	PLT_SKEW_READINESS_TIMEOUT_MS          (global only)    ms    1 s      24 hours
+//	PLT_SKEW_ACTION_WAIT_MS                (global only)    ms    1 s      60 s
 //
 // Why these: a check more often than once a second only loads Prometheus and Temporal (the
 // workflow already waits at least a second between retries); a version drained for more than
@@ -21,7 +22,11 @@
 // than a day is not "recent traffic"; user agents cap a cookie's Max-Age at 400 days (RFC
 // 6265bis, section 5.6.2), so a longer one would be a promise the browser does not keep; a
 // readiness wait beyond a day is a stuck rollout. The grace period may be zero (drain-checks
-// start at once) but not longer than the max alive it is part of.
+// start at once) but not longer than the max alive it is part of. An API call waits for a
+// workflow's answer at most PLT_SKEW_ACTION_WAIT_MS before it answers 202: less than a second
+// would answer 202 to actions that take a normal workflow task round trip, and more than a
+// minute outlives the read timeout of common proxies and load balancers (60 s), whose 504
+// would hide our 202.
 package bounds
 
 import (
@@ -51,10 +56,11 @@ var (
 	TrafficWindow    = Range{Env: "PLT_SKEW_TRAFFIC_WINDOW_MS", Field: "trafficWindowMs", Unit: time.Millisecond, Min: ms(time.Second), Max: ms(day)}
 	CookieMaxAge     = Range{Env: "PLT_SKEW_COOKIE_MAX_AGE", Field: "cookieMaxAge", Unit: time.Second, Min: 1, Max: int64(400 * day / time.Second)}
 	ReadinessTimeout = Range{Env: "PLT_SKEW_READINESS_TIMEOUT_MS", Unit: time.Millisecond, Min: ms(time.Second), Max: ms(day)}
+	ActionWait       = Range{Env: "PLT_SKEW_ACTION_WAIT_MS", Unit: time.Millisecond, Min: ms(time.Second), Max: ms(time.Minute)}
 )
 
 // All lists every range, for documentation and tests.
-var All = []Range{GracePeriod, MaxAlive, CheckInterval, TrafficWindow, CookieMaxAge, ReadinessTimeout}
+var All = []Range{GracePeriod, MaxAlive, CheckInterval, TrafficWindow, CookieMaxAge, ReadinessTimeout, ActionWait}
 
 func ms(d time.Duration) int64 { return int64(d / time.Millisecond) }
 

@@ -68,6 +68,24 @@ type Config struct {
 	InsecureSkipAPIAuth bool   `env:"PLT_SKEW_INSECURE_SKIP_API_AUTH, default=false"`
 	LogLevel            string `env:"PLT_SKEW_LOG_LEVEL, default=info"`
 	LogFormat           string `env:"PLT_SKEW_LOG_FORMAT, default=json"`
+
+	// --- Issue 12: API waits on workflows, Temporal client security (see temporal.go). ---
+
+	// ActionWaitMS bounds every wait of the API on a workflow: an action not done by then is
+	// answered 202 with a link to poll (bounds.ActionWait).
+	ActionWaitMS int64 `env:"PLT_SKEW_ACTION_WAIT_MS, default=10000"`
+	// Temporal client TLS, in the names of Temporal's own environment configuration. TLS is on
+	// when TemporalTLS is true or an API key is given; the CA file replaces the system roots;
+	// cert and key (both or neither) are the client certificate of mTLS.
+	TemporalTLS           bool   `env:"TEMPORAL_TLS, default=false"`
+	TemporalTLSCAFile     string `env:"TEMPORAL_TLS_SERVER_CA_CERT_PATH"`
+	TemporalTLSCertFile   string `env:"TEMPORAL_TLS_CLIENT_CERT_PATH"`
+	TemporalTLSKeyFile    string `env:"TEMPORAL_TLS_CLIENT_KEY_PATH"`
+	TemporalTLSServerName string `env:"TEMPORAL_TLS_SERVER_NAME"`
+	// TemporalAPIKey, or TemporalAPIKeyFile (re-read when it changes, e.g. a mounted Secret),
+	// is sent as a bearer token on every Temporal call; at most one of the two.
+	TemporalAPIKey     string `env:"TEMPORAL_API_KEY"`
+	TemporalAPIKeyFile string `env:"PLT_SKEW_TEMPORAL_API_KEY_FILE"`
 }
 
 // The duration getters read a validated Config (LoadFrom checked every value against its range
@@ -193,6 +211,7 @@ func (c Config) validate(failed map[string]bool) []string {
 		{bounds.CheckInterval, c.CheckIntervalMS},
 		{bounds.TrafficWindow, c.TrafficWindowMS},
 		{bounds.ReadinessTimeout, c.ReadinessTimeoutMS},
+		{bounds.ActionWait, c.ActionWaitMS},
 	}
 	for _, d := range durations {
 		if err := d.r.Check(d.value); err != nil {
@@ -224,6 +243,7 @@ func (c Config) validate(failed map[string]bool) []string {
 	if c.SkewProtection && len(c.ParentRefs) == 0 && !failed["PLT_SKEW_GATEWAY_PARENT_REFS"] {
 		p = append(p, "PLT_SKEW_GATEWAY_PARENT_REFS: required when PLT_FEATURE_SKEW_PROTECTION is true")
 	}
+	p = append(p, c.validateTemporal()...)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:

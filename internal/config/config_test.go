@@ -73,6 +73,7 @@ func TestOtherDefaults(t *testing.T) {
 		CookieName:         "__plt_dpl",
 		RewritePathPrefix:  true,
 		ReadinessTimeoutMS: 600000,
+		ActionWaitMS:       10000,
 		TrafficPreset:      "watt",
 		WatchPods:          true,
 		LogLevel:           "info",

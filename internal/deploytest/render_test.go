@@ -152,6 +152,8 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"two databases", []string{"--set", "postgresql.url=postgres://x", "--set", "postgresql.existingSecret=db"}, "only one of"},
 		{"a parentRef without a name", []string{"--set", "services.icc.features.skew_protection.enable=true", "--set", "gateway.parentRefs[0].namespace=gw"}, "name"},
 		{"an unknown mode", []string{"--set", "mode=both"}, "mode"},
+		{"a client certificate without its key", []string{"--set", "temporal.tls.secretName=x", "--set", "temporal.tls.keyKey="}, "set both (mTLS) or neither"},
+		{"an action wait beyond a minute", []string{"--set", "config.actionWaitMs=60001"}, "actionWaitMs"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := helmTemplate(t, "skewguard", "skewguard-system", c.args...)
@@ -317,6 +319,42 @@ func TestChartOptions(t *testing.T) {
 		{"extra environment", []string{"--set", "extraEnv[0].name=PLT_SKEW_INSECURE_SKIP_POD_AUTH", "--set-string", "extraEnv[0].value=true"}, func(t *testing.T, m manifests) {
 			d := as[appsv1.Deployment](t, m.get(t, "Deployment", "skewguard-api"))
 			assert.Equal(t, []corev1.EnvVar{{Name: "PLT_SKEW_INSECURE_SKIP_POD_AUTH", Value: "true"}}, d.Spec.Template.Spec.Containers[0].Env)
+		}},
+		// Issue 12: the Temporal client's TLS, mTLS and API key come from mounted Secrets (directories,
+		// so that rotation reaches the files), in every container that loads the configuration.
+		{"Temporal TLS, mTLS and API key", []string{"--set", "temporal.tls.secretName=temporal-client",
+			"--set", "temporal.tls.serverName=temporal.internal", "--set", "temporal.apiKey.existingSecret=temporal-key"},
+			func(t *testing.T, m manifests) {
+				data := m.get(t, "ConfigMap", "skewguard").Object["data"].(map[string]any)
+				for k, v := range map[string]string{
+					"TEMPORAL_TLS": "true", "TEMPORAL_TLS_SERVER_NAME": "temporal.internal",
+					"TEMPORAL_TLS_SERVER_CA_CERT_PATH": "/etc/skewguard/temporal-tls/ca.crt",
+					"TEMPORAL_TLS_CLIENT_CERT_PATH":    "/etc/skewguard/temporal-tls/tls.crt",
+					"TEMPORAL_TLS_CLIENT_KEY_PATH":     "/etc/skewguard/temporal-tls/tls.key",
+					"PLT_SKEW_TEMPORAL_API_KEY_FILE":   "/etc/skewguard/temporal-api-key/api-key",
+				} {
+					assert.Equal(t, v, data[k], k)
+				}
+				for _, name := range []string{"skewguard-api", "skewguard-worker"} {
+					spec := as[appsv1.Deployment](t, m.get(t, "Deployment", name)).Spec.Template.Spec
+					require.Len(t, spec.Volumes, 2, name)
+					assert.Equal(t, "temporal-client", spec.Volumes[0].Secret.SecretName)
+					assert.Equal(t, "temporal-key", spec.Volumes[1].Secret.SecretName)
+					assert.Equal(t, []corev1.KeyToPath{{Key: "api-key", Path: "api-key"}}, spec.Volumes[1].Secret.Items)
+					for _, c := range append(spec.InitContainers, spec.Containers...) {
+						require.Len(t, c.VolumeMounts, 2, "%s/%s", name, c.Name)
+						for _, vm := range c.VolumeMounts {
+							assert.True(t, vm.ReadOnly)
+							assert.Empty(t, vm.SubPath, "a subPath mount never sees a rotated Secret")
+						}
+					}
+				}
+			}},
+		{"Temporal without TLS by default", nil, func(t *testing.T, m manifests) {
+			data := m.get(t, "ConfigMap", "skewguard").Object["data"].(map[string]any)
+			assert.NotContains(t, data, "TEMPORAL_TLS")
+			assert.Equal(t, "10000", data["PLT_SKEW_ACTION_WAIT_MS"])
+			assert.Empty(t, as[appsv1.Deployment](t, m.get(t, "Deployment", "skewguard-api")).Spec.Template.Spec.Volumes)
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

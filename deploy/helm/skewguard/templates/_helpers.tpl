@@ -85,6 +85,11 @@ Checks that span several values, so a bad combination fails at install rather th
 {{- if gt $db 1 -}}
 {{- fail "set only one of postgresql.existingSecret, postgresql.url and postgresql.host" -}}
 {{- end -}}
+{{- with .Values.temporal.tls -}}
+{{- if and .secretName (ne (empty .certKey) (empty .keyKey)) -}}
+{{- fail "temporal.tls.certKey and temporal.tls.keyKey: set both (mTLS) or neither" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The environment of every container: the ConfigMap, then the database settings. */}}
@@ -115,6 +120,41 @@ env:
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . | indent 2 }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Temporal client security (issue 12): the Secrets of temporal.tls and temporal.apiKey, mounted as
+directories (not subPath) so that a renewed Secret reaches the files skewguard re-reads.
+*/}}
+{{- define "skewguard.temporalVolumeMounts" -}}
+{{- if .Values.temporal.tls.secretName }}
+- name: temporal-tls
+  mountPath: /etc/skewguard/temporal-tls
+  readOnly: true
+{{- end }}
+{{- if .Values.temporal.apiKey.existingSecret }}
+- name: temporal-api-key
+  mountPath: /etc/skewguard/temporal-api-key
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "skewguard.temporalVolumes" -}}
+{{- with .Values.temporal.tls.secretName }}
+- name: temporal-tls
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- with .Values.temporal.apiKey }}
+{{- if .existingSecret }}
+- name: temporal-api-key
+  secret:
+    secretName: {{ .existingSecret }}
+    items:
+      - key: {{ .existingSecretKey }}
+        path: api-key
 {{- end }}
 {{- end }}
 {{- end -}}

@@ -1,0 +1,109 @@
+//go:build integration
+
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/internal/testenv"
+	"github.com/skewguard/skewguard/workflows"
+)
+
+const queryAccepted = "accepted-updates"
+
+// stuckWorkflow stands for a version's workflow stuck in a long wait: its expire handler
+// accepts (unless the reason is "refuse", which its validator refuses) and never finishes.
+func stuckWorkflow(ctx workflow.Context) error {
+	var accepted []string
+	if err := workflow.SetQueryHandler(ctx, queryAccepted, func() ([]string, error) { return accepted, nil }); err != nil {
+		return err
+	}
+	err := workflow.SetUpdateHandlerWithOptions(ctx, workflows.UpdateExpire,
+		func(ctx workflow.Context, _ workflows.ActionRequest) (workflows.ActionResult, error) {
+			accepted = append(accepted, workflow.GetCurrentUpdateInfo(ctx).ID)
+			return workflows.ActionResult{}, workflow.Await(ctx, func() bool { return false })
+		},
+		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, req workflows.ActionRequest) error {
+			if req.Reason == "refuse" {
+				return temporal.NewApplicationError("refused by the validator", "")
+			}
+			return nil
+		}})
+	if err != nil {
+		return err
+	}
+	return workflow.Await(ctx, func() bool { return false })
+}
+
+// TestActionWaitOnRealTemporal: on the stack's Temporal, an action on a workflow whose handler
+// never finishes is pending (accepted) once the wait ran out, with the Update's ID; a validator
+// refusal is still synchronous; a workflow that no worker runs leaves the action pending (sent).
+func TestActionWaitOnRealTemporal(t *testing.T) {
+	tc, err := client.Dial(client.Options{
+		HostPort:  testenv.Get(t, testenv.TemporalAddr),
+		Namespace: envOr("TEMPORAL_NAMESPACE", "default"),
+		Logger:    tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+	})
+	require.NoError(t, err)
+	t.Cleanup(tc.Close)
+	queue := "sgapi-wait-" + randomHex(4)
+	w := worker.New(tc, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(stuckWorkflow, workflow.RegisterOptions{Name: "sgapi-stuck"})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+
+	start := func(t *testing.T, queue string) registry.VersionRef {
+		ref := registry.VersionRef{Namespace: "sgapi-wait", App: "app-" + randomHex(4), Label: "1"}
+		_, err := tc.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: workflows.WorkflowID(ref),
+			TaskQueue: queue, WorkflowExecutionTimeout: 5 * time.Minute}, "sgapi-stuck")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tc.TerminateWorkflow(context.Background(), workflows.WorkflowID(ref), "", "test over") })
+		return ref
+	}
+	const wait = 2 * time.Second
+	tp := NewTemporal(tc, queue, wait)
+
+	t.Run("handler never finishes", func(t *testing.T) {
+		ref := start(t, queue)
+		began := time.Now()
+		_, err := tp.Act(context.Background(), ref, ActionExpire, ActionRequest{Reason: "block"})
+		var pending *PendingError
+		require.ErrorAs(t, err, &pending)
+		assert.Less(t, time.Since(began), wait+5*time.Second)
+		assert.Equal(t, StageAccepted, pending.Stage)
+		v, err := tc.QueryWorkflow(context.Background(), workflows.WorkflowID(ref), "", queryAccepted)
+		require.NoError(t, err)
+		var ids []string
+		require.NoError(t, v.Get(&ids))
+		assert.Equal(t, []string{pending.UpdateID}, ids, "the pending update is the one the workflow runs")
+	})
+	t.Run("validator refuses at once", func(t *testing.T) {
+		ref := start(t, queue)
+		began := time.Now()
+		_, err := tp.Act(context.Background(), ref, ActionExpire, ActionRequest{Reason: "refuse"})
+		var rejected *RejectedError
+		require.ErrorAs(t, err, &rejected, "%v", err)
+		assert.Equal(t, "refused by the validator", rejected.Message)
+		assert.Less(t, time.Since(began), wait, "a refusal does not wait for the wait to run out")
+	})
+	t.Run("no worker", func(t *testing.T) {
+		ref := start(t, queue+"-nobody")
+		_, err := tp.Act(context.Background(), ref, ActionExpire, ActionRequest{Reason: "block"})
+		var pending *PendingError
+		require.True(t, errors.As(err, &pending), "%v", err)
+		assert.Equal(t, StageSent, pending.Stage)
+	})
+}
