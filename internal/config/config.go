@@ -68,6 +68,11 @@ type Config struct {
 	InsecureSkipAPIAuth bool   `env:"PLT_SKEW_INSECURE_SKIP_API_AUTH, default=false"`
 	LogLevel            string `env:"PLT_SKEW_LOG_LEVEL, default=info"`
 	LogFormat           string `env:"PLT_SKEW_LOG_FORMAT, default=json"`
+
+	// --- Claims (issue 12, item 1): who may claim a hostname and path. ---
+	// ClaimsConfigMap is "namespace/name" of the operator's allowlist ConfigMap (key
+	// claims.yaml, see internal/claims). Empty: no namespace may claim anything (warned at start).
+	ClaimsConfigMap string `env:"PLT_SKEW_CLAIMS_CONFIGMAP"`
 }
 
 // The duration getters read a validated Config (LoadFrom checked every value against its range
