@@ -23,6 +23,7 @@ var clientCallRE = regexp.MustCompile(`\.(\w+)V1\(\)\.(\w+)\(|\.(\w+)\(\)\.V1\(\
 var clientResources = map[string]string{
 	"Core.Pods":                          "core/pods",
 	"Core.Services":                      "core/services",
+	"Core.ConfigMaps":                    "core/configmaps", // the claims allowlist, by the Role <name>-claims
 	"Discovery.EndpointSlices":           "discovery.k8s.io/endpointslices",
 	"Apps.Deployments":                   "apps/deployments",
 	"Apps.ReplicaSets":                   "apps/replicasets",
@@ -89,6 +90,13 @@ func TestClusterRoleMatchesTheCode(t *testing.T) {
 		_, gr, _ := strings.Cut(p, " ")
 		res := strings.TrimSuffix(gr, "/scale") // the scale subresource rides on its resource's calls
 		granted[res] = true
+	}
+	// The claims allowlist is read with a Role of the release namespace, limited to its ConfigMap.
+	for _, r := range as[rbacv1.Role](t, m.get(t, "Role", "skewguard-claims")).Rules {
+		assert.Equal(t, []string{"skewguard-claims"}, r.ResourceNames, "the Role reads the allowlist ConfigMap only")
+		for _, res := range r.Resources {
+			granted["core/"+res] = true
+		}
 	}
 	for res, where := range called {
 		assert.True(t, granted[res], "%s is called (%s) but the ClusterRole does not grant it", res, strings.Join(where, ", "))
