@@ -106,6 +106,10 @@ type RBAC struct {
 	// authenticates with it, for KUBECONFIG.
 	Token      string
 	Kubeconfig string
+	// ClaimsConfigMap is "namespace/name" of the claims allowlist ConfigMap the chart rendered
+	// (from the claims.allow values given), created with the Role that reads it; the value of
+	// PLT_SKEW_CLAIMS_CONFIGMAP.
+	ClaimsConfigMap string
 }
 
 // InstallRBAC renders the chart with the given helm arguments (e.g. "--set",
@@ -142,8 +146,27 @@ func InstallRBAC(t testing.TB, tokenTTL time.Duration, helmArgs ...string) *RBAC
 		sa      corev1.ServiceAccount
 		role    rbacv1.ClusterRole
 		binding rbacv1.ClusterRoleBinding
+		// The claims allowlist ConfigMap and the Role that reads it (all named <fullname>-claims).
+		claimsCM      corev1.ConfigMap
+		claimsRole    rbacv1.Role
+		claimsBinding rbacv1.RoleBinding
 	)
 	for _, o := range Objects(t, out) {
+		if o.GetName() == fullname+"-claims" {
+			var target any
+			switch o.GetKind() {
+			case "ConfigMap":
+				target = &claimsCM
+			case "Role":
+				target = &claimsRole
+			case "RoleBinding":
+				target = &claimsBinding
+			default:
+				continue
+			}
+			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, target))
+			continue
+		}
 		if o.GetName() != fullname {
 			continue
 		}
@@ -170,6 +193,18 @@ func InstallRBAC(t testing.TB, tokenTTL time.Duration, helmArgs ...string) *RBAC
 	require.NoError(t, err)
 	_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &binding, metav1.CreateOptions{})
 	require.NoError(t, err)
+	var claimsRef string
+	if claimsRole.Name != "" { // deleted with the namespace
+		_, err = admin.RbacV1().Roles(ns).Create(ctx, &claimsRole, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = admin.RbacV1().RoleBindings(ns).Create(ctx, &claimsBinding, metav1.CreateOptions{})
+		require.NoError(t, err)
+		if claimsCM.Name != "" {
+			_, err = admin.CoreV1().ConfigMaps(ns).Create(ctx, &claimsCM, metav1.CreateOptions{})
+			require.NoError(t, err)
+			claimsRef = ns + "/" + claimsCM.Name
+		}
+	}
 
 	seconds := int64(tokenTTL / time.Second)
 	tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, fullname, &authenticationv1.TokenRequest{
@@ -192,7 +227,7 @@ func InstallRBAC(t testing.TB, tokenTTL time.Duration, helmArgs ...string) *RBAC
 
 	return &RBAC{
 		Namespace: ns, ServiceAccount: fullname, ClusterRole: fullname, Rules: role.Rules,
-		Token: tr.Status.Token, Kubeconfig: path,
+		Token: tr.Status.Token, Kubeconfig: path, ClaimsConfigMap: claimsRef,
 	}
 }
 
