@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/skewguard/skewguard/internal/bounds"
+	"github.com/skewguard/skewguard/internal/claims"
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/metrics"
@@ -46,7 +47,9 @@ const (
 	// ErrTypeRoutesRefused: the API server refused the route write (forbidden, invalid, a route
 	// of that name that is not ours); the registry was left as it was.
 	ErrTypeRoutesRefused = "RoutesRefused"
-	// ErrTypeClaimConflict: another application already serves the version's host and path.
+	// ErrTypeClaimConflict: another application already serves the version's host and path, or
+	// the operator's claims allowlist does not allow the version's namespace (or app) to claim
+	// them (a *claims.NotAllowedError).
 	ErrTypeClaimConflict = "ClaimConflict"
 )
 
@@ -81,7 +84,11 @@ type Activities struct {
 	// AllRoutes lists every HTTPRoute in the cluster, so that a claim of a host and path that
 	// a route skewguard does not write already serves is refused; nil checks only the registry.
 	AllRoutes RouteLister
-	Log       *slog.Logger
+	// Claims is the operator's allowlist of the hosts and paths each namespace may claim; a
+	// version takes its claim at the flip only if it allows it. nil refuses every claim (tests
+	// that mean to allow everything say claims.AllowAll()).
+	Claims *claims.Allowlist
+	Log    *slog.Logger
 	// ReadyPoll is how often WaitReady looks at the Service (default 1s).
 	ReadyPoll time.Duration
 
@@ -147,7 +154,10 @@ func classify(err error) error {
 	var invalidRoutes *RoutesInvalidError
 	var refused *RoutesRefusedError
 	var conflict *registry.ClaimConflictError
+	var notAllowed *claims.NotAllowedError
 	switch {
+	case errors.As(err, &notAllowed):
+		return temporal.NewNonRetryableApplicationError(notAllowed.Error(), ErrTypeClaimConflict, err)
 	case errors.As(err, &invalidRoutes):
 		metrics.Refusal(ErrTypeRoutesInvalid)
 		return temporal.NewNonRetryableApplicationError(invalidRoutes.Error(), ErrTypeRoutesInvalid, err)

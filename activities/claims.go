@@ -1,16 +1,50 @@
 package activities
 
 import (
+	"context"
 	"strings"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/skewguard/skewguard/internal/claims"
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/routes"
 )
 
 // RouteLister lists the HTTPRoutes of the whole cluster (an informer's lister in the worker).
 type RouteLister func() ([]*gatewayv1.HTTPRoute, error)
+
+// ValidateClaim checks the host and path prefix v would claim against the operator's allowlist:
+// nil, a *claims.NotAllowedError naming the namespace, app, host, path and the allowlist's
+// ConfigMap, or claims.ErrNotSynced while the allowlist has not been read (transient).
+// Detection calls it so that a refused version is Failed at once, visibly.
+func ValidateClaim(allow *claims.Allowlist, v registry.Version) error {
+	c := ClaimOf(v)
+	return allow.Check(v.Namespace, v.App, c.Host, c.Path)
+}
+
+// checkAllowed refuses, at the flip, a version whose claim the allowlist does not allow (now:
+// the allowlist may have narrowed since detection), for the operations that route the version:
+// activate, promote and stage. A version already in the state the operation leads to (a repeat
+// of a step that succeeded) is not checked again; expire and fail take no claim.
+func (a *Activities) checkAllowed(ctx context.Context, ref registry.VersionRef, op registry.Op) error {
+	switch op {
+	case registry.OpActivate, registry.OpPromote, registry.OpStage:
+	default:
+		return nil
+	}
+	v, err := a.Registry.GetVersion(ctx, ref)
+	if err != nil {
+		return err
+	}
+	switch {
+	case v.State == registry.Active,
+		op == registry.OpActivate && v.State == registry.Draining, // activated, then superseded
+		op == registry.OpStage && v.State == registry.Staged:
+		return nil
+	}
+	return ValidateClaim(a.Claims, v)
+}
 
 // checkClaim refuses a host and path prefix that an HTTPRoute skewguard does not write for
 // this app already serves on one of skewguard's Gateways: another team's route, another

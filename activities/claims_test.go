@@ -5,9 +5,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/skewguard/skewguard/internal/claims"
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/registry"
 )
@@ -64,4 +66,42 @@ func TestCheckClaimRefusesWhatAnotherRouteServes(t *testing.T) {
 		assert.Equal(t, tt.route, cce.Route, "%s", tt.claim)
 		assert.Contains(t, err.Error(), "already served by HTTPRoute "+tt.route)
 	}
+}
+
+func TestValidateClaimChecksWhatTheRoutesServe(t *testing.T) {
+	p, err := claims.Parse([]byte(`
+allow:
+  - namespace: team-a
+    hosts: [a.example.com]
+    paths: [/]
+  - namespace: team-a
+    apps: [api]
+    hosts: ["*"]
+    paths: [/api]
+`))
+	require.NoError(t, err)
+	allow := claims.Static(p, "ConfigMap sg/claims (key claims.yaml)")
+	v := func(ns, app, host, path string) registry.Version {
+		return registry.Version{Namespace: ns, App: app, Label: "1", Hostname: host, PathPrefix: path}
+	}
+	assert.NoError(t, ValidateClaim(allow, v("team-a", "web", "a.example.com", "")))
+	assert.NoError(t, ValidateClaim(allow, v("team-a", "web", "a.example.com", "/shop")))
+	assert.NoError(t, ValidateClaim(allow, v("team-a", "api", "", "")), "no hostname, no path: every host at /api")
+	var na *claims.NotAllowedError
+	require.ErrorAs(t, ValidateClaim(allow, v("team-a", "web", "", "")), &na, "no hostname claims every host")
+	assert.Equal(t, claims.ReasonHost, na.Reason)
+	assert.Equal(t, "/web", na.Path, "the default path of an app without a hostname")
+	require.ErrorAs(t, ValidateClaim(allow, v("team-b", "web", "a.example.com", "")), &na)
+	assert.Equal(t, claims.ReasonNamespace, na.Reason)
+	assert.Contains(t, na.Error(), `namespace "team-b"`)
+	require.ErrorAs(t, ValidateClaim(nil, v("team-a", "web", "a.example.com", "")), &na, "no allowlist refuses")
+	assert.Equal(t, claims.ReasonUnconfigured, na.Reason)
+
+	app := classify(na)
+	var ae *temporal.ApplicationError
+	require.ErrorAs(t, app, &ae)
+	assert.Equal(t, ErrTypeClaimConflict, ae.Type())
+	assert.True(t, ae.NonRetryable())
+	assert.NoError(t, classify(nil))
+	assert.ErrorIs(t, classify(claims.ErrNotSynced), claims.ErrNotSynced, "not read yet is retried")
 }

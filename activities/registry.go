@@ -116,6 +116,9 @@ func (a *Activities) Fail(ctx context.Context, in TransitionInput) (TransitionRe
 func (a *Activities) flip(ctx context.Context, in TransitionInput, op registry.Op) (registry.Transition, error) {
 	req := registry.FlipRequest{Ref: in.Ref, Op: op, Actor: in.Actor, Reason: in.Reason}
 	var written SyncResult
+	if err := a.checkAllowed(ctx, in.Ref, op); err != nil {
+		return registry.Transition{}, err
+	}
 	if op != registry.OpFail {
 		req.ClaimOf = ClaimOf
 		req.OwnCookie = OwnCookieName(a.Config.CookieName, in.Ref.AppRef())

@@ -84,12 +84,27 @@ subjects: [{kind: ServiceAccount, name: demo-operator, namespace: myapp}]
 YAML
 export SKEWGUARD_URL="http://$SG_ADDR" SKEWGUARD_TOKEN; SKEWGUARD_TOKEN=$("$KUBECTL" -n myapp create token demo-operator --duration=2h)
 
+# The operator's claims allowlist (README: Who may claim a hostname): namespace myapp may claim
+# any host (myapp has no hostname label) at /myapp. Without it every version would be refused.
+"$KUBECTL" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: skewguard-demo-claims, namespace: skewguard-system}
+data:
+  claims.yaml: |
+    allow:
+      - namespace: myapp
+        hosts: ["*"]
+        paths: [/myapp]
+YAML
+
 say "Starting skewguard (API + worker) on $SG_ADDR with demo durations"
 info "grace 10 s, traffic window 5 s, check every 1 s, max alive 5 min (production defaults: 30 min, 5 min, 1 min, 24 h)"
 env PLT_FEATURE_SKEW_PROTECTION=true \
   PLT_SKEW_GATEWAY_PARENT_REFS="$SKEWGUARD_TEST_GATEWAY_REF" \
   PLT_SKEW_LISTEN_ADDRESS="$SG_ADDR" \
   PLT_SKEW_NAMESPACES=myapp \
+  PLT_SKEW_CLAIMS_CONFIGMAP=skewguard-system/skewguard-demo-claims \
   PLT_SKEW_HTTP_GRACE_PERIOD_MS=10000 PLT_SKEW_TRAFFIC_WINDOW_MS=5000 \
   PLT_SKEW_CHECK_INTERVAL_MS=1000 PLT_SKEW_HTTP_MAX_ALIVE_MS=300000 \
   PLT_SKEW_TRAFFIC_PRESET=traefik PLT_SKEW_LOG_FORMAT=text \

@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/skewguard/skewguard/activities"
+	"github.com/skewguard/skewguard/internal/claims"
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/converge"
 	"github.com/skewguard/skewguard/internal/kube"
@@ -46,6 +47,8 @@ type Deps struct {
 	Routes activities.RouteApplier
 	// Traffic overrides the Prometheus querier built from the configuration (tests).
 	Traffic *traffic.Querier
+	// Claims is the operator's allowlist of hostnames and paths; nil refuses every claim.
+	Claims *claims.Allowlist
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// StopTimeout is how long a stopping worker lets running activities finish (default 10s);
@@ -139,6 +142,7 @@ func Activities(cfg config.Config, deps Deps) (*activities.Activities, error) {
 		Readiness: ready,
 		Routes:    routes,
 		Traffic:   querier,
+		Claims:    deps.Claims,
 		Config:    cfg,
 		Log:       log,
 	}

@@ -33,6 +33,7 @@ import (
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/skewguard/skewguard/internal/claims"
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/registry"
@@ -105,7 +106,7 @@ func newStack(t *testing.T, env map[string]string) *stack {
 	// window is widened to 5 s for the query.
 	querier.MinRange = 5 * time.Second
 	w, err := worker.New(cfg, worker.Deps{Temporal: s.temporal, Registry: s.reg, Kube: s.kube, Traffic: querier,
-		Logger: quiet, StopTimeout: time.Second})
+		Claims: claims.AllowAll(), Logger: quiet, StopTimeout: time.Second})
 	require.NoError(t, err)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)

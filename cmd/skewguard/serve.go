@@ -19,6 +19,7 @@ import (
 	"github.com/skewguard/skewguard/api"
 	"github.com/skewguard/skewguard/internal/auth"
 	"github.com/skewguard/skewguard/internal/buildinfo"
+	"github.com/skewguard/skewguard/internal/claims"
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/converge"
 	"github.com/skewguard/skewguard/internal/detect"
@@ -105,9 +106,14 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 		})
 	}
 
+	allow, err := claimsAllowlist(ctx, cfg, log, kc, &ready)
+	if err != nil {
+		return err
+	}
+
 	var handler http.Handler
 	if r.api {
-		h, err := startAPI(ctx, cfg, log, kc, store, temporal, &ready, spawn)
+		h, err := startAPI(ctx, cfg, log, kc, store, temporal, allow, &ready, spawn)
 		if err != nil {
 			return err
 		}
@@ -116,7 +122,7 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 		handler = opsHandler(log, ready, cfg.MetricsAddress == "")
 	}
 	if r.worker {
-		deps := worker.Deps{Temporal: tc, Registry: store, Kube: kc, Logger: log.With("component", "worker")}
+		deps := worker.Deps{Temporal: tc, Registry: store, Kube: kc, Claims: allow, Logger: log.With("component", "worker")}
 		spawn("worker", func() error { return worker.Run(ctx, cfg, deps) })
 		if cfg.SkewProtection {
 			c, err := routeConvergence(cfg, log, deps)
@@ -148,20 +154,15 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 // startAPI builds the pod cache, detection, the pod watch and the API, and starts the cache
 // and the watch.
 func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube.Clients, store *registry.Store,
-	temporal *api.Temporal, ready *[]api.ReadyCheck, spawn func(string, func() error)) (http.Handler, error) {
+	temporal *api.Temporal, allow *claims.Allowlist, ready *[]api.ReadyCheck, spawn func(string, func() error)) (http.Handler, error) {
 	cache, err := detect.NewCache(kc.Kube, cfg.Namespaces, 10*time.Minute)
 	if err != nil {
 		return nil, err
 	}
 	det := detect.NewDetector(detect.Options{
 		Registry: store, Starter: temporal, Lookup: cache, Enabled: cfg.SkewProtection,
-		Logger: log.With("component", "detect"),
-		// Labels a user can type are checked before anything acts on them.
-		Validate: func(req detect.StartRequest) error {
-			return activities.ValidateVersion(cfg, registry.Version{Namespace: req.Ref.Namespace, App: req.Ref.App,
-				Label: req.Ref.Label, ServiceName: req.ServiceName, ServicePort: req.ServicePort,
-				PathPrefix: req.PathPrefix, Hostname: req.Hostname})
-		},
+		Logger:   log.With("component", "detect"),
+		Validate: validateDetected(cfg, allow),
 	})
 	// Without skew protection there is nothing to detect: the watch stays off, retries are moot.
 	watcher, err := detect.NewWatcher(cache, det, cfg.WatchPods && cfg.SkewProtection, log.With("component", "pod-watch"))
@@ -208,6 +209,56 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 		return srv.Close(sctx)
 	})
 	return srv.Handler(), nil
+}
+
+// validateDetected checks what a user can type before anything acts on it: that routes can be
+// rendered for the version, and that the operator's allowlist lets its namespace (and app) claim
+// its hostname and path. A refused version is started Invalid and Failed at once, with the
+// reason. An allowlist not read yet refuses nothing here: the flip checks again, and waits for it.
+func validateDetected(cfg config.Config, allow *claims.Allowlist) func(detect.StartRequest) error {
+	return func(req detect.StartRequest) error {
+		v := registry.Version{Namespace: req.Ref.Namespace, App: req.Ref.App,
+			Label: req.Ref.Label, ServiceName: req.ServiceName, ServicePort: req.ServicePort,
+			PathPrefix: req.PathPrefix, Hostname: req.Hostname}
+		if err := activities.ValidateVersion(cfg, v); err != nil {
+			return err
+		}
+		if err := activities.ValidateClaim(allow, v); err != nil && !errors.Is(err, claims.ErrNotSynced) {
+			return err
+		}
+		return nil
+	}
+}
+
+// claimsAllowlist starts reading the operator's allowlist of hostnames and paths from the
+// ConfigMap PLT_SKEW_CLAIMS_CONFIGMAP names, and adds its readiness check ("claims": the
+// ConfigMap has not been read yet). Without that setting, or with skew protection off, it is nil:
+// every claim is refused, never allowed implicitly.
+func claimsAllowlist(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube.Clients, ready *[]api.ReadyCheck) (*claims.Allowlist, error) {
+	if !cfg.SkewProtection {
+		return nil, nil
+	}
+	if cfg.ClaimsConfigMap == "" {
+		log.Warn("NO CLAIMS ALLOWLIST (PLT_SKEW_CLAIMS_CONFIGMAP is not set): every version's claim of a hostname and " +
+			"path is refused and no version becomes Active. Point it at a ConfigMap listing what each namespace may claim " +
+			"(README: Who may claim a hostname)")
+		return nil, nil
+	}
+	ns, name, err := claims.ParseRef(cfg.ClaimsConfigMap)
+	if err != nil {
+		return nil, err
+	}
+	allow, err := claims.Watch(ctx, kc.Kube, ns, name, log.With("component", "claims"))
+	if err != nil {
+		return nil, err
+	}
+	*ready = append(*ready, api.ReadyCheck{Name: "claims", Check: func(context.Context) error {
+		if !allow.HasSynced() {
+			return errors.New("the claims allowlist ConfigMap has not been read yet")
+		}
+		return nil
+	}})
+	return allow, nil
 }
 
 // routeConvergence builds the controller that repairs drift of the app's HTTPRoutes from the

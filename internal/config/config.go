@@ -86,6 +86,11 @@ type Config struct {
 	// is sent as a bearer token on every Temporal call; at most one of the two.
 	TemporalAPIKey     string `env:"TEMPORAL_API_KEY"`
 	TemporalAPIKeyFile string `env:"PLT_SKEW_TEMPORAL_API_KEY_FILE"`
+
+	// --- Claims (issue 12, item 1): who may claim a hostname and path. ---
+	// ClaimsConfigMap is "namespace/name" of the operator's allowlist ConfigMap (key
+	// claims.yaml, see internal/claims). Empty: no namespace may claim anything (warned at start).
+	ClaimsConfigMap string `env:"PLT_SKEW_CLAIMS_CONFIGMAP"`
 }
 
 // The duration getters read a validated Config (LoadFrom checked every value against its range

@@ -120,6 +120,8 @@ var setCases = []struct {
 	{"PLT_SKEW_INSECURE_SKIP_API_AUTH", "true", func(c Config) any { return c.InsecureSkipAPIAuth }, true},
 	{"PLT_SKEW_LOG_LEVEL", "debug", func(c Config) any { return c.LogLevel }, "debug"},
 	{"PLT_SKEW_LOG_FORMAT", "text", func(c Config) any { return c.LogFormat }, "text"},
+	// Claims (issue 12, item 1).
+	{"PLT_SKEW_CLAIMS_CONFIGMAP", "skewguard-system/skewguard-claims", func(c Config) any { return c.ClaimsConfigMap }, "skewguard-system/skewguard-claims"},
 }
 
 // TestEachVariableSet sets one variable at a time; the skew-protection flag needs a parent ref.

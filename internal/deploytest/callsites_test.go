@@ -23,6 +23,7 @@ var clientCallRE = regexp.MustCompile(`\.(\w+)V1\(\)\.(\w+)\(|\.(\w+)\(\)\.V1\(\
 var clientResources = map[string]string{
 	"Core.Pods":                          "core/pods",
 	"Core.Services":                      "core/services",
+	"Core.ConfigMaps":                    "core/configmaps", // the claims allowlist, by the Role <name>-claims
 	"Discovery.EndpointSlices":           "discovery.k8s.io/endpointslices",
 	"Apps.Deployments":                   "apps/deployments",
 	"Apps.ReplicaSets":                   "apps/replicasets",
@@ -31,14 +32,11 @@ var clientResources = map[string]string{
 	"Gateway.Gateways":                   "gateway.networking.k8s.io/gateways",
 	"Authentication.TokenReviews":        "authentication.k8s.io/tokenreviews",
 	"Authorization.SubjectAccessReviews": "authorization.k8s.io/subjectaccessreviews",
-	"Core.ConfigMaps":                    "core/configmaps",
 }
 
 // grantedWithoutCall are resources the chart grants that no code calls yet, each with the reason.
 var grantedWithoutCall = map[string]string{
 	"gateway.networking.k8s.io/gateways": "the issue grants gateways read for the product; no code reads Gateways yet",
-	// Remove this line when the claims allowlist's ConfigMap reader lands (issue 12 item 1).
-	"core/configmaps": "the claims allowlist ConfigMap in the release namespace, read by code landing in parallel",
 }
 
 // clusterScoped are the called resources that have no namespace: granted by a ClusterRole
@@ -140,11 +138,16 @@ func TestClusterRoleMatchesTheCode(t *testing.T) {
 	granted := grantedResources(t, as[rbacv1.ClusterRole](t, m.get(t, "ClusterRole", "skewguard")).Rules)
 	for res, where := range called {
 		if res == "core/configmaps" {
-			continue // read in the release namespace only: the Role skewguard-config
+			continue // read in the release namespace only: the Role skewguard-claims
 		}
 		assert.True(t, granted[res], "%s is called (%s) but the ClusterRole does not grant it", res, strings.Join(where, ", "))
 	}
-	for res := range grantedResources(t, as[rbacv1.Role](t, m.get(t, "Role", "skewguard-config")).Rules) {
+	// The claims allowlist is read with a Role of the release namespace, limited to its ConfigMap.
+	claimsRole := as[rbacv1.Role](t, m.get(t, "Role", "skewguard-claims"))
+	for _, r := range claimsRole.Rules {
+		assert.Equal(t, []string{"skewguard-claims"}, r.ResourceNames, "the Role reads the allowlist ConfigMap only")
+	}
+	for res := range grantedResources(t, claimsRole.Rules) {
 		granted[res] = true
 	}
 	var unused []string

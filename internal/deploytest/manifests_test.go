@@ -157,7 +157,8 @@ func clusterPermissions(skewProtection, limited bool) []string {
 	return permissionStrings(ps)
 }
 
-// configPermissions is what the Role <fullname>-config grants in the release namespace.
+// configPermissions is what the Role <fullname>-claims grants in the release namespace (on the claims
+// allowlist ConfigMap only, by resourceNames).
 var configPermissions = []string{"get core/configmaps", "list core/configmaps", "watch core/configmaps"}
 
 func permissionStrings(ps []permission) []string {
@@ -263,7 +264,7 @@ func checkRBAC(t *testing.T, m manifests, w workloadCheck, env map[string]string
 	require.Equal(t, rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: w.fullname}, binding.RoleRef)
 	require.Equal(t, sa, binding.Subjects)
 
-	roles := map[string]string{w.namespace + "/" + w.fullname + "-config": strings.Join(configPermissions, ", ")}
+	roles := map[string]string{w.namespace + "/" + w.fullname + "-claims": strings.Join(configPermissions, ", ")}
 	for _, ns := range namespaces {
 		roles[ns+"/"+w.fullname] = strings.Join(namespacedPermissions(sp, cleanup), ", ")
 	}

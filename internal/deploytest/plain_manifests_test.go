@@ -24,9 +24,9 @@ func TestPlainManifests(t *testing.T) {
 
 	require.Equal(t, []string{
 		"ClusterRole/skewguard", "ClusterRole/skewguard-versions-edit", "ClusterRole/skewguard-versions-view",
-		"ClusterRoleBinding/skewguard", "ConfigMap/skewguard", "Deployment/skewguard-api", "Deployment/skewguard-worker",
-		"Namespace/skewguard-system", "PodDisruptionBudget/skewguard-api", "Role/skewguard-config", "RoleBinding/skewguard-config",
-		"Service/skewguard", "ServiceAccount/skewguard",
+		"ClusterRoleBinding/skewguard", "ConfigMap/skewguard", "ConfigMap/skewguard-claims", "Deployment/skewguard-api",
+		"Deployment/skewguard-worker", "Namespace/skewguard-system", "PodDisruptionBudget/skewguard-api",
+		"Role/skewguard-claims", "RoleBinding/skewguard-claims", "Service/skewguard", "ServiceAccount/skewguard",
 	}, m.names(), "no Secret: the database URL comes from a Secret the user creates")
 	for _, o := range m {
 		if o.GetKind() != "Namespace" && o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding" {

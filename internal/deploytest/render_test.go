@@ -296,7 +296,7 @@ func TestChartOptions(t *testing.T) {
 					assert.Contains(t, expand(t, as[rbacv1.Role](t, r).Rules), "update apps/deployments/scale", r.GetNamespace())
 				}
 			}
-			assert.ElementsMatch(t, []string{"a/skewguard", "b/skewguard", "skewguard-system/skewguard-config"}, roles)
+			assert.ElementsMatch(t, []string{"a/skewguard", "b/skewguard", "skewguard-system/skewguard-claims"}, roles)
 		}},
 		{"image by digest", []string{"--set", "image.digest=" + digest}, func(t *testing.T, m manifests) {
 			d := as[appsv1.Deployment](t, m.get(t, "Deployment", "skewguard-worker"))

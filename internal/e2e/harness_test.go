@@ -249,8 +249,16 @@ func startSkewguard(t testing.TB, s settings) *skewguard {
 		// Limited namespaces: the chart's namespaced Roles, and only claim checks cluster-wide.
 		args = append(args, "--set", "config.namespaces={"+ns+"}")
 	}
+	// The chart's claims allowlist lets each watched namespace claim any host and path (a test
+	// that means to refuse claims gives claimsAllow its own entries).
+	allow := s.claimsAllow()
+	for i, ns := range allow {
+		args = append(args, "--set", fmt.Sprintf("claims.allow[%d].namespace=%s", i, ns),
+			"--set-string", fmt.Sprintf("claims.allow[%d].hosts[0]=*", i), "--set", fmt.Sprintf("claims.allow[%d].paths[0]=/", i))
+	}
 	rbac := charttest.InstallRBAC(t, 2*time.Hour, args...)
 	s["KUBECONFIG"] = rbac.Kubeconfig
+	s["PLT_SKEW_CLAIMS_CONFIGMAP"] = rbac.ClaimsConfigMap
 	addr := freeAddr(t)
 	s["PLT_SKEW_LISTEN_ADDRESS"] = addr
 	env := os.Environ()
@@ -342,6 +350,26 @@ func (s *skewguard) logs() string {
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
 	return s.logBuf.String()
+}
+
+// claimsAllowKey, in settings, lists (comma separated) the namespaces the chart's claims
+// allowlist lets claim any host and path; unset, the watched namespaces (PLT_SKEW_NAMESPACES).
+// It is not passed to skewguard.
+const claimsAllowKey = "e2e.claimsAllow"
+
+func (s settings) claimsAllow() []string {
+	v, ok := s[claimsAllowKey]
+	if !ok {
+		v = s["PLT_SKEW_NAMESPACES"]
+	}
+	delete(s, claimsAllowKey)
+	var out []string
+	for _, ns := range strings.Split(v, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			out = append(out, ns)
+		}
+	}
+	return out
 }
 
 func orFalse(v string) string {

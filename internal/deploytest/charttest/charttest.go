@@ -103,13 +103,17 @@ type RBAC struct {
 	ClusterRole    string // also the ClusterRoleBinding's name
 	Rules          []rbacv1.PolicyRule
 	// Roles are the chart's Roles, by namespace and name (each bound by the RoleBinding of the
-	// same name): one per namespace of config.namespaces, and <release>-skewguard-config in
+	// same name): one per namespace of config.namespaces, and <release>-skewguard-claims in
 	// Namespace.
 	Roles map[string]map[string][]rbacv1.PolicyRule
 	// Token is a TokenRequest token of the ServiceAccount; Kubeconfig is a file that
 	// authenticates with it, for KUBECONFIG.
 	Token      string
 	Kubeconfig string
+	// ClaimsConfigMap is "namespace/name" of the claims allowlist ConfigMap the chart rendered
+	// (from the claims.allow values given), created with the Role that reads it; the value of
+	// PLT_SKEW_CLAIMS_CONFIGMAP.
+	ClaimsConfigMap string
 }
 
 // InstallRBAC renders the chart with the given helm arguments (e.g. "--set",
@@ -149,9 +153,17 @@ func InstallRBAC(t testing.TB, tokenTTL time.Duration, helmArgs ...string) *RBAC
 		binding      rbacv1.ClusterRoleBinding
 		roles        []rbacv1.Role
 		roleBindings []rbacv1.RoleBinding
+		// The claims allowlist ConfigMap (named <fullname>-claims; its Role and RoleBinding are
+		// among roles and roleBindings).
+		claimsCM corev1.ConfigMap
 	)
 	for _, o := range Objects(t, out) {
 		switch o.GetKind() {
+		case "ConfigMap":
+			if o.GetName() == fullname+"-claims" {
+				require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &claimsCM))
+			}
+			continue
 		case "Role":
 			var r rbacv1.Role
 			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r))
@@ -208,6 +220,12 @@ func InstallRBAC(t testing.TB, tokenTTL time.Duration, helmArgs ...string) *RBAC
 			deleteIgnoringNotFound(t, admin.RbacV1().RoleBindings(b.Namespace).Delete(context.Background(), b.Name, metav1.DeleteOptions{}))
 		})
 	}
+	var claimsRef string
+	if claimsCM.Name != "" { // deleted with the namespace
+		_, err = admin.CoreV1().ConfigMaps(ns).Create(ctx, &claimsCM, metav1.CreateOptions{})
+		require.NoError(t, err)
+		claimsRef = ns + "/" + claimsCM.Name
+	}
 
 	seconds := int64(tokenTTL / time.Second)
 	tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, fullname, &authenticationv1.TokenRequest{
@@ -230,7 +248,7 @@ func InstallRBAC(t testing.TB, tokenTTL time.Duration, helmArgs ...string) *RBAC
 
 	return &RBAC{
 		Namespace: ns, ServiceAccount: fullname, ClusterRole: fullname, Rules: role.Rules, Roles: byNamespace,
-		Token: tr.Status.Token, Kubeconfig: path,
+		Token: tr.Status.Token, Kubeconfig: path, ClaimsConfigMap: claimsRef,
 	}
 }
 
