@@ -85,6 +85,28 @@ Checks that span several values, so a bad combination fails at install rather th
 {{- if gt $db 1 -}}
 {{- fail "set only one of postgresql.existingSecret, postgresql.url and postgresql.host" -}}
 {{- end -}}
+{{- if and .Values.tls.enabled .Values.tls.secretName .Values.tls.certManager.issuerRef.name -}}
+{{- fail "set only one of tls.secretName (an existing Secret) and tls.certManager.issuerRef (a cert-manager Certificate)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* TLS of the API port: the Secret holding tls.crt and tls.key, and where it is mounted. */}}
+{{- define "skewguard.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "skewguard.fullname" .)) .Values.tls.secretName -}}
+{{- end -}}
+
+{{- define "skewguard.tlsMountPath" -}}/etc/skewguard/tls{{- end -}}
+
+{{/* The certificate's DNS names: the Service's, short and qualified. */}}
+{{- define "skewguard.tlsDNSNames" -}}
+{{- $svc := include "skewguard.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson -}}
+{{- end -}}
+
+{{/* The scheme agents and probes use on the API port. */}}
+{{- define "skewguard.scheme" -}}
+{{- if .Values.tls.enabled -}}https{{- else -}}http{{- end -}}
 {{- end -}}
 
 {{/* The environment of every container: the ConfigMap, then the database settings. */}}
@@ -117,4 +139,14 @@ env:
 {{ toYaml . | indent 2 }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* The TLS Secret's mount, in every container (each one loads the configuration, which checks the pair). */}}
+{{- define "skewguard.tlsVolumeMount" -}}
+{{- if .Values.tls.enabled -}}
+volumeMounts:
+  - name: tls
+    mountPath: {{ include "skewguard.tlsMountPath" . }}
+    readOnly: true
+{{- end -}}
 {{- end -}}
