@@ -51,9 +51,8 @@ func makePair(dir string) (certFile, keyFile string, err error) {
 // pairedWith lists variables a set case needs beside its own (the TLS pair is both or neither).
 var pairedWith = map[string]map[string]string{}
 
-// The set cases of this file's variables: the TLS pair is a real one, written for the package's
-// tests and removed by TestMain.
-
+// TestMain adds the set cases of this file's variables (config_test.go's setCases): the TLS pair
+// is a real one, written for the package's tests and removed afterwards.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "skewguard-config-tls-")
 	if err != nil {
