@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skewguard/skewguard/internal/auth"
+	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/detect"
 	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
@@ -149,7 +150,7 @@ func (s *Server) podCaller(w http.ResponseWriter, r *http.Request) (*auth.PodIde
 	if s.opts.InsecureSkipPodAuth {
 		return nil, true
 	}
-	id, ok := s.authenticate(w, r)
+	id, ok := s.authenticate(w, r, s.opts.AgentAuthenticator)
 	if !ok {
 		return nil, false
 	}
@@ -162,26 +163,43 @@ func (s *Server) podCaller(w http.ResponseWriter, r *http.Request) (*auth.PodIde
 	return &pod, true
 }
 
-// authenticate turns the request's bearer token into an identity, answering 401 or 503 itself.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Identity, bool) {
-	token, ok := auth.BearerToken(r)
-	if !ok {
+// authenticate turns the request's bearer token into an identity with authn, answering 401 or
+// 503 itself. A refusal says why with its code: no token, the agent's "Bearer undefined", a
+// malformed token or one for another audience (both refused without a TokenReview), or a token
+// the API server did not accept.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, authn Authenticator) (auth.Identity, bool) {
+	token, err := auth.ParseBearer(r.Header.Get("Authorization"))
+	if err == nil {
+		var id auth.Identity
+		if id, err = authn.Authenticate(r.Context(), token); err == nil {
+			return id, true
+		}
+	}
+	unauthorized := func(code, format string, args ...any) (auth.Identity, bool) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="skewguard", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, code, format, args...)
+		return auth.Identity{}, false
+	}
+	switch {
+	case errors.Is(err, auth.ErrNoToken):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="skewguard"`)
 		writeError(w, http.StatusUnauthorized, CodeUnauthenticated, "a bearer token is required")
 		return auth.Identity{}, false
-	}
-	id, err := s.opts.Authenticator.Authenticate(r.Context(), token)
-	switch {
-	case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrNoToken):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="skewguard", error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, CodeUnauthenticated, "the token was not accepted by the Kubernetes API server")
-		return auth.Identity{}, false
-	case err != nil:
+	case errors.Is(err, auth.ErrUndefinedToken):
+		return unauthorized(CodeTokenUndefined, `the bearer token is the literal "undefined": the agent found no `+
+			"service-account token to send (is one mounted at %s?)", config.ServiceAccountTokenFile)
+	case errors.Is(err, auth.ErrMalformedToken):
+		return unauthorized(CodeMalformedToken, "the bearer token is malformed: %v", err)
+	case errors.Is(err, auth.ErrWrongAudience):
+		return unauthorized(CodeWrongAudience, "the token was not issued for skewguard's audience: mount a projected "+
+			"service-account token with the audience skewguard expects")
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return unauthorized(CodeUnauthenticated, "the token was not accepted by the Kubernetes API server")
+	default:
 		s.log.Error("token review failed", "error", err)
 		writeError(w, http.StatusServiceUnavailable, CodeAuthUnavailable, "the token could not be verified; retry later")
 		return auth.Identity{}, false
 	}
-	return id, true
 }
 
 // resolvePod finds the pod named podID in the informer cache. With a caller, it looks in the

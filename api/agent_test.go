@@ -47,7 +47,7 @@ func TestRegisterInstance(t *testing.T) {
 			status: http.StatusOK, version: "1", appName: "web", starts: 0},
 		{name: "no token", pod: "web-v1-a", body: instanceBody, status: http.StatusUnauthorized, code: CodeUnauthenticated, noRecord: true},
 		{name: "the agent's literal Bearer undefined", pod: "web-v1-a", token: "undefined", body: instanceBody,
-			status: http.StatusUnauthorized, code: CodeUnauthenticated, noRecord: true},
+			status: http.StatusUnauthorized, code: CodeTokenUndefined, noRecord: true},
 		{name: "forged token", pod: "web-v1-a", token: "forged", body: instanceBody,
 			status: http.StatusUnauthorized, code: CodeUnauthenticated, noRecord: true},
 		{name: "someone else's pod", pod: "web-v1-b", token: tokenPodA, body: `{}`,

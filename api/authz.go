@@ -39,7 +39,7 @@ func (s *Server) authorized(verb string, sc scope, next http.HandlerFunc) http.H
 			next(w, r.WithContext(context.WithValue(ctx, allNamespacesKey{}, true)))
 			return
 		}
-		id, ok := s.authenticate(w, r)
+		id, ok := s.authenticate(w, r, s.opts.Authenticator)
 		if !ok {
 			return
 		}

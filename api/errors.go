@@ -54,6 +54,13 @@ const (
 	CodeTooManyAuthFailures = "too_many_auth_failures" // 429: this address failed authentication too often; see Retry-After
 )
 
+// Stable error codes of token checks (401), each refused before any TokenReview.
+const (
+	CodeTokenUndefined = "token_undefined" // "Bearer undefined": the agent has no service-account token to send
+	CodeMalformedToken = "malformed_token" // not a bearer token, or (agents) not shaped like a JWT
+	CodeWrongAudience  = "wrong_audience"  // (agents) the token is not for PLT_SKEW_AGENT_TOKEN_AUDIENCES
+)
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -72,7 +72,11 @@ type Options struct {
 	// Temporal down, no Service yet), to be detected again later (detect.Watcher.Retry).
 	Retry         func(*corev1.Pod)
 	Authenticator Authenticator
-	Authorizer    Authorizer
+	// AgentAuthenticator verifies the agent's tokens (registration, state, updates); nil means
+	// Authenticator. skewguard gives it the JWT shape check and the agent token audiences,
+	// which a person's management token does not have.
+	AgentAuthenticator Authenticator
+	Authorizer         Authorizer
 	// Synced reports whether the informer cache has listed once; until then registrations
 	// answer 503 (the agent retries) instead of not finding pods. Nil means always synced.
 	Synced func() bool
@@ -138,6 +142,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.AgentAuthenticator == nil {
+		opts.AgentAuthenticator = opts.Authenticator
 	}
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = 30 * time.Second

@@ -37,6 +37,9 @@ trap 'rm -f "$tmp"' EXIT
 #       kubectl create namespace skewguard-system
 #       kubectl -n skewguard-system create secret generic skewguard-database \
 #         --from-literal=DATABASE_URL='postgres://USER:PASSWORD@HOST:5432/skewguard?sslmode=require'
+#   - create the Secret with the API's TLS certificate for skewguard.skewguard-system.svc (or let
+#     cert-manager write it: see deploy/README.md):
+#       kubectl -n skewguard-system create secret tls skewguard-tls --cert=tls.crt --key=tls.key
 #   - in the ConfigMap "skewguard", set PLT_SKEW_GATEWAY_PARENT_REFS to your Gateway(s),
 #     TEMPORAL_ADDRESS to your Temporal frontend and PROMETHEUS_URL to your Prometheus.
 #   - pin skewguard's image by digest: render with `hack/render-manifests.sh --digest sha256:…`

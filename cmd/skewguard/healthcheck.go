@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +19,8 @@ func runHealthcheck(ctx context.Context, args []string, stdout, _ io.Writer) err
 	fs.SetOutput(io.Discard)
 	path := fs.String("path", "/readyz", "the endpoint to ask: /readyz (ready for work) or /healthz (alive)")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	insecure := fs.Bool("insecure-skip-verify", false, "with TLS, accept any certificate instead of requiring the one in "+
+		"PLT_SKEW_TLS_CERT_FILE (for the local probe only, e.g. when that file is not readable)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{msg: "healthcheck: " + err.Error()}
 	}
@@ -28,9 +31,19 @@ func runHealthcheck(ctx context.Context, args []string, stdout, _ io.Writer) err
 	if err != nil {
 		return err
 	}
-	url, err := localURL(cfg.ListenAddress, *path)
+	url, err := localURL(cfg.ListenAddress, *path, cfg.TLSEnabled())
 	if err != nil {
 		return err
+	}
+	client := &http.Client{}
+	if cfg.TLSEnabled() {
+		tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true} //nolint:gosec // asked for
+		if !*insecure {
+			if tlsConfig, err = pinnedTLS(cfg.TLSCertFile); err != nil {
+				return err
+			}
+		}
+		client.Transport = &http.Transport{TLSClientConfig: tlsConfig}
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -38,7 +51,7 @@ func runHealthcheck(ctx context.Context, args []string, stdout, _ io.Writer) err
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}
@@ -52,8 +65,8 @@ func runHealthcheck(ctx context.Context, args []string, stdout, _ io.Writer) err
 }
 
 // localURL turns a listen address (":8080", "0.0.0.0:8080", "127.0.0.1:8080") into the URL of
-// path on this host.
-func localURL(listen, path string) (string, error) {
+// path on this host, https when the listener serves TLS.
+func localURL(listen, path string, https bool) (string, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return "", fmt.Errorf("PLT_SKEW_LISTEN_ADDRESS %q: %w", listen, err)
@@ -61,5 +74,9 @@ func localURL(listen, path string) (string, error) {
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port) + path, nil
+	scheme := "http://"
+	if https {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port) + path, nil
 }

@@ -20,11 +20,14 @@ func TestLocalURL(t *testing.T) {
 		"[::1]:9000":     "http://[::1]:9000/readyz",
 		"api.local:80":   "http://api.local:80/readyz",
 	} {
-		got, err := localURL(listen, "/readyz")
+		got, err := localURL(listen, "/readyz", false)
 		require.NoError(t, err, listen)
 		assert.Equal(t, want, got, listen)
 	}
-	_, err := localURL("8080", "/readyz")
+	got, err := localURL(":8443", "/healthz", true)
+	require.NoError(t, err)
+	assert.Equal(t, "https://127.0.0.1:8443/healthz", got)
+	_, err = localURL("8080", "/readyz", false)
 	assert.ErrorContains(t, err, "PLT_SKEW_LISTEN_ADDRESS")
 }
 

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -62,11 +64,20 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
+	if r.api {
+		if err := cfg.RefuseInsecureInCluster(inCluster()); err != nil {
+			return err
+		}
+	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting skewguard", "command", name, "version", buildinfo.String(), "listen", cfg.ListenAddress,
-		"taskQueue", cfg.TaskQueue, "temporal", cfg.TemporalAddress, "temporalTLS", cfg.TemporalTLSEnabled(),
+		"tls", cfg.TLSEnabled(), "taskQueue", cfg.TaskQueue, "temporal", cfg.TemporalAddress, "temporalTLS", cfg.TemporalTLSEnabled(),
 		"temporalMTLS", cfg.TemporalTLSCertFile != "", "temporalAPIKey", cfg.TemporalAPIKey != "" || cfg.TemporalAPIKeyFile != "")
 	warnSettings(log, cfg, r)
+	listenTLS, err := serverTLS(cfg, log)
+	if err != nil {
+		return err
+	}
 
 	kc, err := kube.NewClients(cfg.Kubeconfig)
 	if err != nil {
@@ -135,9 +146,10 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 			})
 		}
 	}
-	spawn("http", func() error { return serveHTTP(ctx, log, cfg.ListenAddress, handler) })
+	spawn("http", func() error { return serveHTTP(ctx, log, cfg.ListenAddress, handler, listenTLS) })
 	if cfg.MetricsAddress != "" {
-		spawn("metrics", func() error { return serveHTTP(ctx, log, cfg.MetricsAddress, metrics.Handler()) })
+		// Plain HTTP: /metrics carries no credential, and Prometheus scrapes it on its own port.
+		spawn("metrics", func() error { return serveHTTP(ctx, log, cfg.MetricsAddress, metrics.Handler(), nil) })
 	}
 
 	<-ctx.Done()
@@ -176,13 +188,19 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 		return nil
 	}})
 	srv, err := api.New(api.Options{
-		Logger:              log.With("component", "api"),
-		Registry:            store,
-		Pods:                cache,
-		Detector:            det,
-		Lifecycle:           temporal,
-		Retry:               watcher.Retry,
-		Authenticator:       auth.NewAuthenticator(kc.Kube, auth.AuthenticatorOptions{}),
+		Logger:    log.With("component", "api"),
+		Registry:  store,
+		Pods:      cache,
+		Detector:  det,
+		Lifecycle: temporal,
+		Retry:     watcher.Retry,
+		// Management callers bring a person's token for the API server's own audience (their
+		// kubeconfig's), in whatever form their cluster issues (not always a JWT).
+		Authenticator: auth.NewAuthenticator(kc.Kube, auth.AuthenticatorOptions{}),
+		// Agents bring a service-account token: always a JWT, for our audience when configured.
+		AgentAuthenticator: auth.NewAuthenticator(kc.Kube, auth.AuthenticatorOptions{
+			RequireJWT: true, Audiences: cfg.AgentTokenAudiences,
+		}),
 		Authorizer:          auth.NewAuthorizer(kc.Kube, auth.AuthorizerOptions{}),
 		InsecureSkipPodAuth: cfg.InsecureSkipPodAuth,
 		InsecureSkipAPIAuth: cfg.InsecureSkipAPIAuth,
@@ -301,8 +319,8 @@ var listenerLimits = api.DefaultLimits
 
 // serveHTTP serves h on addr until ctx ends, then shuts down gracefully. Slow clients are cut
 // off and connections capped (api.Limits: header and body read deadlines, header size, idle
-// keep-alives, concurrent connections).
-func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handler) error {
+// keep-alives, concurrent connections). With tlsConfig it serves HTTPS (serverTLS).
+func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handler, tlsConfig *tls.Config) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
@@ -311,9 +329,16 @@ func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handle
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	ln = listenerLimits.Listener(ln)
-	log.Info("listening", "address", ln.Addr().String())
+	log.Info("listening", "address", ln.Addr().String(), "tls", tlsConfig != nil)
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	if tlsConfig != nil {
+		srv.TLSConfig = tlsConfig
+		// No HTTP/2: an empty map keeps ServeTLS from adding it (see serverTLS).
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		go func() { done <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { done <- srv.Serve(ln) }()
+	}
 	select {
 	case err := <-done:
 		return err
@@ -342,6 +367,11 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return log
 }
 
+// inCluster tells whether this process runs in a Kubernetes pod (tests replace it).
+var inCluster = func() (bool, string) {
+	return config.InCluster(os.Getenv, config.ServiceAccountTokenFile)
+}
+
 // warnSettings says loudly, at start, when the process runs with protection off or with an
 // insecure development setting.
 func warnSettings(log *slog.Logger, cfg config.Config, r role) {
@@ -364,6 +394,14 @@ func warnSettings(log *slog.Logger, cfg config.Config, r role) {
 	if cfg.InsecureSkipAPIAuth {
 		log.Warn("INSECURE: PLT_SKEW_INSECURE_SKIP_API_AUTH=true: /api/v1 is open to anyone who can reach it, " +
 			"including promote and expire. For local development only")
+	}
+	if !cfg.TLSEnabled() {
+		log.Warn("the API serves plain HTTP (no PLT_SKEW_TLS_CERT_FILE): agents' service-account tokens cross the " +
+			"network in clear text")
+	}
+	if len(cfg.AgentTokenAudiences) == 0 && !cfg.InsecureSkipPodAuth {
+		log.Info("agents' tokens are verified for the API server's default audience (PLT_SKEW_AGENT_TOKEN_AUDIENCES " +
+			"unset): such a token is also accepted by the Kubernetes API; a projected token for an audience of ours is safer")
 	}
 	if cfg.SkewProtection && !cfg.WatchPods {
 		log.Info("pod watch is off (PLT_SKEW_WATCH_PODS=false): versions are detected only when an agent registers")

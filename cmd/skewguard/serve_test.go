@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -38,12 +39,15 @@ func (l listenAddr) Handle(ctx context.Context, r slog.Record) error {
 }
 
 // startServeHTTP runs serveHTTP on a loopback port until the test ends and returns its address.
-func startServeHTTP(t *testing.T, h http.Handler) string {
+func startServeHTTP(t *testing.T, h http.Handler) string { return startServeHTTPS(t, h, nil) }
+
+// startServeHTTPS is startServeHTTP with a TLS configuration (nil: plain HTTP).
+func startServeHTTPS(t *testing.T, h http.Handler, tlsConfig *tls.Config) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(listenAddr{Handler: slog.DiscardHandler, addr: make(chan string, 1)})
 	done := make(chan error, 1)
-	go func() { done <- serveHTTP(ctx, log, "127.0.0.1:0", h) }()
+	go func() { done <- serveHTTP(ctx, log, "127.0.0.1:0", h, tlsConfig) }()
 	t.Cleanup(func() {
 		cancel()
 		require.NoError(t, <-done)

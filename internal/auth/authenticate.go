@@ -84,24 +84,25 @@ func first(vs []string) string {
 	return vs[0]
 }
 
-// BearerToken returns the bearer token of r. The agent sends the literal "Bearer undefined"
-// when it has no token; that counts as none.
+// BearerToken returns the bearer token of r (ParseBearer of its Authorization header). The
+// agent sends the literal "Bearer undefined" when it has no token; that counts as none.
 func BearerToken(r *http.Request) (string, bool) {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") {
-		return "", false
-	}
-	token = strings.TrimSpace(token)
-	if token == "" || token == "undefined" || token == "null" {
-		return "", false
-	}
-	return token, true
+	token, err := ParseBearer(r.Header.Get("Authorization"))
+	return token, err == nil
 }
 
 // AuthenticatorOptions tunes the TokenReview cache.
 type AuthenticatorOptions struct {
-	// Audiences, when set, are sent in the TokenReview; empty means the API server's own.
+	// Audiences, when set, are sent in the TokenReview (spec.audiences) and a token must be valid
+	// for one of them: a token whose aud claim names none of them is refused without a review,
+	// and an answer whose status.audiences does not intersect them is a refusal too (an
+	// authenticator behind the API server may ignore the audiences asked). Empty means the API
+	// server's own audience, which every token the API server accepts also carries.
 	Audiences []string
+	// RequireJWT refuses, without a TokenReview, any token that is not shaped like a JWT
+	// (CheckJWTShape). Service-account tokens always are; a person's token may not be (static
+	// tokens, cloud providers' access tokens), so the management API does not require it.
+	RequireJWT bool
 	// MaxTTL caps how long an accepted token is trusted without asking again, whatever its
 	// expiry says (deleted service accounts and pods are noticed within this bound).
 	MaxTTL time.Duration
@@ -152,6 +153,7 @@ type review struct {
 	identity      Identity
 	authenticated bool
 	reason        string
+	wrongAudience bool // authenticated, but not for any of our audiences
 }
 
 // NewAuthenticator returns an Authenticator that asks kube.
@@ -166,6 +168,22 @@ func NewAuthenticator(kube kubernetes.Interface, opts AuthenticatorOptions) *Aut
 func (a *Authenticator) Authenticate(ctx context.Context, token string) (Identity, error) {
 	if token == "" {
 		return Identity{}, ErrNoToken
+	}
+	if len(token) > MaxTokenBytes {
+		metrics.TokenReviews.WithLabelValues("malformed").Inc()
+		return Identity{}, fmt.Errorf("%w: %w: longer than %d bytes", ErrUnauthenticated, ErrMalformedToken, MaxTokenBytes)
+	}
+	if a.opts.RequireJWT {
+		claims, err := CheckJWTShape(token)
+		if err != nil {
+			metrics.TokenReviews.WithLabelValues("malformed").Inc()
+			return Identity{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+		}
+		if len(a.opts.Audiences) > 0 && len(claims.Audiences) > 0 && !intersects(claims.Audiences, a.opts.Audiences) {
+			metrics.TokenReviews.WithLabelValues("wrong_audience").Inc()
+			return Identity{}, fmt.Errorf("%w: %w: the token is for %s, not %s", ErrUnauthenticated, ErrWrongAudience,
+				strings.Join(claims.Audiences, ","), strings.Join(a.opts.Audiences, ","))
+		}
 	}
 	key := sha256.Sum256([]byte(token))
 	if r, ok := a.cache.get(key, a.opts.Now()); ok {
@@ -192,6 +210,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Identit
 }
 
 func (r review) result() (Identity, error) {
+	if r.wrongAudience {
+		return Identity{}, fmt.Errorf("%w: %w: %s", ErrUnauthenticated, ErrWrongAudience, r.reason)
+	}
 	if !r.authenticated {
 		return Identity{}, fmt.Errorf("%w: %s", ErrUnauthenticated, r.reason)
 	}
@@ -216,6 +237,10 @@ func (a *Authenticator) review(ctx context.Context, token string) (review, error
 		}
 		return review{reason: reason}, nil
 	}
+	if len(a.opts.Audiences) > 0 && !intersects(tr.Status.Audiences, a.opts.Audiences) {
+		return review{wrongAudience: true, reason: fmt.Sprintf("the API server accepted the token for %q, not for %q",
+			tr.Status.Audiences, a.opts.Audiences)}, nil
+	}
 	u := tr.Status.User
 	id := Identity{Username: u.Username, UID: u.UID, Groups: u.Groups}
 	if len(u.Extra) > 0 {
@@ -231,7 +256,7 @@ func (a *Authenticator) review(ctx context.Context, token string) (review, error
 // token's own expiry, capped by MaxTTL.
 func (a *Authenticator) expiry(token string, r review) time.Time {
 	now := a.opts.Now()
-	if !r.authenticated {
+	if !r.authenticated || r.wrongAudience {
 		return now.Add(a.opts.RejectedTTL)
 	}
 	limit := now.Add(a.opts.MaxTTL)

@@ -91,6 +91,16 @@ type Config struct {
 	// ClaimsConfigMap is "namespace/name" of the operator's allowlist ConfigMap (key
 	// claims.yaml, see internal/claims). Empty: no namespace may claim anything (warned at start).
 	ClaimsConfigMap string `env:"PLT_SKEW_CLAIMS_CONFIGMAP"`
+
+	// API transport security and agent tokens (security.go).
+	// TLSCertFile and TLSKeyFile, both or neither, make the API listener serve HTTPS (TLS 1.2 or
+	// later) with this PEM pair, re-read when the files change (cert-manager rotates them).
+	TLSCertFile string `env:"PLT_SKEW_TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"PLT_SKEW_TLS_KEY_FILE"`
+	// AgentTokenAudiences, when set, are the audiences an agent's token must be valid for
+	// (TokenReview spec.audiences). Empty: the API server's default audience (weaker: such a
+	// token is also accepted by the Kubernetes API).
+	AgentTokenAudiences []string `env:"PLT_SKEW_AGENT_TOKEN_AUDIENCES"`
 }
 
 // The duration getters read a validated Config (LoadFrom checked every value against its range
@@ -257,6 +267,7 @@ func (c Config) validate(failed map[string]bool) []string {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		p = append(p, fmt.Sprintf("PLT_SKEW_LOG_FORMAT: %q is not one of json, text", c.LogFormat))
 	}
+	p = append(p, c.validateSecurity()...)
 	return p
 }
 

@@ -132,6 +132,9 @@ func TestEachVariableSet(t *testing.T) {
 			if tc.name == "PLT_FEATURE_SKEW_PROTECTION" {
 				env["PLT_SKEW_GATEWAY_PARENT_REFS"] = "infra/gw"
 			}
+			for k, v := range pairedWith[tc.name] { // security_test.go
+				env[k] = v
+			}
 			cfg, err := load(t, env)
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, tc.got(cfg))

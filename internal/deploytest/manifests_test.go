@@ -231,6 +231,8 @@ func checkRelease(t *testing.T, m manifests, w workloadCheck) map[string]string 
 		t.Run("deployment "+d.Name, func(t *testing.T) { checkPod(t, d, command, w) })
 	}
 
+	checkTLS(t, m, cm.Data) // tls_test.go
+
 	svc := as[corev1.Service](t, m.get(t, "Service", w.fullname))
 	apiSuffix := "api"
 	if _, ok := w.components["server"]; ok {

@@ -87,11 +87,11 @@ var (
 		Buckets:   []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"route", "method", "code"})
 
-	// TokenReviews counts token authentications by result: cache_hit, reviewed, rejected, error.
+	// TokenReviews counts token authentications by result: cache_hit, reviewed, error, malformed, wrong_audience.
 	TokenReviews = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace,
 		Name:      "token_reviews_total",
-		Help:      "Bearer token authentications by result: cache_hit, reviewed (a TokenReview call), error.",
+		Help:      "Bearer token authentications by result: cache_hit, reviewed (a TokenReview call), error, malformed and wrong_audience (refused without a TokenReview).",
 	}, []string{"result"})
 
 	// AccessReviews counts authorization decisions by result: cache_hit, reviewed, error.

@@ -90,6 +90,28 @@ Checks that span several values, so a bad combination fails at install rather th
 {{- fail "temporal.tls.certKey and temporal.tls.keyKey: set both (mTLS) or neither" -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.tls.enabled .Values.tls.secretName .Values.tls.certManager.issuerRef.name -}}
+{{- fail "set only one of tls.secretName (an existing Secret) and tls.certManager.issuerRef (a cert-manager Certificate)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* TLS of the API port: the Secret holding tls.crt and tls.key, and where it is mounted. */}}
+{{- define "skewguard.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "skewguard.fullname" .)) .Values.tls.secretName -}}
+{{- end -}}
+
+{{- define "skewguard.tlsMountPath" -}}/etc/skewguard/tls{{- end -}}
+
+{{/* The certificate's DNS names: the Service's, short and qualified. */}}
+{{- define "skewguard.tlsDNSNames" -}}
+{{- $svc := include "skewguard.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson -}}
+{{- end -}}
+
+{{/* The scheme agents and probes use on the API port. */}}
+{{- define "skewguard.scheme" -}}
+{{- if .Values.tls.enabled -}}https{{- else -}}http{{- end -}}
 {{- end -}}
 
 {{/* The environment of every container: the ConfigMap, then the database settings. */}}
@@ -156,5 +178,23 @@ directories (not subPath) so that a renewed Secret reaches the files skewguard r
       - key: {{ .existingSecretKey }}
         path: api-key
 {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The TLS Secret's mount, in every container (each one loads the configuration, which checks the pair). */}}
+{{- define "skewguard.tlsVolumeMounts" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: {{ include "skewguard.tlsMountPath" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The TLS Secret as a pod volume. */}}
+{{- define "skewguard.tlsVolumes" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ include "skewguard.tlsSecretName" . }}
 {{- end }}
 {{- end -}}
