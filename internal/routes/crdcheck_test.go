@@ -418,7 +418,7 @@ var celRules = []celRule{
 	}),
 	celShape(celPathGuard+`self\.value\.matches\(r"""(.*)"""\) : true`, func(m []string, self any) bool {
 		// CEL's matches is RE2 and unanchored, like Go's MatchString.
-		return !exactOrPrefix(self) || regexp.MustCompile(m[1]).MatchString(str(obj(self)["value"]))
+		return !exactOrPrefix(self) || compiledOnce(m[1]).MatchString(str(obj(self)["value"]))
 	}),
 	celShape(`self\.type in \['Exact','PathPrefix'\] \|\| self\.type == 'RegularExpression'`, func(_ []string, self any) bool {
 		t := obj(self)["type"]
@@ -488,6 +488,17 @@ var celRules = []celRule{
 	}),
 }
 
+var crdRegexps sync.Map // the CRD's own patterns: a fixed, small set
+
+func compiledOnce(p string) *regexp.Regexp {
+	if re, ok := crdRegexps.Load(p); ok {
+		return re.(*regexp.Regexp)
+	}
+	re := regexp.MustCompile(p)
+	crdRegexps.Store(p, re)
+	return re
+}
+
 func exactOrPrefix(self any) bool {
 	t := obj(self)["type"]
 	return t == "Exact" || t == "PathPrefix"
@@ -501,13 +512,13 @@ type celMatch struct {
 }
 
 func celLookup(rule string) *celMatch {
-	rule = strings.Join(strings.Fields(rule), " ")
 	if c, ok := celCache.Load(rule); ok {
 		return c.(*celMatch)
 	}
 	c := &celMatch{}
+	flat := strings.Join(strings.Fields(rule), " ")
 	for i := range celRules {
-		if m := celRules[i].re.FindStringSubmatch(rule); m != nil {
+		if m := celRules[i].re.FindStringSubmatch(flat); m != nil {
 			c = &celMatch{rule: &celRules[i], m: m}
 			break
 		}
