@@ -91,6 +91,21 @@ func renderSeeds() []renderSeed {
 		{"shop", "web", "v1", "web-v1", 3000, "/a b", "é.example", "__plt_dpl", "/", 5, 0x80, 43200},
 		{"shop", "web", "v\"1", "Web", 3000, "/a;b", "", "", "gw/", 1, 0x80, 43200},
 		{"shop", "web--pins-1", "v1", "web-v1", 3000, "", "", "__plt_dpl", "gw/traefik", 30, 0x181, 43200},
+		// One defect each, on an otherwise valid snapshot: the refusal must come from Validate,
+		// not from the API server.
+		{"shop", "web", "v1", "web-v1", 3000, "a//b", "", "__plt_dpl", "gw/traefik", 1, 0x81, 43200},
+		{"shop", "web", "v1", "web-v1", 3000, "a/./b", "", "__plt_dpl", "gw/traefik", 1, 0x81, 43200},
+		{"shop", "web", "v1", "web-v1", 3000, "a/..", "", "__plt_dpl", "gw/traefik", 1, 0x81, 43200},
+		{"shop", "web", "v1", "web-v1", 3000, "a%2Fb", "", "__plt_dpl", "gw/traefik", 1, 0x81, 43200},
+		{"shop", "web", "v1", "web-v1", 3000, "a#b", "", "__plt_dpl", "gw/traefik", 1, 0x81, 43200},
+		{"shop", "web", "v1", "web-v1", 3000, "", "shop.example.com.", "__plt_dpl", "gw/traefik", 1, 0x81, 43200},
+		{"shop", "web", "v1", "web-v1", 3000, "", "*", "__plt_dpl", "gw/traefik", 1, 0x81, 43200},
+		{"shop", "web", "v1", "web-v1", 3000, "", "", "__plt_dpl", "gw/traefik:a,gw/traefik:a", 1, 0x81, 43200},
+		{"shop", "web", "v1", "web-v1", 3000, "", "", "__plt_dpl", "gw/traefik:a,gw/traefik", 1, 0x81, 43200},
+		{"shop", "web", "v1", "web-v1", 3000, "", "", "__plt_dpl", "Gw/traefik", 1, 0x81, 43200},
+		{"shop", "web", "v1", "web-v1", 3000, "", "", "__plt_dpl", "gw/traefik:Http", 1, 0x81, 43200},
+		{"shop", "web", "v1", "1web", 3000, "", "", "__plt_dpl", "gw/traefik", 1, 0x81, 43200},
+		{"shop", "web", "v1", "web-v1", 3000, "", "", "__plt_dpl", "gw/traefik", 1, 0x81, 0},
 	}
 }
 
