@@ -1,71 +1,75 @@
-package routes_test
+package routes
 
 import (
 	"errors"
-	"fmt"
 	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/skewguard/skewguard/activities"
-	"github.com/skewguard/skewguard/internal/config"
-	"github.com/skewguard/skewguard/internal/registry"
-	"github.com/skewguard/skewguard/internal/routes"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // maxFuzzPins bounds the pinned versions of one snapshot: past the shard limits of both layouts
 // (9 and 2 per route), and far enough to make many shards, without making each run slow.
 const maxFuzzPins = 60
 
-// fuzzSnapshot builds a registry snapshot and the worker's config from fuzz input, the way the
-// worker sees them: names and labels as typed by users (anything), pinned versions draining or
-// staged as the state bits say, parentRefs from "ns/name:section,..." as the operator writes them.
-func fuzzSnapshot(ns, app, label, service string, port int32, path, host, cookie, parents string,
-	pins uint8, bits uint16, maxAge int64) (config.Config, registry.Snapshot) {
-	cfg := config.Config{
-		CookieName:        "__plt_dpl",
-		CookieMaxAge:      maxAge,
-		RewritePathPrefix: bits&1 != 0,
+// fuzzInput builds the renderer's input from fuzz input the way activities.RouteInput builds it
+// from a registry snapshot: names and labels as users type them (anything), the path and
+// hostname of the Active version (all versions share them here), pinned versions draining or
+// staged as the state bits say, parentRefs from "ns/name:section,..." as the operator writes
+// them. (RouteInput itself only copies fields; building Input here keeps this package's test
+// binary free of the activities package, which would triple the fuzz phase's build time.)
+func fuzzInput(ns, app, label, service string, port int32, path, host, cookie, parents string,
+	pins uint8, bits uint16, maxAge int64) Input {
+	in := Input{
+		Namespace:     ns,
+		App:           app,
+		Generation:    int64(bits >> 8),
+		Path:          path,
+		CookieName:    cookie,
+		CookieMaxAge:  maxAge,
+		RewritePrefix: bits&1 != 0,
+	}
+	if host != "" {
+		in.Hostnames = []string{host}
+	}
+	if bits&2 != 0 && host != "" {
+		in.Hostnames = append(in.Hostnames, "www."+host) // a second hostname, or a refusal
 	}
 	for _, p := range strings.Split(parents, ",") {
-		ref := config.ParentRef{}
+		ref := ParentRef{}
 		ref.Namespace, ref.Name, _ = strings.Cut(p, "/")
 		ref.Name, ref.SectionName, _ = strings.Cut(ref.Name, ":")
-		cfg.ParentRefs = append(cfg.ParentRefs, ref)
+		in.ParentRefs = append(in.ParentRefs, ref)
 	}
-	snap := registry.Snapshot{App: registry.Application{Namespace: ns, Name: app}, Generation: int64(bits >> 8)}
-	if bits&2 != 0 {
-		snap.App.CookieName = cookie // the app's own cookie
-	} else {
-		cfg.CookieName = cookie
-	}
-	version := func(i int) registry.Version {
-		v := registry.Version{Namespace: ns, App: app, Label: label, ServiceName: service, ServicePort: port,
-			PathPrefix: path, Hostname: host, State: registry.Draining}
+	backend := func(i int) Backend {
+		b := Backend{Version: label, ServiceName: service, Port: port}
 		if i >= 0 {
 			if bits&4 == 0 { // else every version has the same label and Service: refused
-				v.Label = fmt.Sprintf("%s-%d", label, i)
-				v.ServiceName = fmt.Sprintf("%s-%d", service, i)
+				b.Version = label + "-" + itoa(i)
+				b.ServiceName = service + "-" + itoa(i)
 			}
-			if bits>>(3+i%5)&1 != 0 {
-				v.State = registry.Staged
-			}
+			b.Staged = bits>>(3+i%5)&1 != 0
 			if i%7 == 3 {
-				v.ServicePort = port/2 + 1
+				b.Port = port/2 + 1
 			}
 		}
-		return v
+		return b
 	}
 	if bits&128 != 0 {
-		a := version(-1)
-		a.State = registry.Active
-		snap.Active = &a
+		a := backend(-1)
+		in.Active = &a
 	}
 	for i := range int(pins) % (maxFuzzPins + 1) {
-		snap.Pinned = append(snap.Pinned, version(i))
+		in.Pinned = append(in.Pinned, backend(i))
 	}
-	return cfg, snap
+	return in
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }
 
 type renderSeed struct {
 	ns, app, label, service string
@@ -121,12 +125,11 @@ func FuzzRender(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, ns, app, label, service string, port int32, path, host, cookie, parents string,
 		pins uint8, bits uint16, maxAge int64) {
-		cfg, snap := fuzzSnapshot(ns, app, label, service, port, path, host, cookie, parents, pins, bits, maxAge)
-		in := activities.RouteInput(cfg, snap)
-		got, err := routes.Render(in)
-		verr := routes.Validate(in)
+		in := fuzzInput(ns, app, label, service, port, path, host, cookie, parents, pins, bits, maxAge)
+		got, err := Render(in)
+		verr := Validate(in)
 		if err != nil {
-			if !errors.Is(err, routes.ErrInvalidInput) {
+			if !errors.Is(err, ErrInvalidInput) {
 				t.Fatalf("Render refused without ErrInvalidInput: %v", err)
 			}
 			if verr == nil {
@@ -143,16 +146,16 @@ func FuzzRender(f *testing.F) {
 				t.Fatalf("two routes named %q", r.Name)
 			}
 			names[r.Name] = true
-			if probs := routes.CRDCheck(t, r); len(probs) > 0 {
+			if probs := crdCheck(t, r); len(probs) > 0 {
 				t.Fatalf("route %s breaks the CRD:\n  %s", r.Name, strings.Join(probs, "\n  "))
 			}
 		}
-		again, err := routes.Render(in)
+		again, err := Render(in)
 		if err != nil || !reflect.DeepEqual(got, again) {
 			t.Fatalf("a second Render differs (err %v)", err)
 		}
-		routes.CheckShape(t, in, got)
-		routes.CheckReachable(t, in, got)
+		checkShape(t, in, got)
+		checkReachable(t, in, got)
 	})
 }
 
@@ -160,12 +163,103 @@ func FuzzRender(f *testing.F) {
 // each, too slow for the fuzzer) on every seed that renders.
 func TestRenderFuzzSeedsFullInvariants(t *testing.T) {
 	for i, s := range renderSeeds() {
-		cfg, snap := fuzzSnapshot(s.ns, s.app, s.label, s.service, s.port, s.path, s.host, s.cookie, s.parents, s.pins, s.bits, s.maxAge)
-		in := activities.RouteInput(cfg, snap)
-		got, err := routes.Render(in)
+		in := fuzzInput(s.ns, s.app, s.label, s.service, s.port, s.path, s.host, s.cookie, s.parents, s.pins, s.bits, s.maxAge)
+		got, err := Render(in)
 		if err != nil {
 			continue
 		}
-		t.Run(fmt.Sprint(i), func(t *testing.T) { routes.CheckInvariants(t, in, got) })
+		t.Run(itoa(i), func(t *testing.T) { checkInvariants(t, in, got) })
+	}
+}
+
+// checkShape: route i is RouteName(app, i); exactly one default rule when there is an Active
+// version, last in the first route, adding the one Set-Cookie; every pinned version pinned once,
+// in registry order; every version's carriers, and nothing else, leading to its Service.
+func checkShape(t *testing.T, in Input, got []gatewayv1.HTTPRoute) {
+	t.Helper()
+	if in.Active == nil && len(in.Pinned) == 0 {
+		if len(got) != 0 {
+			t.Fatalf("nothing live, %d routes", len(got))
+		}
+		return
+	}
+	prefix := PathPrefix(in.App, in.Path, in.Hostnames)
+	defaults := 0
+	for i, r := range got {
+		if want := RouteName(in.App, i); r.Name != want {
+			t.Fatalf("route %d is %q, want %q", i, r.Name, want)
+		}
+		for ri, rule := range r.Spec.Rules {
+			if !isDefaultRule(rule) {
+				continue
+			}
+			defaults++
+			if i != 0 || ri != len(r.Spec.Rules)-1 {
+				t.Fatalf("default rule at route %d rule %d: it must be the last rule of the first route", i, ri)
+			}
+			checkSetCookie(t, in, prefix, rule)
+		}
+	}
+	if want := map[bool]int{true: 1}[in.Active != nil]; defaults != want {
+		t.Fatalf("%d default rules, want %d", defaults, want)
+	}
+	want := make([]string, len(in.Pinned))
+	for i, b := range in.Pinned {
+		want[i] = b.Version
+	}
+	if got := pinnedVersions(in, got); !slices.Equal(got, want) {
+		t.Fatalf("pinned versions %v, want %v (each once, in registry order)", got, want)
+	}
+	checkCarriers(t, in, got)
+}
+
+// checkReachable sends, for up to six live versions (the ends and a spread between), a request
+// naming it by header, one by query parameter and, for a pinned version, one by its pin cookie,
+// and one request naming nothing, through both simulated gateways under both regex modes: each
+// must reach the version it names (nothing named: the Active version).
+func checkReachable(t *testing.T, in Input, got []gatewayv1.HTTPRoute) {
+	t.Helper()
+	var versions []string
+	pinned := map[string]bool{}
+	if in.Active != nil {
+		versions = append(versions, in.Active.Version)
+	}
+	for _, b := range in.Pinned {
+		versions = append(versions, b.Version)
+		pinned[b.Version] = true
+	}
+	if n := len(versions); n > 6 {
+		versions = []string{versions[0], versions[1], versions[n/3], versions[n/2], versions[n-2], versions[n-1]}
+	}
+	reqs := []request{{}}
+	for _, v := range versions {
+		reqs = append(reqs, request{header: v}, request{query: v})
+		if pinned[v] {
+			reqs = append(reqs, request{cookie: in.CookieName + "=" + v}, request{cookie: "a=1; " + in.CookieName + "=" + v})
+		}
+	}
+	cache := map[string]*regexp.Regexp{} // per call: a fuzzer's patterns are all new
+	re := func(p string) *regexp.Regexp {
+		r, ok := cache[p]
+		if !ok {
+			r = regexp.MustCompile(p)
+			cache[p] = r
+		}
+		return r
+	}
+	modes := map[string]func(p, v string) bool{
+		"search": func(p, v string) bool { return re(p).MatchString(v) },
+		"full":   func(p, v string) bool { return re(`^(?:` + p + `)$`).MatchString(v) },
+	}
+	wantOf := wantFor(in)
+	for mode, match := range modes {
+		for _, req := range reqs {
+			cs := candidates(got, req, match)
+			for name, resolve := range resolvers {
+				if w, g := wantOf(req), resolve(t, req, cs); w != g {
+					t.Fatalf("%s, %s regex: %+v reaches %q, want %q", name, mode, req, g, w)
+				}
+			}
+		}
 	}
 }
