@@ -62,14 +62,19 @@ unit_tests() {
   go test -count=1 -json ./... 2>&1 | "$REPORT" -label unit
 }
 
-# fuzz_tests runs every fuzz target briefly: the API's request bodies and path parameters
-# (api/fuzz_test.go). Each target's seed corpus already runs with the unit tests; this explores.
+# fuzz_tests runs every fuzz target of FUZZ_PKGS briefly: the API's request bodies and path
+# parameters (api/fuzz_test.go), the route renderer, route names and cookie patterns
+# (internal/routes), the traffic query templates (internal/traffic). Each target's seed corpus
+# already runs with the unit tests; this explores.
+FUZZ_PKGS=(./api ./internal/routes ./internal/traffic)
 fuzz_tests() {
-  local f targets
-  targets=$(go test ./api -list '^Fuzz' | grep '^Fuzz')
-  [[ -n $targets ]] || { echo "no fuzz targets found in ./api"; return 1; }
-  for f in $targets; do
-    go test ./api -run '^$' -fuzz "^$f\$" -fuzztime "${SKEWGUARD_FUZZTIME:-3s}" || return 1
+  local pkg f targets
+  for pkg in "${FUZZ_PKGS[@]}"; do
+    targets=$(go test "$pkg" -list '^Fuzz' | grep '^Fuzz')
+    [[ -n $targets ]] || { echo "no fuzz targets found in $pkg"; return 1; }
+    for f in $targets; do
+      go test "$pkg" -run '^$' -fuzz "^$f\$" -fuzztime "${SKEWGUARD_FUZZTIME:-3s}" || return 1
+    done
   done
 }
 

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 )
@@ -155,12 +156,33 @@ func seconds(d time.Duration) string {
 	return strconv.FormatFloat(math.Round(d.Seconds()*1000)/1000, 'f', -1, 64)
 }
 
-// escapeString escapes s for a double-quoted PromQL string literal.
+// escapeString escapes s for a double-quoted PromQL string literal, whatever s holds: '\' and
+// '"', control characters, and what PromQL's lexer refuses raw in a string: a byte that is not
+// UTF-8 (written \xNN, so the literal still holds exactly s) and U+FFFD (which the lexer cannot
+// tell from one).
 func escapeString(s string) string {
-	s = strings.ReplaceAll(s, `\`, `\\`)
-	s = strings.ReplaceAll(s, `"`, `\"`)
-	s = strings.ReplaceAll(s, "\n", `\n`)
-	return s
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == utf8.RuneError:
+			b.WriteString(`\ufffd`)
+		case r == '\\' || r == '"':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
 // escapeRegexp escapes s for a regular expression written in a double-quoted PromQL string.
