@@ -337,12 +337,14 @@ func TestChartOptions(t *testing.T) {
 				}
 				for _, name := range []string{"skewguard-api", "skewguard-worker"} {
 					spec := as[appsv1.Deployment](t, m.get(t, "Deployment", name)).Spec.Template.Spec
-					require.Len(t, spec.Volumes, 2, name)
-					assert.Equal(t, "temporal-client", spec.Volumes[0].Secret.SecretName)
-					assert.Equal(t, "temporal-key", spec.Volumes[1].Secret.SecretName)
-					assert.Equal(t, []corev1.KeyToPath{{Key: "api-key", Path: "api-key"}}, spec.Volumes[1].Secret.Items)
+					// The API's own TLS Secret (tls.enabled, the default) comes first.
+					require.Len(t, spec.Volumes, 3, name)
+					assert.Equal(t, "tls", spec.Volumes[0].Name)
+					assert.Equal(t, "temporal-client", spec.Volumes[1].Secret.SecretName)
+					assert.Equal(t, "temporal-key", spec.Volumes[2].Secret.SecretName)
+					assert.Equal(t, []corev1.KeyToPath{{Key: "api-key", Path: "api-key"}}, spec.Volumes[2].Secret.Items)
 					for _, c := range append(spec.InitContainers, spec.Containers...) {
-						require.Len(t, c.VolumeMounts, 2, "%s/%s", name, c.Name)
+						require.Len(t, c.VolumeMounts, 3, "%s/%s", name, c.Name)
 						for _, vm := range c.VolumeMounts {
 							assert.True(t, vm.ReadOnly)
 							assert.Empty(t, vm.SubPath, "a subPath mount never sees a rotated Secret")
@@ -354,7 +356,9 @@ func TestChartOptions(t *testing.T) {
 			data := m.get(t, "ConfigMap", "skewguard").Object["data"].(map[string]any)
 			assert.NotContains(t, data, "TEMPORAL_TLS")
 			assert.Equal(t, "10000", data["PLT_SKEW_ACTION_WAIT_MS"])
-			assert.Empty(t, as[appsv1.Deployment](t, m.get(t, "Deployment", "skewguard-api")).Spec.Template.Spec.Volumes)
+			vols := as[appsv1.Deployment](t, m.get(t, "Deployment", "skewguard-api")).Spec.Template.Spec.Volumes
+			require.Len(t, vols, 1, "only the API's TLS Secret")
+			assert.Equal(t, "tls", vols[0].Name)
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
