@@ -488,11 +488,7 @@ func (w *lifecycle) finish(ctx workflow.Context) (LifecycleResult, error) {
 		return w.result(), err
 	}
 	if next, ok := w.redeployed(ctx); ok {
-		// A new life of the label was seen after this one expired, and its start attached to
-		// this run: carry on as that life (its first activity records it in the registry).
-		w.logger.Info("label redeployed while expiring: continuing as the new life", "service", next.ServiceName)
-		next.Resume, next.After = nil, 0
-		return w.result(), workflow.NewContinueAsNewError(ctx, WorkflowType, next)
+		return w.continueAsRedeploy(ctx, next)
 	}
 	var newest registry.Version
 	err := workflow.ExecuteActivity(registryOptions(ctx, "look for a redeploy"), a.CurrentVersion, w.in.Ref).Get(ctx, &newest)
@@ -506,7 +502,20 @@ func (w *lifecycle) finish(ctx workflow.Context) (LifecycleResult, error) {
 			Actor: registry.Actor{Type: registry.ActorSystem, Name: "redeploy"},
 		})
 	}
+	// Once more, last: a redeploy signalled while the activity above ran is in this workflow task
+	// and would otherwise be dropped with the run.
+	if next, ok := w.redeployed(ctx); ok {
+		return w.continueAsRedeploy(ctx, next)
+	}
 	return w.result(), nil
+}
+
+// continueAsRedeploy ends this run and carries on as the new life of the label whose start
+// attached to it (its first activity records it in the registry).
+func (w *lifecycle) continueAsRedeploy(ctx workflow.Context, next LifecycleInput) (LifecycleResult, error) {
+	w.logger.Info("label redeployed while expiring: continuing as the new life", "service", next.ServiceName)
+	next.Resume, next.After = nil, 0
+	return w.result(), workflow.NewContinueAsNewError(ctx, WorkflowType, next)
 }
 
 // redeployed drains SignalRedeploy and returns the input of the newest redeploy that follows

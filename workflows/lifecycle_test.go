@@ -605,9 +605,13 @@ func TestRedeployWhileRetiring(t *testing.T) {
 		name      string
 		after     func(w *world) int64
 		continue_ bool
+		// failing: the activity that fails once right after the expiry, so that the run is
+		// still in it when the redeploy arrives.
+		failing string
 	}{
-		{"follows this life", func(w *world) int64 { return w.version("v1").ID }, true},
-		{"follows an older life", func(w *world) int64 { return w.version("v1").ID + 1000 }, false},
+		{"follows this life", func(w *world) int64 { return w.version("v1").ID }, true, "Retire"},
+		{"follows this life, while looking for a redeploy", func(w *world) int64 { return w.version("v1").ID }, true, "CurrentVersion"},
+		{"follows an older life", func(w *world) int64 { return w.version("v1").ID + 1000 }, false, "Retire"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			env, w := newEnv(t, defaults)
@@ -619,10 +623,10 @@ func TestRedeployWhileRetiring(t *testing.T) {
 				require.NoError(t, env.SignalWorkflowByID(WorkflowID(ref("v1")), SignalSuperseded,
 					Superseded{VersionID: w.version("v1").ID, DrainingAt: drainedAt, By: "v2"}))
 			})
-			// Retire fails once: the run is still finishing a second after the expiry.
+			// One step fails once: the run is still finishing a second after the expiry.
 			at(env, expiresAt.Sub(t0)-time.Second, func() {
 				w.mu.Lock()
-				w.failures["Retire"] = 1
+				w.failures[tt.failing] = 1
 				w.mu.Unlock()
 			})
 			next := input("v1")

@@ -363,6 +363,9 @@ func (w *world) expire(_ context.Context, in activities.TransitionInput) (activi
 func (w *world) currentVersion(_ context.Context, r registry.VersionRef) (registry.Version, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.attempt("CurrentVersion"); err != nil {
+		return registry.Version{}, err
+	}
 	if v := w.newest(r.Label); v != nil {
 		return *v, nil
 	}
