@@ -58,12 +58,15 @@ func TestGatewayCarrierPrecedence(t *testing.T) {
 			for _, r := range desired {
 				k.waitRouteAccepted(t, ns, r.Name, gwName)
 			}
-			// Accepted is written before Traefik serves the configuration, which it loads whole:
-			// once a pin cookie reaches its version, every router of these routes is live.
-			eventually(t, 30*time.Second, "the Gateway serves the pins", func() (bool, string) {
-				_, reply, err := get(t, gatewayRequest(t, host, prefix+"/", "__plt_dpl=1"))
-				return err == nil && reply.Version == "1", fmt.Sprintf("version %q, err %v", reply.Version, err)
-			})
+			// Accepted is written before Traefik serves the configuration, and Traefik loads each
+			// Service's endpoints on its own: wait until every version answers (the Active one
+			// without a carrier, each pin by its cookie) before asserting anything.
+			for _, v := range []struct{ version, cookie string }{{"2", ""}, {"1", "__plt_dpl=1"}, {"3", "__plt_dpl=3"}} {
+				eventually(t, 30*time.Second, "the Gateway serves version "+v.version, func() (bool, string) {
+					_, reply, err := get(t, gatewayRequest(t, host, prefix+"/", v.cookie))
+					return err == nil && reply.Version == v.version, fmt.Sprintf("version %q, err %v", reply.Version, err)
+				})
+			}
 
 			cases := []struct {
 				name, cookie, header, query string
