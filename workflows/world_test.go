@@ -104,6 +104,10 @@ type world struct {
 	attempts   map[string]int
 	// retireRefusals: how many Retire attempts the API server refuses for good first.
 	retireRefusals int
+	// fault, when set, is asked before every counted attempt of an activity (by name, with the
+	// world's lock held; it must not take it): an error fails the attempt, before anything
+	// changes. Outages of PostgreSQL or the API server, refusals by an admission webhook.
+	fault func(name string) error
 }
 
 func newWorld(t testing.TB, env *testsuite.TestWorkflowEnvironment, policy activities.Policy) *world {
@@ -174,6 +178,11 @@ func (w *world) now() time.Time { return w.env.Now().UTC() }
 // attempt counts an attempt of the named activity and fails it while failures are injected.
 func (w *world) attempt(name string) error {
 	w.attempts[name]++
+	if w.fault != nil {
+		if err := w.fault(name); err != nil {
+			return err
+		}
+	}
 	if w.failures[name] > 0 {
 		w.failures[name]--
 		return fmt.Errorf("%s: injected transient failure", name)
@@ -431,6 +440,9 @@ func (w *world) retire(_ context.Context, in activities.RetireInput) (activities
 func (w *world) audit(_ context.Context, in activities.AuditInput) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.attempt("Audit"); err != nil {
+		return err
+	}
 	w.auditLocked(in.Ref.Label, in.Event, in.Actor, in.Reason)
 	return nil
 }
