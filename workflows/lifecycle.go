@@ -31,6 +31,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/log"
@@ -391,8 +392,8 @@ func (w *lifecycle) draining(ctx workflow.Context) error {
 			continue
 		}
 		w.nextCheck = minTime(w.checkAfter(now, graceEnd, firstRead), maxAt)
-		w.setDetails(ctx, fmt.Sprintf("**Draining** since %s (superseded by `%s`): next traffic check at %s (zero readings in a row: %d of %d). Expires at the latest at %s (max alive %s).",
-			stamp(w.drainingAt), w.by, stamp(w.nextCheck), w.zeroStreak, zeroReadingsToExpire, stamp(maxAt), w.policy.MaxAlive))
+		w.setDetails(ctx, fmt.Sprintf("**Draining** since %s (superseded by `%s`): next traffic check at %s (zero readings in a row: %d of %d). Expires at the latest at %s (max alive %s).%s",
+			stamp(w.drainingAt), w.by, stamp(w.nextCheck), w.zeroStreak, zeroReadingsToExpire, stamp(maxAt), w.policy.MaxAlive, w.lastReadingNote()))
 		if ev := w.wait(ctx, w.nextCheck, nil); ev.kind != eventTimer {
 			if err := w.handle(ctx, ev); err != nil {
 				return err
@@ -403,7 +404,7 @@ func (w *lifecycle) draining(ctx workflow.Context) error {
 		if !now.Before(maxAt) || now.Before(firstRead) {
 			continue // max alive is handled at the top; before the window nothing is read
 		}
-		if w.check(ctx) {
+		if w.check(ctx, maxAt) {
 			return w.expire(ctx, w.self, fmt.Sprintf("no traffic: %d consecutive zero readings (last at %s)",
 				zeroReadingsToExpire, stamp(w.readings[len(w.readings)-1].At)))
 		}
@@ -432,12 +433,34 @@ func (w *lifecycle) checkAfter(now, graceEnd, firstRead time.Time) time.Time {
 	return graceEnd.Add(k * interval)
 }
 
-// check takes one reading and reports whether the version has now had enough zero readings.
-func (w *lifecycle) check(ctx workflow.Context) bool {
+// check takes one reading and reports whether the version has now had enough zero readings. A
+// reading still running at max alive (Prometheus hanging) is abandoned: max alive always wins,
+// at its instant.
+func (w *lifecycle) check(ctx workflow.Context, maxAt time.Time) bool {
+	actCtx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
 	var r activities.TrafficReading
-	err := workflow.ExecuteActivity(trafficOptions(ctx, w.policy.CheckInterval), a.ReadTraffic, activities.TrafficInput{
+	fut := workflow.ExecuteActivity(trafficOptions(actCtx, w.policy.CheckInterval), a.ReadTraffic, activities.TrafficInput{
 		Ref: w.in.Ref, ServiceName: w.in.ServiceName, Window: w.policy.TrafficWindow, MaxAge: w.policy.CheckInterval / 2,
-	}).Get(ctx, &r)
+	})
+	if left := maxAt.Sub(workflow.Now(ctx)); left < readingBound(w.policy.CheckInterval) &&
+		workflow.GetVersion(ctx, "reading-bounded-by-max-alive", workflow.DefaultVersion, 1) == 1 {
+		// Only a reading that may outlast max alive races it (a timer on every check would
+		// double the history of a long drain).
+		timerCtx, cancelTimer := workflow.WithCancel(ctx)
+		defer cancelTimer()
+		cut := false
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(fut, func(workflow.Future) {})
+		sel.AddFuture(workflow.NewTimerWithOptions(timerCtx, left, workflow.TimerOptions{Summary: "max alive " + stamp(maxAt)}),
+			func(workflow.Future) { cut = true })
+		sel.Select(ctx)
+		if cut {
+			w.logger.Info("traffic reading abandoned at max alive")
+			return false // the loop expires the version
+		}
+	}
+	err := fut.Get(ctx, &r)
 	reading := Reading{At: workflow.Now(ctx), RPS: r.RPS}
 	switch {
 	case err != nil:
@@ -451,11 +474,42 @@ func (w *lifecycle) check(ctx workflow.Context) bool {
 		reading.Verdict = VerdictTraffic
 		w.zeroStreak = 0
 	}
+	switch {
+	case err != nil:
+		w.lastError = readingFailed + reading.Error
+	case strings.HasPrefix(w.lastError, readingFailed):
+		w.lastError = "" // Prometheus answers again
+	}
 	w.readings = append(w.readings, reading)
 	if len(w.readings) > keptReadings {
 		w.readings = w.readings[len(w.readings)-keptReadings:]
 	}
 	return w.zeroStreak >= zeroReadingsToExpire
+}
+
+// readingFailed starts the last error of a traffic reading that failed.
+const readingFailed = "traffic reading failed (counts as nothing; max alive still applies): "
+
+// lastReadingNote tells, for the details, that the last reading counted as nothing and why.
+func (w *lifecycle) lastReadingNote() string {
+	if len(w.readings) == 0 {
+		return ""
+	}
+	r := w.readings[len(w.readings)-1]
+	switch r.Verdict {
+	case VerdictFailed:
+		failed := 0
+		for _, x := range w.readings {
+			if x.Verdict == VerdictFailed {
+				failed++
+			}
+		}
+		return fmt.Sprintf(" The last reading failed (at %s, %d of the last %d failed): %s. A failed reading counts as nothing.",
+			stamp(r.At), failed, len(w.readings), r.Error)
+	case VerdictUnknown:
+		return fmt.Sprintf(" The last reading (at %s) found no series for the version: it counts as nothing.", stamp(r.At))
+	}
+	return ""
 }
 
 // shouldContinueAsNew is asked only where the loop holds no pending work.

@@ -68,7 +68,7 @@ func readyOptions(ctx workflow.Context, left time.Duration) workflow.Context {
 func trafficOptions(ctx workflow.Context, interval time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    20 * time.Second,
-		ScheduleToCloseTimeout: max(30*time.Second, interval),
+		ScheduleToCloseTimeout: readingBound(interval),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
@@ -79,3 +79,6 @@ func trafficOptions(ctx workflow.Context, interval time.Duration) workflow.Conte
 		Summary: "read traffic",
 	})
 }
+
+// readingBound is the longest one reading may take, its retries included.
+func readingBound(interval time.Duration) time.Duration { return max(30*time.Second, interval) }
