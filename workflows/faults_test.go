@@ -3,12 +3,17 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/skewguard/skewguard/activities"
 	"github.com/skewguard/skewguard/internal/registry"
@@ -137,4 +142,138 @@ func TestPrometheusBackMidDraining(t *testing.T) {
 			assert.Equal(t, drained.Add(tt.expiredAt), reads[len(reads)-1], "the deciding reading, on the check grid")
 		})
 	}
+}
+
+// registryActivities are the world's activities that go to PostgreSQL.
+var registryActivities = map[string]bool{
+	"Observe": true, "LoadPolicy": true, "Activate": true, "Promote": true, "Stage": true, "Expire": true,
+	"Fail": true, "CurrentVersion": true, "SyncRoutes": true, "Audit": true,
+}
+
+// TestPostgresDownTenMinutesMidFlip: PostgreSQL fails every call for ten minutes, starting at
+// the flip of v2 (its activation), or right after the flip committed (v1's workflow is then
+// told it is superseded and cannot load its policy), or at v2's first registry call. The flip
+// completes once PostgreSQL is back, with nothing half-written: exactly one Active version at
+// every change, one audit row per transition, the routes written once for the flip's
+// generation, and v1's draining clock starting at the flip, not at the end of the outage.
+func TestPostgresDownTenMinutesMidFlip(t *testing.T) {
+	const outage = 10 * time.Minute
+	tests := []struct {
+		name string
+		// starts reports whether the outage starts with this call (name, label of the version
+		// whose change it is, if any).
+		starts func(w *world, name string) bool
+	}{
+		{"from the flip", func(w *world, name string) bool {
+			return name == "Activate" && w.newest("v2") != nil && w.now().Equal(activeAt(time.Hour))
+		}},
+		{"right after the flip committed", func(w *world, name string) bool {
+			v2 := w.newest("v2")
+			return v2 != nil && v2.State == registry.Active
+		}},
+		{"from v2's first registry call", func(w *world, name string) bool { return name == "Observe" && w.now().Equal(t0.Add(time.Hour)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, w := newEnv(t, defaults)
+			withServerRetries(env)
+			var downFrom time.Time
+			failed := 0
+			w.fault = func(name string) error {
+				if !registryActivities[name] {
+					return nil
+				}
+				if downFrom.IsZero() && tt.starts(w, name) {
+					downFrom = w.now()
+				}
+				if !downFrom.IsZero() && w.now().Before(downFrom.Add(outage)) {
+					failed++
+					return fmt.Errorf("%s: failed to connect to `host=postgres user=skewguard database=skewguard`: dial tcp 10.96.0.5:5432: connect: connection refused", name)
+				}
+				return nil
+			}
+			runFleet(t, env, 4*time.Hour, deploy{"v1", 0}, deploy{"v2", time.Hour})
+
+			require.False(t, downFrom.IsZero(), "the outage happened")
+			upAt := downFrom.Add(outage)
+			assert.Greater(t, failed, 5, "calls failed all through the outage")
+			v1, v2 := w.version("v1"), w.version("v2")
+			require.Equal(t, registry.Active, v2.State)
+			require.NotNil(t, v2.ActiveAt)
+			if tt.name != "right after the flip committed" {
+				assert.False(t, v2.ActiveAt.Before(upAt), "not Active before PostgreSQL is back: %s", v2.ActiveAt)
+				assert.True(t, v2.ActiveAt.Before(upAt.Add(time.Minute+readyDelay)), "Active within a retry interval of its return: %s", v2.ActiveAt)
+			}
+			require.NotNil(t, v1.DrainingAt)
+			assert.Equal(t, *v2.ActiveAt, *v1.DrainingAt, "v1 drains at the instant of the flip, in the same change")
+			require.Equal(t, registry.Expired, v1.State)
+			assert.Equal(t, v1.DrainingAt.Add(36*time.Minute), *v1.ExpiredAt, "its draining clock started at the flip")
+
+			// One audit row per transition, whatever the retries.
+			count := func(label string) map[string]int {
+				n := map[string]int{}
+				for _, e := range w.events(label) {
+					n[e]++
+				}
+				return n
+			}
+			assert.Equal(t, map[string]int{"observed": 1, "pending→active": 1, "draining→expired": 1}, count("v1"))
+			assert.Equal(t, map[string]int{"observed": 1, "pending→active": 1}, count("v2"))
+
+			// The routes: written once for the flip's generation, always with one Active version.
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			flips := 0
+			for i, s := range w.syncs {
+				assert.NotEmpty(t, s.Active, "sync %d at %s has an Active version", i, s.At)
+				if i > 0 {
+					assert.Greater(t, s.Generation, w.syncs[i-1].Generation, "generations only grow")
+				}
+				if s.Active == "v2" && slices.Contains(s.Pinned, "v1") {
+					flips++
+					assert.Equal(t, *v2.ActiveAt, s.At)
+				}
+			}
+			assert.Equal(t, 1, flips, "the flip's routes were written once")
+		})
+	}
+}
+
+// withServerRetries makes the test environment retry activities as the Temporal server does.
+// The environment caps a retry policy without MaximumAttempts at 10 attempts (about four minutes
+// with converge's backoff), where the server retries without limit: an outage longer than that
+// would fail the workflow here and never on a real server.
+func withServerRetries(env *testsuite.TestWorkflowEnvironment) {
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{&serverRetries{}}})
+}
+
+type serverRetries struct {
+	interceptor.WorkerInterceptorBase
+}
+
+func (*serverRetries) InterceptWorkflow(_ workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	return &serverRetriesInbound{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}}
+}
+
+type serverRetriesInbound struct {
+	interceptor.WorkflowInboundInterceptorBase
+}
+
+func (i *serverRetriesInbound) Init(out interceptor.WorkflowOutboundInterceptor) error {
+	return i.Next.Init(&serverRetriesOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: out}})
+}
+
+type serverRetriesOutbound struct {
+	interceptor.WorkflowOutboundInterceptorBase
+}
+
+func (o *serverRetriesOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
+	opts := workflow.GetActivityOptions(ctx)
+	if p := opts.RetryPolicy; p != nil && p.MaximumAttempts == 0 {
+		unlimited := *p
+		unlimited.MaximumAttempts = 1_000_000 // as good as the server's none, and the test still ends
+		opts.RetryPolicy = &unlimited
+		ctx = workflow.WithActivityOptions(ctx, opts)
+	}
+	return o.Next.ExecuteActivity(ctx, activityType, args...)
 }
