@@ -277,3 +277,111 @@ func (o *serverRetriesOutbound) ExecuteActivity(ctx workflow.Context, activityTy
 	}
 	return o.Next.ExecuteActivity(ctx, activityType, args...)
 }
+
+// routeWrites are the world's activities that write the app's HTTPRoutes.
+var routeWrites = map[string]bool{"Activate": true, "Promote": true, "Stage": true, "Expire": true, "SyncRoutes": true}
+
+// refuseRoutes makes the API server refuse every route write in [from, until), as an admission
+// webhook or policy does (a Forbidden the writer reports as RoutesRefused).
+func refuseRoutes(w *world, from, until time.Time) {
+	w.fault = func(name string) error {
+		if !routeWrites[name] || w.now().Before(from) || !w.now().Before(until) {
+			return nil
+		}
+		return temporal.NewNonRetryableApplicationError(
+			`routes refused: write routes of shop/myapp: httproutes.gateway.networking.k8s.io "myapp" is forbidden: `+
+				`ValidatingAdmissionPolicy 'freeze' with binding 'freeze' denied request: change freeze`,
+			activities.ErrTypeRoutesRefused, nil)
+	}
+}
+
+// TestRoutesRefusedForAnHourAtExpiry: the API server refuses route writes for an hour that
+// covers a Draining version's expiry. Nothing is expired or retired while the routes are
+// refused (its routes would still send its pinned sessions to it); the refusal is in the
+// workflow's details, its last error and the audit; once the writes are allowed again, the
+// next attempt expires it and the routes drop it.
+func TestRoutesRefusedForAnHourAtExpiry(t *testing.T) {
+	env, w := newEnv(t, defaults)
+	from, until := drained.Add(30*time.Minute), drained.Add(90*time.Minute) // expiry due at +36 min
+	refuseRoutes(w, from, until)
+	var during StateView
+	at(env, drained.Sub(t0)+time.Hour, func() { during = queryState(t, env, "v1") })
+	var retrying, queryAfter StateView
+	at(env, drained.Sub(t0)+time.Hour+time.Minute, func() { retrying = queryState(t, env, "v1") })
+	at(env, until.Sub(t0)+time.Minute+30*time.Second, func() { queryAfter = queryState(t, env, "v1") })
+	runFleet(t, env, 6*time.Hour, deploy{"v1", 0}, deploy{"v2", time.Hour})
+
+	assert.Equal(t, registry.Draining, during.State, "not expired while its routes cannot be written")
+	assert.Contains(t, during.LastError, "not expired: routes refused")
+	assert.Contains(t, during.LastError, "change freeze")
+	assert.Contains(t, during.WaitingFor, "routes refused", "the details say why it is still Draining")
+	assert.Contains(t, during.WaitingFor, "change freeze")
+
+	// A minute later it is in the other half of its retry: waiting for the next attempt.
+	assert.Equal(t, registry.Draining, retrying.State)
+	assert.Contains(t, retrying.WaitingFor, "change freeze")
+
+	refused := w.lastAudit("v1", "expire-refused")
+	assert.Contains(t, refused.Reason, "change freeze")
+	n := 0
+	for _, e := range w.events("v1") {
+		if e == "expire-refused" {
+			n++
+		}
+	}
+	assert.Equal(t, 1, n, "audited once, not at every attempt (one every two minutes for the hour)")
+	assert.Equal(t, drained.Add(36*time.Minute), refused.At, "when it was first due")
+
+	v1 := w.version("v1")
+	require.Equal(t, registry.Expired, v1.State)
+	assert.False(t, v1.ExpiredAt.Before(until), "not expired during the refusal: %s", v1.ExpiredAt)
+	assert.True(t, v1.ExpiredAt.Before(until.Add(2*time.Minute+time.Second)), "expired by the first attempts after it: %s", v1.ExpiredAt)
+	assert.Empty(t, queryAfter.LastError, "the refusal is over")
+	rs := w.retiredOf("v1")
+	require.Len(t, rs, 1)
+	assert.Equal(t, *v1.ExpiredAt, rs[0].At, "retired only once its routes dropped it")
+	last := w.lastSync()
+	assert.Equal(t, routeSync{At: *v1.ExpiredAt, Generation: last.Generation, Active: "v2", Cause: "v1"}, last,
+		"the routes converge: v2 Active, v1 gone")
+	assert.Equal(t, registry.Active, w.version("v2").State)
+}
+
+// TestRoutesRefusedForAnHourAtActivation: v2 becomes ready while the API server refuses route
+// writes. It never becomes Active (its routes are not there): it is Failed with the refusal,
+// v1 keeps serving and is neither drained nor retired. An approve during the hour is refused
+// with the reason; after the hour, an approve activates v2 and the routes follow.
+func TestRoutesRefusedForAnHourAtActivation(t *testing.T) {
+	env, w := newEnv(t, defaults)
+	from, until := t0.Add(time.Hour), t0.Add(2*time.Hour)
+	refuseRoutes(w, from, until)
+	var during StateView
+	var early, late *updateOutcome
+	at(env, 90*time.Minute, func() {
+		during = queryState(t, env, "v2")
+		early = sendUpdate(env, "v2", UpdateApprove, ActionRequest{Actor: registry.Actor{Type: registry.ActorUser, Name: "alice"}})
+	})
+	at(env, 2*time.Hour+time.Minute, func() {
+		late = sendUpdate(env, "v2", UpdateApprove, ActionRequest{Actor: registry.Actor{Type: registry.ActorUser, Name: "alice"}})
+	})
+	runFleet(t, env, 30*time.Hour, deploy{"v1", 0}, deploy{"v2", time.Hour})
+
+	assert.Equal(t, registry.Failed, during.State)
+	assert.Contains(t, during.Failure, "routes refused")
+	assert.Contains(t, during.WaitingFor, "change freeze")
+	assert.Contains(t, w.lastAudit("v2", "pending→failed").Reason, "cannot activate: routes refused")
+	require.NotNil(t, early)
+	require.Error(t, early.err, "an approve while the writes are refused is refused")
+	assert.Contains(t, early.err.Error(), "routes refused")
+	assert.Contains(t, w.lastAudit("v2", "activate-refused").Reason, "change freeze")
+
+	require.NotNil(t, late)
+	require.NoError(t, late.err)
+	v1, v2 := w.version("v1"), w.version("v2")
+	assert.Equal(t, t0.Add(2*time.Hour+time.Minute), *v2.ActiveAt)
+	require.NotNil(t, v1.DrainingAt)
+	assert.Equal(t, *v2.ActiveAt, *v1.DrainingAt, "v1 drained only once v2's routes were written")
+	for _, r := range w.retiredOf("v1") {
+		assert.False(t, r.At.Before(*v1.DrainingAt), "v1 not retired while it was the Active version")
+	}
+	assert.Contains(t, w.syncs, routeSync{At: *v2.ActiveAt, Generation: w.syncs[len(w.syncs)-1].Generation - 1, Active: "v2", Pinned: []string{"v1"}, Cause: "v2"})
+}

@@ -97,8 +97,10 @@ type lifecycle struct {
 	// keeps waiting for them and is activated when they come).
 	failure       string
 	failedUnready bool
-	// retryExpireAt holds back the lifecycle's own expiry after its route write was refused.
-	retryExpireAt time.Time
+	// retryExpireAt holds back the lifecycle's own expiry after its route write was refused;
+	// expireRefusals counts those refusals in this draining period.
+	retryExpireAt  time.Time
+	expireRefusals int
 	// redeploy is the input of a new life of this label, received while retiring this one.
 	redeploy *LifecycleInput
 
@@ -364,6 +366,8 @@ func (w *lifecycle) draining(ctx workflow.Context) error {
 		if now.Before(w.retryExpireAt) {
 			// The last expiry could not write the routes: wait before trying again.
 			w.nextCheck = w.retryExpireAt
+			w.setDetails(ctx, fmt.Sprintf("**Draining** since %s (superseded by `%s`): due to expire, but %s (%d attempt(s)); it stays routed meanwhile. Next attempt at %s, after a fresh traffic check.",
+				stamp(w.drainingAt), w.by, strings.TrimPrefix(w.lastError, expireRefused), w.expireRefusals, stamp(w.retryExpireAt)))
 			if ev := w.wait(ctx, w.retryExpireAt, nil); ev.kind != eventTimer {
 				if err := w.handle(ctx, ev); err != nil {
 					return err
@@ -492,6 +496,9 @@ const readingFailed = "traffic reading failed (counts as nothing; max alive stil
 
 // lastReadingNote tells, for the details, that the last reading counted as nothing and why.
 func (w *lifecycle) lastReadingNote() string {
+	if strings.HasPrefix(w.lastError, expireRefused) {
+		return fmt.Sprintf(" The last expiry was refused (%d attempt(s)): %s.", w.expireRefusals, strings.TrimPrefix(w.lastError, expireRefused))
+	}
 	if len(w.readings) == 0 {
 		return ""
 	}

@@ -116,9 +116,14 @@ func (w *lifecycle) expire(ctx workflow.Context, actor registry.Actor, reason st
 	if err != nil {
 		var rr *routingRefusal
 		if errors.As(err, &rr) {
-			w.lastError = "not expired: " + rr.msg
+			w.lastError = expireRefused + rr.msg
 			w.retryExpireAt = workflow.Now(ctx).Add(max(w.policy.CheckInterval, time.Second))
-			w.audit(ctx, "expire-refused", actor, rr.msg)
+			w.expireRefusals++
+			// Audited once per draining period, not at every attempt (one row a minute for as
+			// long as an admission webhook refuses); the details and last error show each one.
+			if w.expireRefusals == 1 || workflow.GetVersion(ctx, "audit-expire-refusal-once", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+				w.audit(ctx, "expire-refused", actor, rr.msg)
+			}
 			w.logger.Warn("expiry refused: routes not written", "error", rr.msg)
 			if actor == w.self {
 				return nil
@@ -128,6 +133,9 @@ func (w *lifecycle) expire(ctx workflow.Context, actor registry.Actor, reason st
 		return w.refused(actor, err)
 	}
 	w.finalWhy = reason
+	if strings.HasPrefix(w.lastError, expireRefused) {
+		w.lastError = "" // the routes were written this time
+	}
 	if err := w.adopt(ctx, res.Version, actor, reason); err != nil {
 		return err
 	}
@@ -137,6 +145,9 @@ func (w *lifecycle) expire(ctx workflow.Context, actor registry.Actor, reason st
 	w.retire(ctx, actor, reason)
 	return nil
 }
+
+// expireRefused starts the last error of an expiry whose route write was refused.
+const expireRefused = "not expired: "
 
 // fail marks the version Failed: it is never routed and its workloads are left alone. unready
 // says it failed only for want of ready endpoints (it keeps waiting for them).
@@ -205,6 +216,7 @@ func (w *lifecycle) enterDraining(ctx workflow.Context, drainingAt time.Time, by
 	}
 	w.drainingAt, w.by = drainingAt, by
 	w.zeroStreak, w.readings, w.nextCheck = 0, nil, time.Time{}
+	w.expireRefusals = 0
 	return w.enter(ctx, registry.Draining, drainingAt, actor, reason)
 }
 
