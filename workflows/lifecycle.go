@@ -397,7 +397,7 @@ func (w *lifecycle) draining(ctx workflow.Context) error {
 		}
 		w.nextCheck = minTime(w.checkAfter(now, graceEnd, firstRead), maxAt)
 		w.setDetails(ctx, fmt.Sprintf("**Draining** since %s (superseded by `%s`): next traffic check at %s (zero readings in a row: %d of %d). Expires at the latest at %s (max alive %s).%s",
-			stamp(w.drainingAt), w.by, stamp(w.nextCheck), w.zeroStreak, zeroReadingsToExpire, stamp(maxAt), w.policy.MaxAlive, w.lastReadingNote()))
+			stamp(w.drainingAt), w.by, stamp(w.nextCheck), w.zeroStreak, zeroReadingsToExpire, stamp(maxAt), w.policy.MaxAlive, w.drainingNote()))
 		if ev := w.wait(ctx, w.nextCheck, nil); ev.kind != eventTimer {
 			if err := w.handle(ctx, ev); err != nil {
 				return err
@@ -494,8 +494,9 @@ func (w *lifecycle) check(ctx workflow.Context, maxAt time.Time) bool {
 // readingFailed starts the last error of a traffic reading that failed.
 const readingFailed = "traffic reading failed (counts as nothing; max alive still applies): "
 
-// lastReadingNote tells, for the details, that the last reading counted as nothing and why.
-func (w *lifecycle) lastReadingNote() string {
+// drainingNote tells, for the details, why the version is still Draining when something failed:
+// its expiry was refused, or its last reading counted as nothing.
+func (w *lifecycle) drainingNote() string {
 	if strings.HasPrefix(w.lastError, expireRefused) {
 		return fmt.Sprintf(" The last expiry was refused (%d attempt(s)): %s.", w.expireRefusals, strings.TrimPrefix(w.lastError, expireRefused))
 	}

@@ -119,9 +119,10 @@ func (w *lifecycle) expire(ctx workflow.Context, actor registry.Actor, reason st
 			w.lastError = expireRefused + rr.msg
 			w.retryExpireAt = workflow.Now(ctx).Add(max(w.policy.CheckInterval, time.Second))
 			w.expireRefusals++
-			// Audited once per draining period, not at every attempt (one row a minute for as
-			// long as an admission webhook refuses); the details and last error show each one.
-			if w.expireRefusals == 1 || workflow.GetVersion(ctx, "audit-expire-refusal-once", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			// The lifecycle's own attempts are audited once per draining period, not at every
+			// attempt (a row a minute for as long as an admission webhook refuses); the details
+			// and last error show each one. An operator's is always audited.
+			if actor != w.self || w.expireRefusals == 1 || workflow.GetVersion(ctx, "audit-expire-refusal-once", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 				w.audit(ctx, "expire-refused", actor, rr.msg)
 			}
 			w.logger.Warn("expiry refused: routes not written", "error", rr.msg)
