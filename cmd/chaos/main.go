@@ -13,9 +13,13 @@
 //	CHAOS_SKEWGUARD  the skewguard binary (default: built from this checkout)
 //	CHAOS_OUT        directory for the processes' logs and the request log (default: a new temp dir)
 //	CHAOS_KEEP       1 keeps the namespace and the registry database afterwards
+//	CHAOS_STACK_FAULTS  parts of the stack killed too, comma-separated: postgresql, temporal,
+//	                 prometheus, kube-apiserver, traefik (default none: the stack may be shared;
+//	                 they are killed and started by hack/stack.sh kill|start PART)
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +71,8 @@ type settings struct {
 	binary   string
 	out      string
 	keep     bool
+	parts    []string // stack parts killed too
+	stackSh  string
 
 	pgURL, kubeconfig, temporal, prometheus, gatewayURL, gatewayRef string
 }
@@ -131,6 +137,17 @@ func readSettings(getenv func(string) string) (settings, error) {
 	s.binary = getenv("CHAOS_SKEWGUARD")
 	s.out = getenv("CHAOS_OUT")
 	s.keep = getenv("CHAOS_KEEP") == "1"
+	known := map[string]bool{"postgresql": true, "temporal": true, "prometheus": true, "kube-apiserver": true, "traefik": true}
+	for _, p := range strings.Split(getenv("CHAOS_STACK_FAULTS"), ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !known[p] {
+			problems = append(problems, fmt.Sprintf("CHAOS_STACK_FAULTS: %q is not one of postgresql, temporal, prometheus, kube-apiserver, traefik", p))
+		}
+		s.parts = append(s.parts, p)
+	}
+	s.stackSh = cmp.Or(getenv("CHAOS_STACK_SH"), "hack/stack.sh")
 	if len(problems) > 0 {
 		return s, errors.New(strings.Join(problems, "; "))
 	}
@@ -299,9 +316,16 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 	var resMu sync.Mutex
 	faultCtx, stopFaults := context.WithDeadline(ctx, deadline)
 	defer stopFaults()
+	targets := make([]target, 0, len(procs)+len(s.parts))
+	for _, p := range procs {
+		targets = append(targets, p)
+	}
+	for _, p := range s.parts {
+		targets = append(targets, &stackPart{name: p, stackSh: s.stackSh, logDir: s.out})
+	}
 	faultsDone := make(chan error, 1)
 	go func() {
-		faultsDone <- injectFaults(faultCtx, rng, procs, obs, &faults, deadline, start, &res, &resMu)
+		faultsDone <- injectFaults(faultCtx, rng, targets, obs, &faults, deadline, start, &res, &resMu)
 	}()
 
 	// The other versions, evenly over the duration.
@@ -403,10 +427,10 @@ func settled(vs []registry.Version, newest string) bool {
 	return len(vs) > 0
 }
 
-// injectFaults kills skewguard processes with SIGKILL at random moments until deadline: one at a
+// injectFaults kills skewguard processes (and the stack parts asked for) with SIGKILL at random moments until deadline: one at a
 // time in the first half, two at once in the second; each comes back after a random pause, and
 // the routes' convergence is measured from its restart.
-func injectFaults(ctx context.Context, rng *rand.Rand, procs []*proc, obs *observer, faults *atomic.Value,
+func injectFaults(ctx context.Context, rng *rand.Rand, procs []target, obs *observer, faults *atomic.Value,
 	deadline, start time.Time, res *result, mu *sync.Mutex) error {
 	half := start.Add(deadline.Sub(start) / 2)
 	for {
@@ -421,11 +445,11 @@ func injectFaults(ctx context.Context, rng *rand.Rand, procs []*proc, obs *obser
 			n = 2
 		}
 		idx := rng.Perm(len(procs))[:n]
-		var victims []*proc
+		var victims []target
 		var names []string
 		for _, i := range idx {
 			victims = append(victims, procs[i])
-			names = append(names, procs[i].name)
+			names = append(names, procs[i].label())
 		}
 		pause := time.Duration(500+rng.IntN(4500)) * time.Millisecond
 		what := "killed " + strings.Join(names, "+")

@@ -14,6 +14,43 @@ import (
 	"time"
 )
 
+// target is something the run kills with SIGKILL and starts again: a skewguard process, or a part
+// of the stack.
+type target interface {
+	label() string
+	kill() error
+	start(ctx context.Context, timeout time.Duration) error
+}
+
+// stackPart is one part of the stack, killed and started by hack/stack.sh kill|start PART.
+type stackPart struct {
+	name    string
+	stackSh string
+	logDir  string
+}
+
+func (p *stackPart) label() string { return p.name }
+
+func (p *stackPart) kill() error { return p.run(context.Background(), time.Minute, "kill") }
+
+func (p *stackPart) start(ctx context.Context, timeout time.Duration) error {
+	return p.run(ctx, timeout+30*time.Second, "start")
+}
+
+func (p *stackPart) run(ctx context.Context, timeout time.Duration, verb string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, p.stackSh, verb, p.name).CombinedOutput()
+	if f, ferr := os.OpenFile(filepath.Join(p.logDir, "stack-parts.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); ferr == nil {
+		f.Write(out)
+		f.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s %s: %w: %s", p.stackSh, verb, p.name, err, out)
+	}
+	return nil
+}
+
 // proc is one skewguard process (`skewguard api` or `skewguard worker`) that the run starts,
 // kills with SIGKILL and starts again with the same settings.
 type proc struct {
@@ -89,6 +126,8 @@ func (p *proc) start(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 }
+
+func (p *proc) label() string { return p.name }
 
 // kill sends SIGKILL and waits until the process is gone.
 func (p *proc) kill() error {

@@ -54,12 +54,36 @@ func misrouted(r request, lives map[string]lifetime) bool {
 // failed: a request the gateway did not answer with a 2xx.
 func failed(r request) bool { return r.Status/100 != 2 }
 
-// failureCause names why a request failed: its status and a short reason.
+// failureCause names why a request failed: its status and a short reason, and what was down
+// when it was sent.
 func failureCause(r request) string {
+	c := fmt.Sprintf("%d %s", r.Status, r.Err)
 	if r.Status == 0 {
-		return "no answer: " + r.Err
+		c = "no answer: " + r.Err
 	}
-	return fmt.Sprintf("%d %s", r.Status, r.Err)
+	if k := faultKind(r.Faults); k != "" {
+		c += " [" + k + " down]"
+	}
+	return c
+}
+
+// faultKind names what "killed a+b" took down: skewguard for its own processes, else the stack
+// parts.
+func faultKind(faults string) string {
+	names := strings.Split(strings.TrimPrefix(faults, "killed "), "+")
+	var kinds []string
+	for _, n := range names {
+		switch {
+		case n == "":
+			continue
+		case strings.HasPrefix(n, "api-") || strings.HasPrefix(n, "worker-"):
+			n = "skewguard"
+		}
+		if !slices.Contains(kinds, n) {
+			kinds = append(kinds, n)
+		}
+	}
+	return strings.Join(kinds, "+")
 }
 
 // line is one line of the table.

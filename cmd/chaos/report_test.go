@@ -201,3 +201,17 @@ func TestReadSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestFailureCause(t *testing.T) {
+	cases := map[string]request{
+		"503 no available server":                      {Status: 503, Err: "no available server"},
+		"no answer: connection refused [traefik down]": {Err: "connection refused", Faults: "killed traefik"},
+		"502 Bad Gateway [skewguard+postgresql down]":  {Status: 502, Err: "Bad Gateway", Faults: "killed api-1+postgresql"},
+		"404 404 page not found [skewguard down]":      {Status: 404, Err: "404 page not found", Faults: "killed api-2+worker-1"},
+	}
+	for want, r := range cases {
+		if got := failureCause(r); got != want {
+			t.Errorf("failureCause(%+v) = %q, want %q", r, got, want)
+		}
+	}
+}
