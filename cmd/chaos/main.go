@@ -21,11 +21,13 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -201,6 +203,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 		return false, err
 	}
 	claimsCM := "chaos-claims-" + ns
+	keepDB := false // a failed run keeps its registry for a look afterwards
 	cleanup := func() {
 		if s.keep {
 			logf("kept namespace %s and database %s (CHAOS_KEEP=1)", ns, dbName)
@@ -210,7 +213,9 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 		defer cancel()
 		_ = kc.Kube.CoreV1().Namespaces().Delete(bg, ns, metav1.DeleteOptions{})
 		_ = kc.Kube.CoreV1().ConfigMaps("skewguard-system").Delete(bg, claimsCM, metav1.DeleteOptions{})
-		if err := dropDB(bg); err != nil {
+		if keepDB {
+			logf("kept the registry database %s of the failed run", dbName)
+		} else if err := dropDB(bg); err != nil {
 			logf("drop database %s: %v", dbName, err)
 		}
 	}
@@ -280,7 +285,12 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 	}
 
 	rng := rand.New(rand.NewPCG(uint64(s.seed), 0))
-	obs := &observer{store: store, gw: kc.Gateway, cfg: cfg, app: app}
+	routeLog, err := os.Create(filepath.Join(s.out, "routes.log"))
+	if err != nil {
+		return false, err
+	}
+	defer routeLog.Close()
+	obs := &observer{store: store, gw: kc.Gateway, cfg: cfg, app: app, routeLog: routeLog}
 	var faults atomic.Value
 	faults.Store("")
 	fl := &fleet{
@@ -408,9 +418,46 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 		logf("write the request log: %v", err)
 	}
 	lines := res.table(stdout)
+	if up, err := traefikScraped(ctx, s.prometheus); err != nil || !up {
+		// Without Traefik's counters skewguard sees no traffic reading and, by design, keeps
+		// draining versions until their max alive: stuck versions are then the stack's doing.
+		lines = append(lines, line{What: "Prometheus scrapes Traefik (traffic data)", Value: fmt.Sprintf("no (%v)", err)})
+	}
 	ok := printTable(stdout, res, lines)
+	keepDB = !ok
 	fmt.Fprintf(stdout, "kills: %s\nlogs: %s\n", strings.Join(res.Kills, "; "), s.out)
 	return ok, nil
+}
+
+// traefikScraped asks Prometheus whether its last scrape of Traefik succeeded.
+func traefikScraped(ctx context.Context, prometheus string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, prometheus+"/api/v1/query?query="+url.QueryEscape(`up{job="traefik"}`), nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			Result []struct {
+				Value []any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return false, err
+	}
+	for _, r := range body.Data.Result {
+		if len(r.Value) == 2 && r.Value[1] == "1" {
+			return true, nil
+		}
+	}
+	return false, errors.New(`up{job="traefik"} is not 1`)
 }
 
 // settled: the newest version Active, every other one Expired.

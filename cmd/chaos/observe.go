@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -26,6 +27,9 @@ type observer struct {
 	gw    gatewayclient.Interface
 	cfg   config.Config // the settings skewguard runs with: the routes are rendered from them
 	app   registry.AppRef
+
+	routeLog io.Writer // every change of the app's routes, as sampled (nil: none)
+	lastSeen string
 
 	mu          sync.Mutex
 	samples     int
@@ -75,9 +79,47 @@ func (o *observer) sample(ctx context.Context) {
 	}
 	if rtErr != nil {
 		o.sampleErrs++
-	} else if d := defaultBackends(live); len(d) > 1 {
+		return
+	}
+	if d := defaultBackends(live); len(d) > 1 {
 		o.twoActiveRt = append(o.twoActiveRt, now+" "+strings.Join(d, "+"))
 	}
+	if o.routeLog != nil {
+		if sum := summarizeRoutes(live); sum != o.lastSeen {
+			o.lastSeen = sum
+			fmt.Fprintf(o.routeLog, "%s\n%s\n", now, sum)
+		}
+	}
+}
+
+// summarizeRoutes is one line per route: its name, generation and, per rule, what it matches
+// and the Service it sends to (for a look at the routes around a misrouted request).
+func summarizeRoutes(rs []gatewayv1.HTTPRoute) string {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
+	var b strings.Builder
+	for _, r := range rs {
+		fmt.Fprintf(&b, "  %s gen=%s:", r.Name, r.Annotations[routes.GenerationAnnotation])
+		for _, rule := range r.Spec.Rules {
+			var m []string
+			for _, match := range rule.Matches {
+				k := "path"
+				for _, h := range match.Headers {
+					k = "header " + string(h.Name) + "=" + h.Value
+				}
+				for _, q := range match.QueryParams {
+					k = "query " + string(q.Name) + "=" + q.Value
+				}
+				m = append(m, k)
+			}
+			var to []string
+			for _, be := range rule.BackendRefs {
+				to = append(to, string(be.Name))
+			}
+			fmt.Fprintf(&b, " [%s -> %s]", strings.Join(m, " | "), strings.Join(to, ","))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 func (o *observer) listRoutes(ctx context.Context) ([]gatewayv1.HTTPRoute, error) {
