@@ -215,3 +215,19 @@ func TestFailureCause(t *testing.T) {
 		}
 	}
 }
+
+func TestSummarizeRoutes(t *testing.T) {
+	to := func(name string) []gatewayv1.HTTPBackendRef {
+		return []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{Name: gatewayv1.ObjectName(name)}}}}
+	}
+	r := gatewayv1.HTTPRoute{Spec: gatewayv1.HTTPRouteSpec{Rules: []gatewayv1.HTTPRouteRule{
+		{Matches: []gatewayv1.HTTPRouteMatch{{Headers: []gatewayv1.HTTPHeaderMatch{{Name: "x-deployment-id", Value: "16"}}}}, BackendRefs: to("app-v16")},
+		{Matches: []gatewayv1.HTTPRouteMatch{{}}, BackendRefs: to("app-v17")},
+	}}}
+	r.Name = "app"
+	r.Annotations = map[string]string{"skewguard.dev/route-generation": "24"}
+	want := "  app gen=24: [header x-deployment-id=16 -> app-v16] [path -> app-v17]\n"
+	if got := summarizeRoutes([]gatewayv1.HTTPRoute{r}); got != want {
+		t.Errorf("summarizeRoutes = %q, want %q", got, want)
+	}
+}
