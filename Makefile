@@ -45,7 +45,15 @@ test-integration:
 test:
 	hack/test.sh all
 
-.PHONY: demo demo-down manifests bench
+.PHONY: demo demo-down manifests bench chaos
+
+# The chaos run on the running stack (cmd/chaos): 2 api + 2 worker processes, one app through
+# CHAOS_VERSIONS versions, a session fleet through Traefik, SIGKILL faults; one table, non-zero
+# exit if a line fails. CHAOS_SEED, CHAOS_VERSIONS, CHAOS_DURATION, CHAOS_SESSIONS,
+# CHAOS_STACK_FAULTS (README: make chaos). Not part of `make test` yet.
+chaos: build
+	@env_file=$$(hack/stack.sh env) || exit 1; set -a; source "$$env_file"; set +a; \
+	  CHAOS_SKEWGUARD=$(CURDIR)/$(BIN) $(GO) run ./cmd/chaos
 
 # The whole story on real parts: stack up, skewguard built and started, myapp v1 then v2 applied,
 # sessions pinned through Traefik, v1 drained, expired and scaled to 0 (hack/demo.sh).

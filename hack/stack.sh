@@ -11,6 +11,9 @@
 #   env     print the path of stack.env (after checking the stack is healthy).
 #   clean   down, then delete the stack dir (data, PKI, logs).
 #   tools   only install and build the tools into $SKEWGUARD_CACHE (nothing is started).
+#   kill PART   SIGKILL one part of a running stack (for fault injection: make chaos), no cleanup.
+#   start PART  start one part again with its own start command and wait until it is healthy.
+#           PART: postgresql, temporal, prometheus, kube-apiserver, traefik.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -173,6 +176,41 @@ cmd_status() {
   return "$STATUS_FAILED"
 }
 
+# PARTS: the parts `kill` and `start` handle, each with its start and health commands.
+declare -A PART_UP=([postgresql]=up_postgres [temporal]=up_temporal [prometheus]=up_prometheus
+  [kube-apiserver]=up_apiserver [traefik]=up_traefik)
+declare -A PART_HEALTHY=([postgresql]=pg_healthy [temporal]=temporal_healthy [prometheus]=prometheus_healthy
+  [kube-apiserver]=apiserver_healthy [traefik]=traefik_healthy)
+
+part_arg() {
+  [[ -n ${PART_UP[${1:-}]:-} ]] || die "unknown part '${1:-}': one of ${!PART_UP[*]}"
+  [[ -f $SKEWGUARD_STACK_DIR/config.env ]] || die "stack in $SKEWGUARD_STACK_DIR is not up"
+  SKEWGUARD_STACK_DIR=$(cd "$SKEWGUARD_STACK_DIR" && pwd)
+  resolve_config
+}
+
+# cmd_kill PART: SIGKILL the part's process group (PostgreSQL: its postmaster), as a crash would.
+cmd_kill() {
+  part_arg "$1"
+  local pid
+  if [[ $1 == postgresql ]]; then
+    pid=$(head -1 "$(PG_DIR)/data/postmaster.pid" 2>/dev/null) || die "postgresql is not running"
+    kill -KILL "$pid" || die "kill postgresql (pid $pid) failed"
+  else
+    pid=$(pid_of "$1") || die "$1 is not running"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" || die "kill $1 (pid $pid) failed"
+  fi
+  log "killed $1 (pid $pid)"
+}
+
+# cmd_start PART: the part's own start command (a no-op if it runs), then wait until healthy.
+cmd_start() {
+  part_arg "$1"
+  "${PART_UP[$1]}"
+  wait_until "$1" 90 "${PART_HEALTHY[$1]}"
+  log "$1 healthy"
+}
+
 case ${1:-} in
 up) cmd_up ;;
 down) cmd_down ;;
@@ -183,8 +221,10 @@ env)
   ;;
 clean) cmd_clean ;;
 tools) ensure_tools ;;
+kill) cmd_kill "${2:-}" ;;
+start) cmd_start "${2:-}" ;;
 *)
-  sed -n '2,14p' "$0" >&2
+  sed -n '2,16p' "$0" >&2
   exit 2
   ;;
 esac
