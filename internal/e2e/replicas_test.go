@@ -172,8 +172,20 @@ func TestConcurrentRegistrationsAcrossReplicas(t *testing.T) {
 		checkAuditChain(t, st, ref(label))
 	}
 
-	// Every pod recorded, none against another version.
-	checkPodRows(t, dbURL, ns, pods)
+	for _, label := range []string{"2", "3"} {
+		t.Logf("v%s recorded (pending) %s after the first registration was sent, the burst lasted %s", label,
+			byLabel[label].PendingAt.Sub(res.begin).Round(time.Millisecond), res.elapsed.Round(time.Millisecond))
+	}
+
+	// Every pod recorded, none against another version. Registrations sent before the workflow
+	// recorded the version leave the pod's row without its version; one more registration of
+	// each pod (as the agent's re-registration after a reconnect), over both replicas, must link
+	// every pod to its own version.
+	checkPodRows(t, dbURL, ns, pods, false)
+	again := sendRegistrations(t, apis, pods, 1, registrationWorkers)
+	again.log(t)
+	assert.Empty(t, again.failures, "re-registrations not answered 2xx")
+	checkPodRows(t, dbURL, ns, pods, true)
 }
 
 // fleetPod is one pod of the burst and its version.
@@ -322,6 +334,7 @@ func podNames(t testing.TB, c *cluster, ns, label string) []string {
 
 // burstResult is what a burst of registrations saw, per API replica.
 type burstResult struct {
+	begin     time.Time
 	elapsed   time.Duration
 	latencies [][]time.Duration // by replica, of the answers finally received
 	statuses  []map[int]int     // by replica: every answer's status, retries included
@@ -444,7 +457,7 @@ func sendRegistrations(t testing.TB, apis []*skewguard, pods []fleetPod, perPod,
 	}
 	close(queue)
 	wg.Wait()
-	res.elapsed = time.Since(begin)
+	res.begin, res.elapsed = begin, time.Since(begin)
 	return res
 }
 
@@ -670,8 +683,8 @@ func checkAuditChain(t testing.TB, st *registry.Store, ref registry.VersionRef) 
 }
 
 // checkPodRows reads the registry's pods table: every pod of the burst has a row, and a row that
-// names a version names the pod's own.
-func checkPodRows(t testing.TB, dbURL, ns string, pods []fleetPod) {
+// names a version names the pod's own; with allLinked, every row names one.
+func checkPodRows(t testing.TB, dbURL, ns string, pods []fleetPod, allLinked bool) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dbURL)
@@ -704,4 +717,7 @@ func checkPodRows(t testing.TB, dbURL, ns string, pods []fleetPod) {
 		len(pods)-len(missing), len(pods), linked)
 	assert.Empty(t, missing, "pods that registered but have no row in the registry")
 	assert.Empty(t, wrong, "pods recorded against another version")
+	if allLinked {
+		assert.Equal(t, len(pods), linked, "pods linked to their version")
+	}
 }
