@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,7 +78,7 @@ func TestConcurrentRegistrationsAcrossReplicas(t *testing.T) {
 	s["PLT_SKEW_HTTP_GRACE_PERIOD_MS"] = "600000" // superseded versions stay Draining while checked
 	s["PLT_SKEW_INSECURE_SKIP_POD_AUTH"] = "true" // pods are named in the path, as the harness does
 	s["PLT_SKEW_WATCH_PODS"] = "false"
-	apis, _ := startReplicas(t, s, 2, 2)
+	apis, workers := startReplicas(t, s, 2, 2)
 	gw := newGateway(t)
 	ctx := context.Background()
 	const app = "fanout"
@@ -186,6 +187,18 @@ func TestConcurrentRegistrationsAcrossReplicas(t *testing.T) {
 	again.log(t)
 	assert.Empty(t, again.failures, "re-registrations not answered 2xx")
 	checkPodRows(t, dbURL, ns, pods, true)
+
+	// What the processes warned about (a slow recording above is explained here, if anywhere).
+	for i, sg := range append(append([]*skewguard{}, apis...), workers...) {
+		var warned []string
+		for _, line := range strings.Split(sg.logs(), "\n") {
+			if (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) && !strings.Contains(line, "INSECURE") &&
+				!strings.Contains(line, "no TLS") && !strings.Contains(line, "plain HTTP") && len(warned) < 15 {
+				warned = append(warned, line)
+			}
+		}
+		t.Logf("process %d: %d warning(s)/error(s) (first 15):\n%s", i, len(warned), strings.Join(warned, "\n"))
+	}
 }
 
 // fleetPod is one pod of the burst and its version.
@@ -639,7 +652,7 @@ func quietTemporalLogger() tlog.Logger {
 
 // checkAuditChain checks that the version's audit holds one row per transition: the state
 // changes, in order, each leave the state the previous one entered and enter another; at most
-// one observed, activated and superseded row (one life: no redeployed, no promotion here).
+// one observed, activated and superseded row (one life: no redeployed, no refreshed, no promotion here).
 func checkAuditChain(t testing.TB, st *registry.Store, ref registry.VersionRef) {
 	t.Helper()
 	audit, err := st.Audit(context.Background(), ref)
@@ -667,7 +680,9 @@ func checkAuditChain(t testing.TB, st *registry.Store, ref registry.VersionRef) 
 	assert.Equal(t, 1, counts[registry.EventObserved], "%s: observed rows (%v)", ref, auditEvents(audit))
 	assert.LessOrEqual(t, counts[registry.EventActivated], 1, "%s: activated rows (%v)", ref, auditEvents(audit))
 	assert.LessOrEqual(t, counts[registry.EventSuperseded], 1, "%s: superseded rows (%v)", ref, auditEvents(audit))
-	for _, none := range []string{registry.EventRedeployed, registry.EventPromoted, registry.EventExpired, registry.EventFailed} {
+	// Nothing about a version changed after it was observed: a refreshed row is a second
+	// observation (a second workflow, or a start that lost its input).
+	for _, none := range []string{registry.EventRedeployed, registry.EventRefreshed, registry.EventPromoted, registry.EventExpired, registry.EventFailed} {
 		assert.Zero(t, counts[none], "%s: %s rows (%v)", ref, none, auditEvents(audit))
 	}
 	switch ref.Label {
