@@ -594,7 +594,14 @@ func checkOneWorkflowPerVersion(t testing.TB, ns, app string, versions map[strin
 			break
 		}
 	}
-	got, err := list()
+	// The final read, retried: a loaded Temporal may miss one RPC deadline.
+	var got map[string][]*execution
+	for attempt := 1; ; attempt++ {
+		if got, err = list(); err == nil || attempt == 5 {
+			break
+		}
+		t.Logf("list workflows (attempt %d): %v", attempt, err)
+	}
 	require.NoError(t, err)
 	labels := make([]string, 0, len(got))
 	for label := range got {
