@@ -45,7 +45,7 @@ test-integration:
 test:
 	hack/test.sh all
 
-.PHONY: demo demo-down manifests bench
+.PHONY: demo demo-down manifests bench fuzz
 
 # The whole story on real parts: stack up, skewguard built and started, myapp v1 then v2 applied,
 # sessions pinned through Traefik, v1 drained, expired and scaled to 0 (hack/demo.sh).
@@ -64,3 +64,9 @@ manifests:
 # Benchmarks that need no stack; the stack ones are in hack/README.md.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Every fuzz target, one after another on all cores, FUZZTIME each (default 1000000x: one million
+# executions); FUZZ_TARGETS (regex on "<package dir>.<Target>") selects. New interesting inputs
+# are kept in <package>/testdata/fuzz/<Target>/ (the FUZZ_KEEP smallest, default 20). hack/fuzz.sh.
+fuzz:
+	hack/fuzz.sh
