@@ -45,7 +45,7 @@ test-integration:
 test:
 	hack/test.sh all
 
-.PHONY: demo demo-down manifests bench chaos
+.PHONY: demo demo-down manifests bench chaos fuzz
 
 # The chaos run on the running stack (cmd/chaos): 2 api + 2 worker processes, one app through
 # CHAOS_VERSIONS versions, a session fleet through Traefik, SIGKILL faults; one table, non-zero
@@ -72,3 +72,9 @@ manifests:
 # Benchmarks that need no stack; the stack ones are in hack/README.md.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Every fuzz target, one after another on all cores, FUZZTIME each (default 1000000x: one million
+# executions); FUZZ_TARGETS (regex on "<package dir>.<Target>") selects. New interesting inputs
+# are kept in <package>/testdata/fuzz/<Target>/ (the FUZZ_KEEP smallest, default 20). hack/fuzz.sh.
+fuzz:
+	hack/fuzz.sh

@@ -113,7 +113,7 @@ func CheckJWTShape(token string) (Claims, error) {
 	if err := json.Unmarshal(payload, &p); err != nil {
 		return Claims{}, fmt.Errorf("%w: JWT payload is not a JSON object", ErrMalformedToken)
 	}
-	if _, err := base64.RawURLEncoding.DecodeString(parts[2]); err != nil {
+	if _, err := decodeSegment(parts[2]); err != nil {
 		return Claims{}, fmt.Errorf("%w: JWT signature is not base64url", ErrMalformedToken)
 	}
 	var c Claims
@@ -126,8 +126,13 @@ func CheckJWTShape(token string) (Claims, error) {
 	return c, nil
 }
 
-// decodeSegment decodes unpadded base64url, as JWTs are written.
+// decodeSegment decodes unpadded base64url, as JWTs are written. The decoder skips CR and LF;
+// they are not base64url, so they are refused here (a token with a line break is no JWT, and
+// ParseBearer refuses it too).
 func decodeSegment(s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, errors.New("not base64url")
+	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return nil, errors.New("not base64url")

@@ -93,6 +93,11 @@ func TestCheckJWTShape(t *testing.T) {
 		"padded base64":       base64.URLEncoding.EncodeToString([]byte(`{"alg":"HS1"}`)) + "." + b64([]byte(`{}`)) + ".sig",
 		"signature not b64":   jwtWith(`{"alg":"RS256"}`, `{}`)[:len(jwtWith(`{"alg":"RS256"}`, `{}`))-1] + "+",
 		"too long":            jwtWith(`{"alg":"RS256"}`, `{"x":"`+strings.Repeat("a", MaxTokenBytes)+`"}`),
+		// The base64 decoder skips CR and LF: found by make fuzz (FuzzParseBearer).
+		"LF in the header":    lineBreakIn(0, "\n"),
+		"LF in the payload":   lineBreakIn(1, "\n"),
+		"CR in the signature": lineBreakIn(2, "\r"),
+		"CRLF in the payload": lineBreakIn(1, "\r\n"),
 	}
 	for name, token := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -100,6 +105,13 @@ func TestCheckJWTShape(t *testing.T) {
 			assert.ErrorIs(t, err, ErrMalformedToken)
 		})
 	}
+}
+
+// lineBreakIn is a well-shaped JWT with br inserted into segment i.
+func lineBreakIn(i int, br string) string {
+	parts := strings.Split(jwtWith(`{"alg":"RS256"}`, `{"aud":"x"}`), ".")
+	parts[i] = parts[i][:4] + br + parts[i][4:]
+	return strings.Join(parts, ".")
 }
 
 // reviewer is a fake API server answering TokenReviews: tokens in ok are authenticated for the

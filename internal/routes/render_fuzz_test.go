@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -172,6 +173,32 @@ func TestRenderFuzzSeedsFullInvariants(t *testing.T) {
 	}
 }
 
+// regexpCache compiles each pattern once. Successive fuzz inputs mostly differ in one argument,
+// so their pin cookies' patterns repeat: compiling them again was a fifth of FuzzRender's time.
+// It is emptied when full, so a long run's memory stays bounded.
+type regexpCache struct {
+	mu sync.Mutex
+	m  map[string]*regexp.Regexp
+}
+
+const regexpCacheMax = 1 << 14
+
+var reachRegexps regexpCache
+
+func (c *regexpCache) get(p string) *regexp.Regexp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.m[p]; ok {
+		return r
+	}
+	if c.m == nil || len(c.m) >= regexpCacheMax {
+		c.m = make(map[string]*regexp.Regexp)
+	}
+	r := regexp.MustCompile(p)
+	c.m[p] = r
+	return r
+}
+
 // checkShape: route i is RouteName(app, i); exactly one default rule when there is an Active
 // version, last in the first route, adding the one Set-Cookie; every pinned version pinned once,
 // in registry order; every version's carriers, and nothing else, leading to its Service.
@@ -238,15 +265,7 @@ func checkReachable(t *testing.T, in Input, got []gatewayv1.HTTPRoute) {
 			reqs = append(reqs, request{cookie: in.CookieName + "=" + v}, request{cookie: "a=1; " + in.CookieName + "=" + v})
 		}
 	}
-	cache := map[string]*regexp.Regexp{} // per call: a fuzzer's patterns are all new
-	re := func(p string) *regexp.Regexp {
-		r, ok := cache[p]
-		if !ok {
-			r = regexp.MustCompile(p)
-			cache[p] = r
-		}
-		return r
-	}
+	re := reachRegexps.get
 	modes := map[string]func(p, v string) bool{
 		"search": func(p, v string) bool { return re(p).MatchString(v) },
 		"full":   func(p, v string) bool { return re(`^(?:` + p + `)$`).MatchString(v) },
