@@ -115,7 +115,17 @@ func (t *Temporal) Act(ctx context.Context, ref registry.VersionRef, action Acti
 // own context is still alive, and the workflow gave no answer of its own.
 func waitRanOut(ctx, wctx context.Context, err error) bool {
 	var rejected *RejectedError
-	return wctx.Err() != nil && ctx.Err() == nil && !errors.As(err, &rejected) && !errors.Is(err, ErrWorkflowNotRunning)
+	if ctx.Err() != nil || errors.As(err, &rejected) || errors.Is(err, ErrWorkflowNotRunning) {
+		return false
+	}
+	if wctx.Err() != nil {
+		return true
+	}
+	// gRPC and the server work to the same deadline and may answer DEADLINE_EXCEEDED a moment
+	// before our context's own timer fires: that too is our wait running out.
+	var timeout *client.WorkflowUpdateServiceTimeoutOrCanceledError
+	var deadline *serviceerror.DeadlineExceeded
+	return errors.As(err, &timeout) || errors.As(err, &deadline) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // newUpdateID names an Update: chosen here, so that a pending action can be reported by its ID.

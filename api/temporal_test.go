@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -215,4 +216,26 @@ func TestActionAnswers202WhenTheWorkflowIsStuck(t *testing.T) {
 	got := hs.do(t, "GET", rec.Header().Get("Location"), tokenAdmin, "")
 	require.Equal(t, http.StatusOK, got.Code, "the link resolves: %s", got.Body.String())
 	assert.Equal(t, registry.Draining, decode[registry.Version](t, got).State)
+}
+
+// The server (or gRPC) answers DEADLINE_EXCEEDED to the same deadline as our wait, sometimes a
+// moment before our context's own timer fires: that answer is the wait running out too, not an
+// error (seen once on the real Temporal: the action answered 500 instead of 202).
+func TestWaitRanOutBeforeOurTimer(t *testing.T) {
+	ctx := context.Background()
+	wctx, cancel := context.WithTimeout(ctx, time.Hour) // not expired yet
+	defer cancel()
+	for _, err := range []error{
+		client.NewWorkflowUpdateServiceTimeoutOrCanceledError(context.DeadlineExceeded),
+		fmt.Errorf("expire of x: %w", client.NewWorkflowUpdateServiceTimeoutOrCanceledError(context.DeadlineExceeded)),
+		serviceerror.NewDeadlineExceeded("deadline exceeded"),
+	} {
+		assert.True(t, waitRanOut(ctx, wctx, err), "%v", err)
+	}
+	assert.False(t, waitRanOut(ctx, wctx, errors.New("connection refused")), "any other error is an error")
+	assert.False(t, waitRanOut(ctx, wctx, &RejectedError{Message: "no"}), "a refusal is an answer")
+	gone, stop := context.WithCancel(ctx)
+	stop()
+	assert.False(t, waitRanOut(gone, wctx, client.NewWorkflowUpdateServiceTimeoutOrCanceledError(context.Canceled)),
+		"the caller went away: not pending")
 }
