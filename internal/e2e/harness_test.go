@@ -271,9 +271,17 @@ func startSkewguard(t testing.TB, s settings) *skewguard {
 	return sg
 }
 
-func (s *skewguard) start() {
+func (s *skewguard) start() { s.startRole("serve") }
+
+// startRole runs `skewguard <role>` (serve, api or worker) with the process's settings and waits
+// until its /readyz answers 200. Log lines of a role other than serve are prefixed with it.
+func (s *skewguard) startRole(role string) {
 	s.t.Helper()
-	cmd := exec.Command(binary, "serve")
+	prefix, name := "", "skewguard"
+	if role != "serve" {
+		prefix, name = role+": ", "skewguard "+role
+	}
+	cmd := exec.Command(binary, role)
 	cmd.Env = s.env
 	out, err := cmd.StdoutPipe()
 	require.NoError(s.t, err)
@@ -285,7 +293,7 @@ func (s *skewguard) start() {
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		for sc.Scan() {
 			s.logMu.Lock()
-			s.logBuf.WriteString(sc.Text() + "\n")
+			s.logBuf.WriteString(prefix + sc.Text() + "\n")
 			s.logMu.Unlock()
 		}
 		s.done <- cmd.Wait()
@@ -301,11 +309,11 @@ func (s *skewguard) start() {
 		}
 		select {
 		case err := <-s.done:
-			s.t.Fatalf("skewguard exited before it was ready: %v\n%s", err, s.logs())
+			s.t.Fatalf("%s exited before it was ready: %v\n%s", name, err, s.logs())
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("skewguard not ready at %s after 60s\n%s", s.url, s.logs())
+			s.t.Fatalf("%s not ready at %s after 60s\n%s", name, s.url, s.logs())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -246,48 +244,6 @@ func startReplicas(t testing.TB, s settings, nAPI, nWorker int) (apis, workers [
 		apis = append(apis, start("api"))
 	}
 	return apis, workers
-}
-
-// startRole runs `skewguard <role>` with the process's settings and waits until its /readyz
-// answers 200, as start does for `serve`.
-func (s *skewguard) startRole(role string) {
-	s.t.Helper()
-	cmd := exec.Command(binary, role)
-	cmd.Env = s.env
-	out, err := cmd.StdoutPipe()
-	require.NoError(s.t, err)
-	cmd.Stderr = cmd.Stdout
-	require.NoError(s.t, cmd.Start())
-	s.cmd, s.done = cmd, make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			s.logMu.Lock()
-			s.logBuf.WriteString(role + ": " + sc.Text() + "\n")
-			s.logMu.Unlock()
-		}
-		s.done <- cmd.Wait()
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(s.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case err := <-s.done:
-			s.t.Fatalf("skewguard %s exited before it was ready: %v\n%s", role, err, s.logs())
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("skewguard %s not ready at %s after 60s\n%s", role, s.url, s.logs())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // deployAgentFleet deploys version v as total pods: a Deployment of serving pods that run the
