@@ -26,8 +26,8 @@ type ReadyInput struct {
 }
 
 // readyKeepAlive is how often WaitReady heartbeats while nothing changes, well inside the
-// workflow's heartbeat timeout (30s).
-const readyKeepAlive = 10 * time.Second
+// workflow's heartbeat timeout (10s).
+const readyKeepAlive = 3 * time.Second
 
 // WaitReady returns once the version's Service has a ready endpoint (by its EndpointSlice
 // conditions) for the port. With a ReadinessWatcher it is woken by the watcher's informer

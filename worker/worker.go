@@ -69,7 +69,7 @@ func New(cfg config.Config, deps Deps) (worker.Worker, error) {
 	}
 	w := worker.New(deps.Temporal, cfg.TaskQueue, worker.Options{
 		WorkerStopTimeout: stop,
-		Interceptors:      []interceptor.WorkerInterceptor{&failureCounter{}},
+		Interceptors:      []interceptor.WorkerInterceptor{&failureCounter{}, &keepAlive{}},
 	})
 	w.RegisterWorkflowWithOptions(workflows.VersionLifecycle, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	w.RegisterActivity(acts)
@@ -232,4 +232,50 @@ func (a *activityFailures) ExecuteActivity(ctx context.Context, in *interceptor.
 		metrics.ActivityFailure(activity.GetInfo(ctx).ActivityType.Name)
 	}
 	return res, err
+}
+
+// keepAlive heartbeats every running activity that has a heartbeat timeout and does not
+// heartbeat itself, a third of that timeout apart, for as long as it runs. A worker that dies
+// (SIGKILL, a lost node) stops heartbeating, so Temporal retries its activities on another
+// worker within the heartbeat timeout instead of waiting out the start-to-close timeout; a slow
+// attempt on a live worker is still bounded by its start-to-close timeout alone.
+type keepAlive struct {
+	interceptor.WorkerInterceptorBase
+}
+
+// selfHeartbeating are the activities that heartbeat with details of their own (shown in the
+// Temporal UI): keepAlive's empty heartbeats would replace them.
+var selfHeartbeating = map[string]bool{"WaitReady": true}
+
+func (*keepAlive) InterceptActivity(_ context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+	return &activityKeepAlive{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}}
+}
+
+type activityKeepAlive struct {
+	interceptor.ActivityInboundInterceptorBase
+}
+
+func (a *activityKeepAlive) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
+	info := activity.GetInfo(ctx)
+	if info.HeartbeatTimeout <= 0 || selfHeartbeating[info.ActivityType.Name] {
+		return a.Next.ExecuteActivity(ctx, in)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	every := max(info.HeartbeatTimeout/3, 100*time.Millisecond)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return a.Next.ExecuteActivity(ctx, in)
 }

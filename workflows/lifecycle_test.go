@@ -9,7 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/skewguard/skewguard/internal/registry"
@@ -679,4 +681,52 @@ func TestRetireRefusedIsRetriedLater(t *testing.T) {
 	}
 	assert.Equal(t, 1, n, "audited once, not at every attempt")
 	assert.Contains(t, w.kubeEvents, "v1 RetireRefused")
+}
+
+// Every activity of a lifecycle runs with a heartbeat timeout, so an attempt on a worker that
+// died is retried within seconds rather than after its start-to-close timeout (the worker
+// heartbeats every activity while it runs: worker.keepAlive).
+func TestEveryActivityHasAHeartbeatTimeout(t *testing.T) {
+	env, _ := newEnv(t, defaults)
+	rec := &optionsRecorder{seen: map[string]time.Duration{}}
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{rec}})
+	runFleet(t, env, 3*time.Hour, deploy{"v1", 0}, deploy{"v2", time.Hour})
+	require.Greater(t, len(rec.seen), 5, "the lifecycle ran its activities")
+	for name, d := range rec.seen {
+		assert.Greater(t, d, time.Duration(0), "%s has no heartbeat timeout", name)
+		assert.LessOrEqual(t, d, 2*lostWorkerWithin, "%s: a lost worker noticed late", name)
+	}
+}
+
+// optionsRecorder records the longest heartbeat timeout each activity type was scheduled with
+// (zero wins: it is none).
+type optionsRecorder struct {
+	interceptor.WorkerInterceptorBase
+	seen map[string]time.Duration
+}
+
+func (r *optionsRecorder) InterceptWorkflow(_ workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	return &recorderInbound{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, r: r}
+}
+
+type recorderInbound struct {
+	interceptor.WorkflowInboundInterceptorBase
+	r *optionsRecorder
+}
+
+func (i *recorderInbound) Init(out interceptor.WorkflowOutboundInterceptor) error {
+	return i.Next.Init(&recorderOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: out}, r: i.r})
+}
+
+type recorderOutbound struct {
+	interceptor.WorkflowOutboundInterceptorBase
+	r *optionsRecorder
+}
+
+func (o *recorderOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
+	d := workflow.GetActivityOptions(ctx).HeartbeatTimeout
+	if prev, ok := o.r.seen[activityType]; !ok || (prev != 0 && (d == 0 || d > prev)) {
+		o.r.seen[activityType] = d
+	}
+	return o.Next.ExecuteActivity(ctx, activityType, args...)
 }

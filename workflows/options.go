@@ -33,10 +33,16 @@ var converge = &temporal.RetryPolicy{
 	NonRetryableErrorTypes: permanent,
 }
 
+// lostWorkerWithin is the heartbeat timeout of every activity: the worker heartbeats each one
+// while it runs (worker.keepAlive), so an attempt whose worker died (SIGKILL, a lost node) is
+// retried on another within this time rather than after its start-to-close timeout.
+const lostWorkerWithin = 5 * time.Second
+
 // registryOptions: one short transaction.
 func registryOptions(ctx workflow.Context, summary string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
+		HeartbeatTimeout:    lostWorkerWithin,
 		RetryPolicy:         converge,
 		Summary:             summary,
 	})
@@ -46,6 +52,7 @@ func registryOptions(ctx workflow.Context, summary string) workflow.Context {
 func kubeOptions(ctx workflow.Context, summary string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    lostWorkerWithin,
 		RetryPolicy:         converge,
 		Summary:             summary,
 	})
@@ -57,7 +64,7 @@ func readyOptions(ctx workflow.Context, left time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    left + time.Minute,
 		ScheduleToCloseTimeout: left + 2*time.Minute,
-		HeartbeatTimeout:       30 * time.Second,
+		HeartbeatTimeout:       2 * lostWorkerWithin, // it heartbeats itself, every few seconds
 		RetryPolicy:            converge,
 		Summary:                "wait for ready endpoints",
 	})
@@ -69,6 +76,7 @@ func trafficOptions(ctx workflow.Context, interval time.Duration) workflow.Conte
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    20 * time.Second,
 		ScheduleToCloseTimeout: readingBound(interval),
+		HeartbeatTimeout:       lostWorkerWithin,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,

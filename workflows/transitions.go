@@ -70,7 +70,7 @@ const routeCheckWithin = 10 * time.Second
 // accept them (the activity audits it and records an Event); the lifecycle goes on either way.
 func (w *lifecycle) checkRoutes(ctx workflow.Context) {
 	var acc kube.RouteAcceptance
-	opts := workflow.ActivityOptions{StartToCloseTimeout: routeCheckWithin + 20*time.Second, Summary: "check the Gateways accepted the routes",
+	opts := workflow.ActivityOptions{StartToCloseTimeout: routeCheckWithin + 20*time.Second, HeartbeatTimeout: lostWorkerWithin, Summary: "check the Gateways accepted the routes",
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2, NonRetryableErrorTypes: permanent}}
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), a.CheckRoutes, activities.RouteCheckInput{
 		App: w.in.Ref.AppRef(), Cause: w.in.Ref, Within: routeCheckWithin,
