@@ -192,14 +192,28 @@ part_arg() {
 # cmd_kill PART: SIGKILL the part's process group (PostgreSQL: its postmaster), as a crash would.
 cmd_kill() {
   part_arg "$1"
-  local pid
+  local pid procs
   if [[ $1 == postgresql ]]; then
     pid=$(head -1 "$(PG_DIR)/data/postmaster.pid" 2>/dev/null) || die "postgresql is not running"
-    kill -KILL "$pid" || die "kill postgresql (pid $pid) failed"
+    # The postmaster and its children at once, as a lost node would: a backend that outlived its
+    # postmaster keeps the shared memory attached and the next start refuses to run.
+    procs="$pid $(pgrep -P "$pid" | tr '\n' ' ')"
+    # shellcheck disable=SC2086
+    kill -KILL $procs || die "kill postgresql (pid $pid) failed"
   else
     pid=$(pid_of "$1") || die "$1 is not running"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" || die "kill $1 (pid $pid) failed"
   fi
+  # SIGKILL is delivered at once but a big process takes a moment to go: wait until it has (or is
+  # a zombie), so that a start right after finds the part stopped rather than "already running".
+  local i p st
+  for p in ${procs:-$pid}; do
+    for ((i = 0; i < 300; i++)); do
+      st=$(proc_state "$p") || break
+      [[ $st == Z ]] && break
+      sleep 0.1
+    done
+  done
   log "killed $1 (pid $pid)"
 }
 

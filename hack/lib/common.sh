@@ -147,6 +147,8 @@ RUN_DIR() { echo "$SKEWGUARD_STACK_DIR/run"; }
 LOG_DIR() { echo "$SKEWGUARD_STACK_DIR/logs"; }
 
 proc_starttime() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; cut -d' ' -f20 <<<"$s"; }
+# proc_state PID: its state letter (R, S, D, Z...); fails when there is no such process.
+proc_state() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; echo "${s%% *}"; }
 
 # pid_of NAME: the pid of our live process NAME, or nothing (status 1).
 pid_of() {
@@ -155,6 +157,7 @@ pid_of() {
   [[ -f $f ]] || return 1
   read -r pid st <"$f" || return 1
   [[ -n $pid && $(proc_starttime "$pid") == "$st" ]] || return 1
+  [[ $(proc_state "$pid") != Z ]] || return 1 # killed, not yet reaped
   echo "$pid"
 }
 running() { pid_of "$1" >/dev/null; }

@@ -19,17 +19,28 @@ already() {
 # --- PostgreSQL (Debian's server binaries, run as user postgres) ---------------------------------
 PG_DIR() { echo "$SKEWGUARD_STACK_DIR/pg"; }
 as_postgres() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pg_ours() { as_postgres "$PG_BIN/pg_ctl" -D "$(PG_DIR)/data" status >/dev/null 2>&1; }
+# pg_postmaster: the pid in the cluster's lock file, if that process lives (a zombie, killed and
+# not yet reaped by PID 1, does not: pg_ctl and the postmaster would still count it as running).
+pg_postmaster() {
+  local pid
+  pid=$(head -1 "$(PG_DIR)/data/postmaster.pid" 2>/dev/null) || return 1
+  [[ -n $pid ]] && proc_state "$pid" >/dev/null && [[ $(proc_state "$pid") != Z ]] || return 1
+  echo "$pid"
+}
+pg_ours() { pg_postmaster >/dev/null && as_postgres "$PG_BIN/pg_ctl" -D "$(PG_DIR)/data" status >/dev/null 2>&1; }
 pg_healthy() { pg_ours && "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$SKEWGUARD_PG_PORT"; }
 
 up_postgres() {
   local d
   d=$(PG_DIR)
   if pg_ours; then
-    log "postgresql: already running (pid $(head -1 "$d/data/postmaster.pid"))"
+    log "postgresql: already running (pid $(pg_postmaster))"
     return 0
   fi
   require_free_port SKEWGUARD_PG_PORT
+  # Lock files left by a postmaster that was killed (the cluster's and the socket's): its pid is
+  # dead or a zombie, and a new postmaster refuses to start while a zombie holds that pid.
+  rm -f "$d/data/postmaster.pid" "$d/sock/.s.PGSQL.$SKEWGUARD_PG_PORT.lock"
   mkdir -p "$d/sock" "$(LOG_DIR)"
   if [[ $(id -u) == 0 ]]; then
     chown postgres:postgres "$d" "$d/sock"
