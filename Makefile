@@ -50,7 +50,7 @@ test:
 # The chaos run on the running stack (cmd/chaos): 2 api + 2 worker processes, one app through
 # CHAOS_VERSIONS versions, a session fleet through Traefik, SIGKILL faults; one table, non-zero
 # exit if a line fails. CHAOS_SEED, CHAOS_VERSIONS, CHAOS_DURATION, CHAOS_SESSIONS,
-# CHAOS_STACK_FAULTS (README: make chaos). Not part of `make test` yet.
+# CHAOS_STACK_FAULTS (README: make chaos). `make test` ends with a short run (hack/test.sh).
 chaos: build
 	@env_file=$$(hack/stack.sh env) || exit 1; set -a; source "$$env_file"; set +a; \
 	  CHAOS_SKEWGUARD=$(CURDIR)/$(BIN) $(GO) run ./cmd/chaos

@@ -2,14 +2,15 @@
 # test.sh all|integration: what `make test` (and CI's .ci/run) runs.
 #
 #   all          go vet, unit tests, the stack self-test (hack/stack-selftest.sh), then the
-#                integration tests on the real stack. The stack is started here when it is not
+#                integration tests and the short chaos run (cmd/chaos) on the real stack. The stack is started here when it is not
 #                already healthy, and then stopped again at the end, whatever the outcome.
 #   integration  only the integration tests, on the stack that is running.
 #
 # A skipped test fails the run (hack/testreport). Each phase prints its duration.
 # Env: SKEWGUARD_TEST_PARALLEL (go test -p for the integration tests, default 1: the stack and the
 # tests share 2 cores, and packages share one cluster), SKEWGUARD_TEST_TIMEOUT (default 30m),
-# SKEWGUARD_SKIP_SELFTEST=1 (skip the self-test, e.g. while iterating locally).
+# SKEWGUARD_SKIP_SELFTEST=1 (skip the self-test, e.g. while iterating locally),
+# SKEWGUARD_CHAOS_SEED / _VERSIONS / _DURATION / _STACK_FAULTS (the short chaos run, last).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -113,6 +114,27 @@ integration_tests() {
   go test -count=1 -json -tags integration -p "$PARALLEL" -timeout "$TIMEOUT" ./... 2>&1 | "$REPORT" -label integration
 }
 
+# The short chaos run (README: make chaos): 2 api + 2 worker processes, one app through
+# SKEWGUARD_CHAOS_VERSIONS versions over SKEWGUARD_CHAOS_DURATION, a session fleet, SIGKILL of our
+# processes and of the stack's parts. A fixed seed, so that CI repeats the same fault schedule.
+chaos_short() {
+  "$STACK" status >/dev/null || { "$STACK" status; echo "the stack is not healthy"; return 1; }
+  set -a
+  # shellcheck disable=SC1090,SC1091
+  source "$STACK_DIR/stack.env"
+  set +a
+  local bin=$STACK_DIR/bin
+  go build -o "$bin/chaos" ./cmd/chaos && go build -o "$bin/skewguard-chaos" ./cmd/skewguard || return 1
+  if CHAOS_SEED=${SKEWGUARD_CHAOS_SEED:-20261130} CHAOS_VERSIONS=${SKEWGUARD_CHAOS_VERSIONS:-10} \
+    CHAOS_DURATION=${SKEWGUARD_CHAOS_DURATION:-2m} CHAOS_SESSIONS=50 \
+    CHAOS_STACK_FAULTS=${SKEWGUARD_CHAOS_STACK_FAULTS-postgresql,temporal,prometheus,kube-apiserver,traefik} \
+    CHAOS_SKEWGUARD=$bin/skewguard-chaos CHAOS_STACK_SH=$STACK "$bin/chaos"; then
+    echo "chaos-short 1 0 0" >>"$SKEWGUARD_TEST_COUNTS"
+  else
+    return 1
+  fi
+}
+
 trap 'exit 130' INT TERM # so the EXIT trap below still stops what this run started
 case ${1:-all} in
 all)
@@ -127,6 +149,7 @@ all)
   fi
   phase stack-up stack_up
   phase integration integration_tests
+  phase chaos chaos_short
   ;;
 integration)
   trap print_times EXIT

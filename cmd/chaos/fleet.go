@@ -136,3 +136,18 @@ func (f *fleet) records() []request {
 	defer f.mu.Unlock()
 	return append([]request(nil), f.requests...)
 }
+
+// newVisitors sends one request without a pin every interval until ctx ends (answered by the
+// Active version); they are not recorded.
+func (f *fleet) newVisitors(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f.get(ctx, -2, "", f.cookie, "")
+	}
+}

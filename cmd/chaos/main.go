@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -32,6 +33,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,8 +43,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sethvargo/go-envconfig"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -83,8 +88,9 @@ type settings struct {
 const (
 	gracePeriodMS   = 2000
 	trafficWindowMS = 3000
-	checkIntervalMS = 1000
+	checkIntervalMS = 3000
 	maxAliveMS      = 600000
+	readinessMS     = 20000
 )
 
 func readSettings(getenv func(string) string) (settings, error) {
@@ -246,6 +252,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 		"PLT_SKEW_TRAFFIC_WINDOW_MS":      strconv.Itoa(trafficWindowMS),
 		"PLT_SKEW_CHECK_INTERVAL_MS":      strconv.Itoa(checkIntervalMS),
 		"PLT_SKEW_HTTP_MAX_ALIVE_MS":      strconv.Itoa(maxAliveMS),
+		"PLT_SKEW_READINESS_TIMEOUT_MS":   strconv.Itoa(readinessMS),
 		"PLT_SKEW_INSECURE_SKIP_API_AUTH": "true",
 		"PLT_SKEW_CLAIMS_CONFIGMAP":       "skewguard-system/" + claimsCM,
 		"PLT_SKEW_LOG_FORMAT":             "text",
@@ -293,6 +300,16 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 	obs := &observer{store: store, gw: kc.Gateway, cfg: cfg, app: app, routeLog: routeLog}
 	var faults atomic.Value
 	faults.Store("")
+	clock := &faultClock{}
+	tc, err := client.Dial(client.Options{HostPort: s.temporal, Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	if err != nil {
+		return false, fmt.Errorf("connect to Temporal: %w", err)
+	}
+	defer tc.Close()
+	pw := newProgressWatch(deadlines{
+		grace: gracePeriodMS * time.Millisecond, window: trafficWindowMS * time.Millisecond,
+		interval: checkIntervalMS * time.Millisecond, readiness: readinessMS * time.Millisecond,
+	}, clock.state)
 	fl := &fleet{
 		gateway: s.gatewayURL, host: host, cookie: cfg.CookieName,
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 200}},
@@ -315,6 +332,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 	defer stopRun()
 	var bg sync.WaitGroup
 	bg.Go(func() { obs.run(runCtx) })
+	bg.Go(func() { watchProgress(runCtx, store, tc, app, pw) })
 	fleetCtx, stopFleet := context.WithCancel(ctx)
 	defer stopFleet()
 	bg.Go(func() { fl.run(fleetCtx, s.sessions, s.seed) })
@@ -333,10 +351,14 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 	for _, p := range s.parts {
 		targets = append(targets, &stackPart{name: p, stackSh: s.stackSh, logDir: s.out})
 	}
-	faultsDone := make(chan error, 1)
+	faultsDone := make(chan struct{})
+	var faultsErr error
 	go func() {
-		faultsDone <- injectFaults(faultCtx, rng, targets, obs, &faults, deadline, start, &res, &resMu)
+		defer close(faultsDone)
+		faultsErr = injectFaults(faultCtx, rng, targets, obs, fl, &faults, clock, deadline, start, &res, &resMu)
 	}()
+	// Whatever ends the run, the parts it killed are started again first: the stack outlives it.
+	defer func() { stopFaults(); <-faultsDone }()
 
 	// The other versions, evenly over the duration.
 	interval := s.duration / time.Duration(s.versions)
@@ -347,18 +369,24 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 		case <-time.After(time.Until(start.Add(time.Duration(i-1) * interval))):
 		}
 		label := strconv.Itoa(i)
-		if err := dep.deploy(ctx, label); err != nil {
+		if err := dep.deployRetrying(ctx, label, 2*time.Minute); err != nil {
 			return false, err
 		}
 		deployed = append(deployed, label)
 		logf("deployed version %s", label)
 	}
-	if err := <-faultsDone; err != nil {
-		return false, err
+	<-faultsDone
+	if faultsErr != nil {
+		return false, faultsErr
 	}
 	faults.Store("")
 	logf("faults over; every process is running; sessions end")
 	stopFleet()
+	// New visitors keep coming, as to any live app: the Active version's series is what lets a
+	// Draining version without one read as zero traffic (traffic.Rates.Of) rather than unknown.
+	visitorsCtx, stopVisitors := context.WithCancel(ctx)
+	defer stopVisitors()
+	bg.Go(func() { fl.newVisitors(visitorsCtx, 500*time.Millisecond) })
 
 	// Settle: with no sessions left, every version but the newest drains and expires.
 	settle := 3*time.Duration(gracePeriodMS+trafficWindowMS+checkIntervalMS)*time.Millisecond + 60*time.Second
@@ -379,6 +407,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	stopRun()
+	stopVisitors()
 	bg.Wait()
 
 	res.Requests = fl.records()
@@ -409,6 +438,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 			res.Stuck = append(res.Stuck, fmt.Sprintf("%s %s (want %s %s after the run)", v.Label, v.State, want, settle))
 		}
 	}
+	res.Stuck = append(pw.results(), res.Stuck...)
 	var sampleErrs int
 	res.Samples, res.TwoActiveDB, res.TwoActiveRt, sampleErrs = obs.results()
 	if sampleErrs > 0 {
@@ -477,8 +507,8 @@ func settled(vs []registry.Version, newest string) bool {
 // injectFaults kills skewguard processes (and the stack parts asked for) with SIGKILL at random moments until deadline: one at a
 // time in the first half, two at once in the second; each comes back after a random pause, and
 // the routes' convergence is measured from its restart.
-func injectFaults(ctx context.Context, rng *rand.Rand, procs []target, obs *observer, faults *atomic.Value,
-	deadline, start time.Time, res *result, mu *sync.Mutex) error {
+func injectFaults(ctx context.Context, rng *rand.Rand, procs []target, obs *observer, fl *fleet, faults *atomic.Value,
+	clock *faultClock, deadline, start time.Time, res *result, mu *sync.Mutex) error {
 	half := start.Add(deadline.Sub(start) / 2)
 	for {
 		wait := time.Duration(2000+rng.IntN(6000)) * time.Millisecond
@@ -501,6 +531,8 @@ func injectFaults(ctx context.Context, rng *rand.Rand, procs []target, obs *obse
 		pause := time.Duration(500+rng.IntN(4500)) * time.Millisecond
 		what := "killed " + strings.Join(names, "+")
 		faults.Store(what)
+		clock.begin()
+		killedAt := time.Now()
 		for _, p := range victims {
 			if err := p.kill(); err != nil {
 				return err
@@ -509,16 +541,41 @@ func injectFaults(ctx context.Context, rng *rand.Rand, procs []target, obs *obse
 		logf("%s (SIGKILL); back in %s", what, pause.Round(time.Millisecond))
 		// The pause is not cut short by the deadline: every process is back before the run ends.
 		time.Sleep(pause)
-		restarted := time.Now()
+		// The stack's parts first: a skewguard process is ready only once what it needs is up.
+		slices.SortStableFunc(victims, func(a, b target) int {
+			_, as := a.(*stackPart)
+			_, bs := b.(*stackPart)
+			switch {
+			case as && !bs:
+				return -1
+			case bs && !as:
+				return 1
+			}
+			return 0
+		})
 		for _, p := range victims {
 			if err := p.start(context.WithoutCancel(ctx), 90*time.Second); err != nil {
 				return err
 			}
 		}
+		// Traefik is back once it serves the app again (its Gateway provider has synced), not
+		// once its process answers a ping: a request before that is the restart's, not skewguard's.
+		for _, p := range victims {
+			if p.label() == "traefik" {
+				if err := waitServing(ctx, fl, time.Minute); err != nil {
+					return err
+				}
+			}
+		}
+		restarted := time.Now() // every victim is up (ready, healthy, serving) again
 		faults.Store("")
+		clock.end()
 		d, err := obs.convergence(context.WithoutCancel(ctx), restarted, time.Minute)
 		mu.Lock()
 		res.Kills = append(res.Kills, fmt.Sprintf("%s for %s", strings.Join(names, "+"), pause.Round(time.Millisecond)))
+		if slices.Contains(names, "traefik") {
+			res.GatewayDown = append(res.GatewayDown, [2]time.Time{killedAt, restarted})
+		}
 		if err != nil {
 			res.Unconverged = append(res.Unconverged, what+": "+err.Error())
 		} else {
@@ -526,6 +583,56 @@ func injectFaults(ctx context.Context, rng *rand.Rand, procs []target, obs *obse
 		}
 		mu.Unlock()
 		logf("%s back; routes converged in %s", strings.Join(names, "+"), d.Round(time.Millisecond))
+	}
+}
+
+// faultClock says whether a fault is in force and when the last one ended.
+type faultClock struct {
+	mu      sync.Mutex
+	in      bool
+	cleared time.Time
+}
+
+func (c *faultClock) begin() { c.mu.Lock(); c.in = true; c.mu.Unlock() }
+func (c *faultClock) end()   { c.mu.Lock(); c.in, c.cleared = false, time.Now(); c.mu.Unlock() }
+func (c *faultClock) state() (bool, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.in, c.cleared
+}
+
+// watchProgress looks at every version's progress once a second until ctx ends.
+func watchProgress(ctx context.Context, store *registry.Store, tc client.Client, app registry.AppRef, pw *progressWatch) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		vs, err := store.ListVersions(lctx, app)
+		cancel()
+		if err != nil {
+			continue // PostgreSQL down: a fault, not a look
+		}
+		pw.observe(time.Now(), vs, historyLengths(ctx, tc, vs))
+	}
+}
+
+// waitServing waits until a new session gets a 2xx answer through the gateway.
+func waitServing(ctx context.Context, fl *fleet, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		r, _, _ := fl.get(context.WithoutCancel(ctx), -1, "", fl.cookie, "")
+		if r.Status/100 == 2 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the gateway does not serve the app %s after a restart: status %d %s", timeout, r.Status, r.Err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -557,6 +664,24 @@ type deployer struct {
 	host    string
 }
 
+// deployRetrying deploys version as a user's pipeline would while the API server restarts:
+// again until it is there or timeout passes (an object the last attempt created counts).
+func (d *deployer) deployRetrying(ctx context.Context, version string, timeout time.Duration) error {
+	end := time.Now().Add(timeout)
+	for {
+		err := d.deploy(ctx, version)
+		if err == nil || time.Now().After(end) || ctx.Err() != nil {
+			return err
+		}
+		logf("deploy version %s: %v (again in 1s)", version, err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 func (d *deployer) deploy(ctx context.Context, version string) error {
 	name := d.app + "-v" + version
 	labels := map[string]string{"app.kubernetes.io/name": d.app, "plt.dev/version": version, "plt.dev/hostname": d.host}
@@ -576,7 +701,7 @@ func (d *deployer) deploy(ctx context.Context, version string) error {
 			},
 		},
 	}
-	if _, err := d.kube.Kube.AppsV1().Deployments(d.ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+	if _, err := d.kube.Kube.AppsV1().Deployments(d.ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("deploy version %s: %w", version, err)
 	}
 	svc := &corev1.Service{
@@ -586,7 +711,7 @@ func (d *deployer) deploy(ctx context.Context, version string) error {
 			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
 		},
 	}
-	if _, err := d.kube.Kube.CoreV1().Services(d.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+	if _, err := d.kube.Kube.CoreV1().Services(d.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("deploy version %s: %w", version, err)
 	}
 	return nil

@@ -54,6 +54,20 @@ func misrouted(r request, lives map[string]lifetime) bool {
 // failed: a request the gateway did not answer with a 2xx.
 func failed(r request) bool { return r.Status/100 != 2 }
 
+// gatewayOutage: r was sent while Traefik was killed or starting again (until it served the app
+// again), or was in flight when it was killed.
+func (res result) gatewayOutage(r request) bool {
+	if slices.Contains(strings.Split(strings.TrimPrefix(r.Faults, "killed "), "+"), "traefik") {
+		return true
+	}
+	for _, d := range res.GatewayDown {
+		if !r.End.Before(d[0]) && !r.Start.After(d[1]) {
+			return true
+		}
+	}
+	return false
+}
+
 // failureCause names why a request failed: its status and a short reason, and what was down
 // when it was sent.
 func failureCause(r request) string {
@@ -108,6 +122,7 @@ type result struct {
 	Convergence []time.Duration // after each restart
 	Unconverged []string        // restarts after which the routes never matched
 	Kills       []string        // what was killed, in order
+	GatewayDown [][2]time.Time  // from each kill of Traefik until it served the app again
 }
 
 // percentile returns the p-th percentile (0..100) of ds by nearest rank; 0 for none.
@@ -165,13 +180,19 @@ func (res result) table(log io.Writer) []line {
 
 	causes := map[string]int{}
 	causesLive := map[string]int{}
-	failedLive := 0
+	failedLive, gatewayDown := 0, 0
 	for _, r := range res.Requests {
 		if !failed(r) {
 			continue
 		}
 		c := failureCause(r)
 		causes[c]++
+		if res.gatewayOutage(r) {
+			// Traefik killed, or started and not yet serving its routes: the gateway's own
+			// outage, whatever the request carried.
+			gatewayDown++
+			continue
+		}
 		if pinnedLive(r, res.Lives) {
 			causesLive[c]++
 			failedLive++
@@ -192,7 +213,8 @@ func (res result) table(log io.Writer) []line {
 	for _, c := range keys {
 		lines = append(lines, line{"  " + truncate(c, 60), fmt.Sprintf("%d (live pinned: %d)", causes[c], causesLive[c]), "", false})
 	}
-	lines = append(lines, line{"failed, pinned to a live version", fmt.Sprint(failedLive), "0", failedLive > 0})
+	lines = append(lines, line{"  of them while Traefik was down or restarting", fmt.Sprint(gatewayDown), "", false})
+	lines = append(lines, line{"failed, pinned to a live version, gateway up", fmt.Sprint(failedLive), "0", failedLive > 0})
 	return lines
 }
 

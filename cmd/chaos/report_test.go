@@ -231,3 +231,42 @@ func TestSummarizeRoutes(t *testing.T) {
 		t.Errorf("summarizeRoutes = %q, want %q", got, want)
 	}
 }
+
+func TestGatewayOutagesDoNotFailTheLivePinLine(t *testing.T) {
+	down := req("1", "", 20, 20, 0)
+	down.Faults, down.Err = "killed traefik+api-1", "connection refused"
+	inFlight := req("1", "", 29, 31, 0) // sent before the kill at 30, reset by it
+	inFlight.Err = "connection reset"
+	later := req("1", "", 60, 61, 502) // Traefik up: the gateway's answer counts
+	res := result{
+		Lives:       map[string]lifetime{"1": {Routed: at(0)}},
+		Deployed:    []string{"1"},
+		Recorded:    map[string]bool{"1": true},
+		Requests:    []request{down, inFlight, later},
+		Convergence: []time.Duration{time.Second},
+		Kills:       []string{"traefik"},
+		GatewayDown: [][2]time.Time{{at(30), at(35)}},
+	}
+	assert := func(what string, r request, want bool) {
+		t.Helper()
+		if got := res.gatewayOutage(r); got != want {
+			t.Errorf("%s: gatewayOutage = %v, want %v", what, got, want)
+		}
+	}
+	assert("sent while Traefik was down", down, true)
+	assert("in flight when Traefik was killed", inFlight, true)
+	assert("Traefik up", later, false)
+
+	var log bytes.Buffer
+	lines := res.table(&log)
+	got := map[string]line{}
+	for _, l := range lines {
+		got[strings.TrimSpace(l.What)] = l
+	}
+	if l := got["of them while Traefik was down or restarting"]; l.Value != "2" {
+		t.Errorf("outage line = %q, want 2", l.Value)
+	}
+	if l := got["failed, pinned to a live version, gateway up"]; l.Value != "1" || !l.Failed {
+		t.Errorf("live pin line = %+v, want 1 and failed", l)
+	}
+}
