@@ -1,0 +1,137 @@
+//go:build integration
+
+package stacktest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skewguard/skewguard/internal/loadgen"
+)
+
+// Knobs of the throughput run (TestGatewayThroughput150PinsBeside1), read from the environment.
+const (
+	envLoadDuration = "SKEWGUARD_PINS_LOAD_DURATION" // load per side, split over the rounds; default 10s
+	envLoadClients  = "SKEWGUARD_PINS_LOAD_CLIENTS"  // concurrent clients; default 8
+	envLoadRounds   = "SKEWGUARD_PINS_LOAD_ROUNDS"   // 1 pin then 150 pins, this many times; default 2
+	envLoadSeed     = "SKEWGUARD_PINS_LOAD_SEED"     // the request mix; default 1
+)
+
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	require.NoError(t, err, "%s=%q is not a whole number", name, v)
+	require.Positive(t, n, "%s=%q must be positive", name, v)
+	return n
+}
+
+// TestGatewayThroughput150PinsBeside1 measures what 150 pins cost the gateway: one app, one
+// Traefik, the same load (N closed-loop clients, a quarter of the requests each by pin cookie,
+// x-deployment-id header, dpl query parameter and no carrier, the version drawn among the app's
+// pins), first with 1 pinned version beside the Active one, then with 150, alternating for a few
+// rounds so that the other users of a shared machine weigh on both sides alike. Every answer is
+// checked (the version reached); the figures and the ratio are printed, never asserted: the
+// goal is a ratio of at least 0.9.
+func TestGatewayThroughput150PinsBeside1(t *testing.T) {
+	duration := 10 * time.Second
+	if v := os.Getenv(envLoadDuration); v != "" {
+		d, err := time.ParseDuration(v)
+		require.NoError(t, err, "%s=%q is not a duration", envLoadDuration, v)
+		require.Positive(t, d, "%s=%q must be positive", envLoadDuration, v)
+		duration = d
+	}
+	clients := envInt(t, envLoadClients, 8)
+	rounds := envInt(t, envLoadRounds, 2)
+	seed := uint64(envInt(t, envLoadSeed, 1))
+
+	k := newKube(t)
+	ns := k.namespace(t, "pinsload")
+	versions := manyVersions()
+	many := versions[:manyPins]
+	one := versions[:1]
+	svc := k.versionListeners(t, ns, versions)
+	app := newPinnedApp(t, k, ns, "load", true, svc)
+
+	measure := func(pins []string, round int) (loadgen.Result, time.Duration) {
+		t.Helper()
+		cpu0 := traefikCPU(t)
+		res, err := loadgen.Run(context.Background(), loadgen.Config{
+			Clients: clients, Duration: duration / time.Duration(rounds), Seed: seed + uint64(round),
+			Next: app.mix(t, pins),
+		})
+		require.NoError(t, err)
+		cpu := traefikCPU(t) - cpu0
+		t.Logf("round %d, %3d pin(s): %s; Traefik CPU %s", round+1, len(pins), res, cpu)
+		require.Zero(t, res.Errors, "every answer comes from the version asked for: %v", res.ErrorSamples)
+		return res, cpu
+	}
+
+	var oneRes, manyRes []loadgen.Result
+	var oneCPU, manyCPU time.Duration
+	for round := range rounds {
+		app.write(t, one)
+		app.waitServes(t, one, many[1:]) // the shards of the 150 pins are gone from Traefik too
+		res, cpu := measure(one, round)
+		oneRes, oneCPU = append(oneRes, res), oneCPU+cpu
+
+		desired := app.write(t, many)
+		app.waitServes(t, many, nil)
+		if round == 0 {
+			t.Logf("150 pins: %d HTTPRoutes, %d rules", len(desired), countRules(desired))
+		}
+		res, cpu = measure(many, round)
+		manyRes, manyCPU = append(manyRes, res), manyCPU+cpu
+	}
+
+	a, b := loadgen.Merge(oneRes...), loadgen.Merge(manyRes...)
+	perReq := func(cpu time.Duration, r loadgen.Result) string {
+		if cpu == 0 || r.Requests == 0 {
+			return "n/a"
+		}
+		return (cpu / time.Duration(r.Requests)).String()
+	}
+	t.Logf("%d clients, %s per side over %d round(s), seed %d", clients, duration, rounds, seed)
+	t.Logf("  1 pin:   %s; Traefik CPU per request %s", a, perReq(oneCPU, a))
+	t.Logf("150 pins:  %s; Traefik CPU per request %s", b, perReq(manyCPU, b))
+	t.Logf("throughput ratio 150 pins / 1 pin: %.2f (goal >= 0.90); p50 %s vs %s, p99 %s vs %s",
+		b.RPS()/a.RPS(), b.Percentile(50).Round(time.Microsecond), a.Percentile(50).Round(time.Microsecond),
+		b.Percentile(99).Round(time.Microsecond), a.Percentile(99).Round(time.Microsecond))
+}
+
+// mix is the load's request mix over pins: a quarter each by cookie, header, query parameter
+// (each naming a pin drawn at random) and no carrier (the Active version). Every answer must come
+// from the version the request asked for.
+func (p *pinnedApp) mix(t *testing.T, pins []string) loadgen.Next {
+	return func(rnd *rand.Rand) (*http.Request, func(*http.Response) error) {
+		v := pins[rnd.IntN(len(pins))]
+		var req *http.Request
+		switch rnd.IntN(4) {
+		case 0:
+			req = p.request("__plt_dpl="+v, "", "")
+		case 1:
+			req = p.request("", v, "")
+		case 2:
+			req = p.request("", "", v)
+		default:
+			req, v = p.request("", "", ""), manyActive
+		}
+		return req, func(resp *http.Response) error {
+			if got := resp.Header.Get("X-Skewguard-Version"); got != v {
+				return fmt.Errorf("%s %s: version %q answered, want %q", req.URL, req.Header, got, v)
+			}
+			return nil
+		}
+	}
+}
