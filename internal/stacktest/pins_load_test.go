@@ -41,9 +41,11 @@ func envInt(t *testing.T, name string, def int) int {
 // Traefik, the same load (N closed-loop clients, a quarter of the requests each by pin cookie,
 // x-deployment-id header, dpl query parameter and no carrier, the version drawn among the app's
 // pins), first with 1 pinned version beside the Active one, then with 150, alternating for a few
-// rounds so that the other users of a shared machine weigh on both sides alike. Every answer is
-// checked (the version reached); the figures and the ratio are printed, never asserted: the
-// goal is a ratio of at least 0.9.
+// rounds so that the other users of a shared machine weigh on both sides alike; the last round
+// also runs each carrier alone, to show which one the pins slow down. Traefik's own CPU time per
+// request (from /proc) tells the gateway's cost from the machine's. Every answer is checked (the
+// version reached); the figures and the ratio are printed, never asserted: the goal is a ratio
+// of at least 0.9.
 func TestGatewayThroughput150PinsBeside1(t *testing.T) {
 	duration := 10 * time.Second
 	if v := os.Getenv(envLoadDuration); v != "" {
@@ -64,72 +66,104 @@ func TestGatewayThroughput150PinsBeside1(t *testing.T) {
 	svc := k.versionListeners(t, ns, versions)
 	app := newPinnedApp(t, k, ns, "load", true, svc)
 
-	measure := func(pins []string, round int) (loadgen.Result, time.Duration) {
+	measure := func(pins []string, what string, d time.Duration, seed uint64, carriers ...carrier) (loadgen.Result, time.Duration) {
 		t.Helper()
 		cpu0 := traefikCPU(t)
 		res, err := loadgen.Run(context.Background(), loadgen.Config{
-			Clients: clients, Duration: duration / time.Duration(rounds), Seed: seed + uint64(round),
-			Next: app.mix(t, pins),
+			Clients: clients, Duration: d, Seed: seed, Next: app.mix(pins, carriers...),
 		})
 		require.NoError(t, err)
 		cpu := traefikCPU(t) - cpu0
-		t.Logf("round %d, %3d pin(s): %s; Traefik CPU %s", round+1, len(pins), res, cpu)
+		t.Logf("%3d pin(s), %s: %s; Traefik CPU %s%s", len(pins), what, res, cpu.Round(time.Millisecond), perRequest(cpu, res))
 		require.Zero(t, res.Errors, "every answer comes from the version asked for: %v", res.ErrorSamples)
 		return res, cpu
+	}
+	// Each carrier alone, in the last round: which one the pins slow down.
+	byCarrier := func(pins []string) {
+		t.Helper()
+		d := max(duration/time.Duration(rounds*4), time.Second)
+		for _, c := range allCarriers {
+			measure(pins, c.String()+" only", d, seed, c)
+		}
 	}
 
 	var oneRes, manyRes []loadgen.Result
 	var oneCPU, manyCPU time.Duration
 	for round := range rounds {
+		what, roundSeed := fmt.Sprintf("round %d, mixed", round+1), seed+uint64(round)
 		app.write(t, one)
 		app.waitServes(t, one, many[1:]) // the shards of the 150 pins are gone from Traefik too
-		res, cpu := measure(one, round)
+		res, cpu := measure(one, what, duration/time.Duration(rounds), roundSeed, allCarriers...)
 		oneRes, oneCPU = append(oneRes, res), oneCPU+cpu
+		if round == rounds-1 {
+			byCarrier(one)
+		}
 
 		desired := app.write(t, many)
 		app.waitServes(t, many, nil)
 		if round == 0 {
 			t.Logf("150 pins: %d HTTPRoutes, %d rules", len(desired), countRules(desired))
 		}
-		res, cpu = measure(many, round)
+		res, cpu = measure(many, what, duration/time.Duration(rounds), roundSeed, allCarriers...)
 		manyRes, manyCPU = append(manyRes, res), manyCPU+cpu
+		if round == rounds-1 {
+			byCarrier(many)
+		}
 	}
 
 	a, b := loadgen.Merge(oneRes...), loadgen.Merge(manyRes...)
-	perReq := func(cpu time.Duration, r loadgen.Result) string {
-		if cpu == 0 || r.Requests == 0 {
-			return "n/a"
-		}
-		return (cpu / time.Duration(r.Requests)).String()
-	}
 	t.Logf("%d clients, %s per side over %d round(s), seed %d", clients, duration, rounds, seed)
-	t.Logf("  1 pin:   %s; Traefik CPU per request %s", a, perReq(oneCPU, a))
-	t.Logf("150 pins:  %s; Traefik CPU per request %s", b, perReq(manyCPU, b))
+	t.Logf("  1 pin:  %s%s", a, perRequest(oneCPU, a))
+	t.Logf("150 pins: %s%s", b, perRequest(manyCPU, b))
 	t.Logf("throughput ratio 150 pins / 1 pin: %.2f (goal >= 0.90); p50 %s vs %s, p99 %s vs %s",
 		b.RPS()/a.RPS(), b.Percentile(50).Round(time.Microsecond), a.Percentile(50).Round(time.Microsecond),
 		b.Percentile(99).Round(time.Microsecond), a.Percentile(99).Round(time.Microsecond))
 }
 
-// mix is the load's request mix over pins: a quarter each by cookie, header, query parameter
-// (each naming a pin drawn at random) and no carrier (the Active version). Every answer must come
-// from the version the request asked for.
-func (p *pinnedApp) mix(t *testing.T, pins []string) loadgen.Next {
+// perRequest is Traefik's CPU time per request, or nothing when it could not be read.
+func perRequest(cpu time.Duration, r loadgen.Result) string {
+	if cpu <= 0 || r.Requests == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%s per request)", (cpu / time.Duration(r.Requests)).Round(time.Microsecond))
+}
+
+// carrier is how a request of the load names its version.
+type carrier int
+
+const (
+	byCookie carrier = iota
+	byHeader
+	byQuery
+	byNothing // the Active version, through the default rule
+)
+
+var allCarriers = []carrier{byCookie, byHeader, byQuery, byNothing}
+
+func (c carrier) String() string {
+	return [...]string{"cookie", "header", "query", "no carrier"}[c]
+}
+
+// mix is the load's request mix: each request uses one of carriers, drawn at random, naming one
+// of pins, drawn at random (no carrier: the Active version). Every answer must come from the
+// version the request asked for.
+func (p *pinnedApp) mix(pins []string, carriers ...carrier) loadgen.Next {
 	return func(rnd *rand.Rand) (*http.Request, func(*http.Response) error) {
 		v := pins[rnd.IntN(len(pins))]
 		var req *http.Request
-		switch rnd.IntN(4) {
-		case 0:
+		switch carriers[rnd.IntN(len(carriers))] {
+		case byCookie:
 			req = p.request("__plt_dpl="+v, "", "")
-		case 1:
+		case byHeader:
 			req = p.request("", v, "")
-		case 2:
+		case byQuery:
 			req = p.request("", "", v)
 		default:
 			req, v = p.request("", "", ""), manyActive
 		}
 		return req, func(resp *http.Response) error {
 			if got := resp.Header.Get("X-Skewguard-Version"); got != v {
-				return fmt.Errorf("%s %s: version %q answered, want %q", req.URL, req.Header, got, v)
+				return fmt.Errorf("%s %v: version %q answered, want %q", req.URL, req.Header, got, v)
 			}
 			return nil
 		}
