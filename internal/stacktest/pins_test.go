@@ -141,9 +141,11 @@ func (p *pinnedApp) write(t *testing.T, pins []string) []gatewayv1.HTTPRoute {
 	require.NoError(t, err)
 	require.False(t, res.Superseded)
 	_, gwName, _ := gatewayRef(t)
+	began := time.Now()
 	for _, r := range desired {
 		p.k.waitRouteAccepted(t, p.ns, r.Name, gwName)
 	}
+	t.Logf("%s: %d route(s) written, accepted after %s", p.app, len(desired), time.Since(began).Round(time.Millisecond))
 	return desired
 }
 
@@ -182,6 +184,8 @@ func (p *pinnedApp) waitServes(t *testing.T, pins, gone []string) {
 	for _, v := range gone {
 		want["__plt_dpl="+v] = manyActive
 	}
+	began := time.Now()
+	defer func() { t.Logf("%s: Traefik served the %d pin(s) after %s", p.app, len(pins), time.Since(began).Round(time.Millisecond)) }()
 	eventually(t, 3*time.Minute, fmt.Sprintf("Traefik serves the %d pins of %s", len(pins), p.app), func() (bool, string) {
 		for cookie, v := range want {
 			_, reply, err := get(t, p.request(cookie, "", ""))
@@ -239,6 +243,8 @@ func TestGatewayServes150Pins(t *testing.T) {
 					require.Empty(t, resp.Header.Values("Set-Cookie"), "%s: a request naming a version is not re-pinned", what)
 				}
 			}
+			began := time.Now()
+			defer func() { t.Logf("%s: requests checked in %s", app.app, time.Since(began).Round(time.Millisecond)) }()
 			for i, v := range versions {
 				other := versions[len(versions)-1-i] // another shard for most versions
 				if v == manyActive {
