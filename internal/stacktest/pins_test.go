@@ -185,9 +185,6 @@ func (p *pinnedApp) waitServes(t *testing.T, pins, gone []string) {
 		want["__plt_dpl="+v] = manyActive
 	}
 	began := time.Now()
-	defer func() {
-		t.Logf("%s: Traefik served the %d pin(s) after %s", p.app, len(pins), time.Since(began).Round(time.Millisecond))
-	}()
 	eventually(t, 3*time.Minute, fmt.Sprintf("Traefik serves the %d pins of %s", len(pins), p.app), func() (bool, string) {
 		for cookie, v := range want {
 			_, reply, err := get(t, p.request(cookie, "", ""))
@@ -198,6 +195,7 @@ func (p *pinnedApp) waitServes(t *testing.T, pins, gone []string) {
 		}
 		return true, ""
 	})
+	t.Logf("%s: Traefik served the %d pin(s) after %s", p.app, len(pins), time.Since(began).Round(time.Millisecond))
 }
 
 // TestGatewayServes150Pins writes the routes skewguard renders for one app with 150 pinned
