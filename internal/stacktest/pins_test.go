@@ -54,7 +54,7 @@ func manyVersions() []string {
 // controller lists podIP:<that port> for that Service and for no other. A reply naming version v
 // therefore proves the request went to v's Service: no other Service's endpoints reach the
 // listener that answers v. It returns the Service of each version.
-func (k kube) versionListeners(t *testing.T, ns string, versions []string) map[string]string {
+func (k kube) versionListeners(t testing.TB, ns string, versions []string) map[string]string {
 	t.Helper()
 	const hostApp = "pins-host"
 	k.deployVersion(t, ns, hostApp, "0", 1)
@@ -106,7 +106,7 @@ type pinnedApp struct {
 	gateway    *url.URL // Traefik's web entrypoint
 }
 
-func newPinnedApp(t *testing.T, k kube, ns, app string, rewrite bool, svc map[string]string) *pinnedApp {
+func newPinnedApp(t testing.TB, k kube, ns, app string, rewrite bool, svc map[string]string) *pinnedApp {
 	t.Helper()
 	gw, err := url.Parse(testenv.Get(t, testenv.GatewayURL))
 	require.NoError(t, err, "%s", testenv.GatewayURL)
@@ -114,7 +114,7 @@ func newPinnedApp(t *testing.T, k kube, ns, app string, rewrite bool, svc map[st
 		prefix: "/" + app, rewrite: rewrite, svc: svc, gateway: gw}
 }
 
-func (p *pinnedApp) input(t *testing.T, pins []string) routes.Input {
+func (p *pinnedApp) input(t testing.TB, pins []string) routes.Input {
 	t.Helper()
 	gwNS, gwName, section := gatewayRef(t)
 	backend := func(v string) routes.Backend { return routes.Backend{Version: v, ServiceName: p.svc[v], Port: 80} }
@@ -132,7 +132,7 @@ func (p *pinnedApp) input(t *testing.T, pins []string) routes.Input {
 
 // write renders the app with pins pinned beside the Active version, writes the routes with the
 // product's RouteWriter and waits until the Gateway accepted each one. It returns them.
-func (p *pinnedApp) write(t *testing.T, pins []string) []gatewayv1.HTTPRoute {
+func (p *pinnedApp) write(t testing.TB, pins []string) []gatewayv1.HTTPRoute {
 	t.Helper()
 	p.generation++
 	desired, err := routes.Render(p.input(t, pins))
@@ -175,7 +175,7 @@ func (p *pinnedApp) request(cookie, header, query string) *http.Request {
 // carrier, and (gone) sends each version of gone, pinned no more, to the Active version. Accepted
 // is written before Traefik serves a configuration, and Traefik loads each Service's endpoints
 // on its own: nothing is asserted before this.
-func (p *pinnedApp) waitServes(t *testing.T, pins, gone []string) {
+func (p *pinnedApp) waitServes(t testing.TB, pins, gone []string) {
 	t.Helper()
 	want := map[string]string{"": manyActive}
 	for _, v := range pins {
@@ -283,7 +283,7 @@ func countRules(rs []gatewayv1.HTTPRoute) int {
 }
 
 // sortedLike orders the stored routes as desired (by name), failing if a name is missing.
-func sortedLike(t *testing.T, stored, desired []gatewayv1.HTTPRoute) []gatewayv1.HTTPRoute {
+func sortedLike(t testing.TB, stored, desired []gatewayv1.HTTPRoute) []gatewayv1.HTTPRoute {
 	t.Helper()
 	out := make([]gatewayv1.HTTPRoute, 0, len(desired))
 	for _, d := range desired {
@@ -298,7 +298,7 @@ func sortedLike(t *testing.T, stored, desired []gatewayv1.HTTPRoute) []gatewayv1
 // requireDefaultRuleLast checks that exactly one rule of the app's routes matches on the path
 // alone (the default rule), that it is the last rule of the first route, sends to the Active
 // version's Service and sets the cookie; and that every other rule needs a carrier.
-func requireDefaultRuleLast(t *testing.T, rs []gatewayv1.HTTPRoute, activeSvc string) {
+func requireDefaultRuleLast(t testing.TB, rs []gatewayv1.HTTPRoute, activeSvc string) {
 	t.Helper()
 	var found []string
 	for ri, r := range rs {
@@ -339,7 +339,7 @@ type traefikRouter struct {
 // match) and checks that they are all enabled, one per carrier match, and that the default rule's
 // router, the only one without a Header or Query matcher, ranks strictly below every other:
 // Traefik tries routers in priority order, so no carrier match can lose to it.
-func requireDefaultRouterLowest(t *testing.T, host string, pins int) {
+func requireDefaultRouterLowest(t testing.TB, host string, pins int) {
 	t.Helper()
 	want := pins*5 + 4 + 1 // five matches per pin, the Active version's four carriers, the default
 	var mine []traefikRouter
@@ -378,7 +378,7 @@ func requireDefaultRouterLowest(t *testing.T, host string, pins int) {
 
 // traefikCPU returns the CPU time the stack's Traefik has used so far, from /proc, or 0 when
 // it cannot be read (the figures then go without it).
-func traefikCPU(t *testing.T) time.Duration {
+func traefikCPU(t testing.TB) time.Duration {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(testenv.Get(t, testenv.StackDir), "run", "traefik.pid"))
 	if err != nil {
