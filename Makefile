@@ -45,7 +45,7 @@ test-integration:
 test:
 	hack/test.sh all
 
-.PHONY: demo demo-down manifests bench chaos fuzz
+.PHONY: demo demo-down manifests bench bench-pins chaos fuzz
 
 # The chaos run on the running stack (cmd/chaos): 2 api + 2 worker processes, one app through
 # CHAOS_VERSIONS versions, a session fleet through Traefik, SIGKILL faults; one table, non-zero
@@ -72,6 +72,12 @@ manifests:
 # Benchmarks that need no stack; the stack ones are in hack/README.md.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The gateway's throughput with 150 pinned versions of one app beside 1, through Traefik on the
+# running stack (README: 150 pinned versions). SKEWGUARD_PINS_LOAD_* set its size.
+bench-pins:
+	@env_file=$$(hack/stack.sh env) || exit 1; set -a; source "$$env_file"; set +a; \
+	  $(GO) test -tags integration -run '^$$' -bench 'Throughput150Pins' -benchtime 1x -timeout 30m -v ./internal/stacktest
 
 # Every fuzz target, one after another on all cores, FUZZTIME each (default 1000000x: one million
 # executions); FUZZ_TARGETS (regex on "<package dir>.<Target>") selects. New interesting inputs

@@ -26,7 +26,7 @@ type route struct {
 	active, activeSvc      string
 }
 
-func (k kube) applyRoute(t *testing.T, r route) {
+func (k kube) applyRoute(t testing.TB, r route) {
 	t.Helper()
 	gwNS, gwName, section := gatewayRef(t)
 	prefix := gatewayv1.PathMatchPathPrefix
@@ -85,7 +85,7 @@ func cond(conds []metav1.Condition, typ string) bool {
 }
 
 // gatewayRef splits SKEWGUARD_TEST_GATEWAY_REF ("namespace/name:section").
-func gatewayRef(t *testing.T) (ns, name, section string) {
+func gatewayRef(t testing.TB) (ns, name, section string) {
 	t.Helper()
 	ref := testenv.Get(t, testenv.GatewayRef)
 	nsName, section, ok := strings.Cut(ref, ":")
@@ -96,7 +96,7 @@ func gatewayRef(t *testing.T) (ns, name, section string) {
 }
 
 // gatewayRequest builds a request to the Gateway for host and path, with an optional Cookie.
-func gatewayRequest(t *testing.T, host, path, cookie string) *http.Request {
+func gatewayRequest(t testing.TB, host, path, cookie string) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, testenv.Get(t, testenv.GatewayURL)+path, nil)
 	require.NoError(t, err)

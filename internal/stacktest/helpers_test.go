@@ -33,7 +33,7 @@ const (
 
 // eventually polls cond every 100 ms until it reports done, failing the test at the deadline
 // with the last reason cond gave.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last string
@@ -50,7 +50,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	}
 }
 
-func randomSuffix(t *testing.T) string {
+func randomSuffix(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 3)
 	_, err := rand.Read(b)
@@ -63,7 +63,7 @@ type kube struct {
 	gateway gatewayclient.Interface
 }
 
-func newKube(t *testing.T) kube {
+func newKube(t testing.TB) kube {
 	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", testenv.Get(t, testenv.Kubeconfig))
 	require.NoError(t, err, "load the stack's kubeconfig")
@@ -75,7 +75,7 @@ func newKube(t *testing.T) kube {
 }
 
 // namespace creates a fresh namespace, deleted when the test ends.
-func (k kube) namespace(t *testing.T, prefix string) string {
+func (k kube) namespace(t testing.TB, prefix string) string {
 	t.Helper()
 	name := prefix + "-" + randomSuffix(t)
 	_, err := k.core.CoreV1().Namespaces().Create(context.Background(),
@@ -89,7 +89,7 @@ func (k kube) namespace(t *testing.T, prefix string) string {
 
 // deployVersion applies the Deployment and Service of one app version, the way users do:
 // <app>-v<version>, labelled with the app and the version, running the echo backend.
-func (k kube) deployVersion(t *testing.T, ns, app, version string, replicas int32) string {
+func (k kube) deployVersion(t testing.TB, ns, app, version string, replicas int32) string {
 	t.Helper()
 	name := app + "-v" + version
 	labels := map[string]string{labelApp: app, labelVersion: version}
@@ -124,7 +124,7 @@ func (k kube) deployVersion(t *testing.T, ns, app, version string, replicas int3
 }
 
 // readyPods waits until the Deployment's pods are exactly n, all Ready with an IP, and returns them.
-func (k kube) readyPods(t *testing.T, ns, app, version string, n int) []corev1.Pod {
+func (k kube) readyPods(t testing.TB, ns, app, version string, n int) []corev1.Pod {
 	t.Helper()
 	var pods []corev1.Pod
 	sel := fmt.Sprintf("%s=%s,%s=%s", labelApp, app, labelVersion, version)
@@ -165,7 +165,7 @@ type echoReply struct {
 }
 
 // get sends one request and decodes the echo backend's reply.
-func get(t *testing.T, req *http.Request) (*http.Response, echoReply, error) {
+func get(t testing.TB, req *http.Request) (*http.Response, echoReply, error) {
 	t.Helper()
 	client := &http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Do(req)

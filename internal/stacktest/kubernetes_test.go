@@ -108,7 +108,7 @@ func TestBoundPodTokenPassesTokenReview(t *testing.T) {
 	assert.Equal(t, authenticationv1.ExtraValue{string(pod.UID)}, review.Status.User.Extra["authentication.kubernetes.io/pod-uid"])
 }
 
-func readyEndpoints(t *testing.T, k kube, ns, svc string) []string {
+func readyEndpoints(t testing.TB, k kube, ns, svc string) []string {
 	t.Helper()
 	slices, err := k.core.DiscoveryV1().EndpointSlices(ns).List(context.Background(),
 		metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
@@ -127,7 +127,7 @@ func readyEndpoints(t *testing.T, k kube, ns, svc string) []string {
 	return ips
 }
 
-func onLoopback(t *testing.T, ip string) bool {
+func onLoopback(t testing.TB, ip string) bool {
 	t.Helper()
 	lo, err := net.InterfaceByName("lo")
 	require.NoError(t, err)

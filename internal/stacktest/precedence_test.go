@@ -114,7 +114,7 @@ func TestGatewayCarrierPrecedence(t *testing.T) {
 }
 
 // waitRouteAccepted waits until the Gateway has accepted the route and resolved its backends.
-func (k kube) waitRouteAccepted(t *testing.T, ns, name, gwName string) {
+func (k kube) waitRouteAccepted(t testing.TB, ns, name, gwName string) {
 	t.Helper()
 	eventually(t, 30*time.Second, fmt.Sprintf("HTTPRoute %s/%s accepted with resolved refs", ns, name), func() (bool, string) {
 		got, err := k.gateway.GatewayV1().HTTPRoutes(ns).Get(context.Background(), name, metav1.GetOptions{})
