@@ -54,8 +54,12 @@ up_postgres() {
   fi
   touch "$(LOG_DIR)/postgresql.log"
   chown postgres:postgres "$(LOG_DIR)/postgresql.log" 2>/dev/null || true
+  # fsync and full-page writes off: only an OS crash needs them, and a throwaway cluster has none
+  # to survive. synchronous_commit stays on: with it off a commit is acknowledged before its WAL
+  # reaches the kernel, so a SIGKILL of the server (the chaos run's fault) loses commits the
+  # client was told had happened, which no real PostgreSQL set up for durability does.
   as_postgres "$PG_BIN/pg_ctl" -D "$d/data" -l "$(LOG_DIR)/postgresql.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $SKEWGUARD_PG_PORT -k $d/sock -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    -o "-c listen_addresses=127.0.0.1 -p $SKEWGUARD_PG_PORT -k $d/sock -c max_connections=300 -c fsync=off -c synchronous_commit=on -c full_page_writes=off" \
     start >/dev/null || part_failed postgresql "pg_ctl start failed"
 }
 down_postgres() {
