@@ -174,7 +174,11 @@ func (w *lifecycle) run(ctx workflow.Context) (LifecycleResult, error) {
 		case registry.Failed:
 			err = w.failed(ctx)
 		default:
-			return w.finish(ctx)
+			res, err := w.finish(ctx)
+			if errors.Is(err, errResume) {
+				continue
+			}
+			return res, err
 		}
 		if err != nil {
 			return w.result(), err
@@ -542,6 +546,9 @@ func (w *lifecycle) continueAsNew(ctx workflow.Context) (done bool, err error) {
 	return true, workflow.NewContinueAsNewError(ctx, WorkflowType, next)
 }
 
+// errResume: finish found this life live again in the registry; the lifecycle goes on.
+var errResume = errors.New("the registry has the version live again")
+
 // finish answers whatever is still queued, and hands over to a new life of the label if one was
 // deployed while this one was expiring.
 func (w *lifecycle) finish(ctx workflow.Context) (LifecycleResult, error) {
@@ -554,6 +561,16 @@ func (w *lifecycle) finish(ctx workflow.Context) (LifecycleResult, error) {
 	}
 	var newest registry.Version
 	err := workflow.ExecuteActivity(registryOptions(ctx, "look for a redeploy"), a.CurrentVersion, w.in.Ref).Get(ctx, &newest)
+	if err == nil && newest.ID == w.versionID && newest.State.Live() &&
+		workflow.GetVersion(ctx, "registry-lost-expiry", workflow.DefaultVersion, 1) == 1 {
+		// The registry has this life live again: it acknowledged the expiry and then lost it
+		// (restored, or failed over to a replica the commit had not reached). Ending here would
+		// leave it live with nothing to ever expire it; take it up from the registry's state.
+		w.logger.Warn("the registry lost this version's expiry: taking it up again", "state", newest.State)
+		w.lastError = fmt.Sprintf("the registry lost the expiry (it shows the version %s again): expiring it again", newest.State)
+		w.state = newest.State
+		return w.result(), errResume
+	}
 	if err == nil && newest.ID != w.versionID && newest.State.Live() {
 		// The label was deployed again while this life was expiring: a Start with USE_EXISTING
 		// attached to this run, so this run carries on as the new life.

@@ -730,3 +730,17 @@ func (o *recorderOutbound) ExecuteActivity(ctx workflow.Context, activityType st
 	}
 	return o.Next.ExecuteActivity(ctx, activityType, args...)
 }
+
+// An expiry the registry acknowledged and then lost (PostgreSQL failed over to a replica the
+// commit had not reached) is noticed when the lifecycle looks at the registry one last time: the
+// version is expired again rather than left Draining with no workflow to ever expire it.
+func TestRegistryLosingTheExpiryIsNoticed(t *testing.T) {
+	env, w := newEnv(t, defaults)
+	w.loseExpiries = 1
+	runFleet(t, env, 3*time.Hour, deploy{"v1", 0}, deploy{"v2", time.Hour})
+
+	v1 := w.version("v1")
+	require.Equal(t, registry.Expired, v1.State, "expired again once the lost expiry was noticed")
+	assert.Equal(t, 0, w.loseExpiries)
+	assert.Len(t, w.retiredOf("v1"), 2, "retired after each expiry (idempotent)")
+}

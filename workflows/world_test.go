@@ -108,6 +108,8 @@ type world struct {
 	// world's lock held; it must not take it): an error fails the attempt, before anything
 	// changes. Outages of PostgreSQL or the API server, refusals by an admission webhook.
 	fault func(name string) error
+	// loseExpiries: how many committed expiries the registry loses after acknowledging them.
+	loseExpiries int
 }
 
 func newWorld(t testing.TB, env *testsuite.TestWorkflowEnvironment, policy activities.Policy) *world {
@@ -366,7 +368,22 @@ func (w *world) stage(_ context.Context, in activities.TransitionInput) (activit
 }
 
 func (w *world) expire(_ context.Context, in activities.TransitionInput) (activities.TransitionResult, error) {
-	return w.change(in, "Expire", []registry.State{registry.Pending, registry.Staged, registry.Draining, registry.Failed}, registry.Expired, false)
+	w.mu.Lock()
+	var before registry.State
+	if v := w.newest(in.Ref.Label); v != nil {
+		before = v.State
+	}
+	w.mu.Unlock()
+	res, err := w.change(in, "Expire", []registry.State{registry.Pending, registry.Staged, registry.Draining, registry.Failed}, registry.Expired, false)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil && res.Changed && w.loseExpiries > 0 {
+		// Acknowledged, then lost: a failover to a replica the commit had not reached.
+		w.loseExpiries--
+		v := w.newest(in.Ref.Label)
+		v.State, v.ExpiredAt = before, nil
+	}
+	return res, err
 }
 
 func (w *world) currentVersion(_ context.Context, r registry.VersionRef) (registry.Version, error) {
