@@ -85,11 +85,19 @@ func roundTrip[T any](t *testing.T, v T, parse func([]byte) (T, *Problem)) {
 
 // strictJSON: whether body holds exactly one JSON value (spaces around it allowed).
 func strictJSON(body []byte) bool {
-	return len(bytes.TrimSpace(body)) > 0 && json.Valid(body)
+	return !blank(body) && json.Valid(body)
+}
+
+// blank: nothing but JSON's white space (RFC 8259: space, tab, LF, CR), which is how an empty
+// body may look.
+func blank(body []byte) bool {
+	return len(bytes.Trim(body, " \t\n\r")) == 0
 }
 
 func seedBodies(f *testing.F, seeds ...string) {
-	for _, s := range append(seeds, "", "{}", "null", "[]", `"x"`, "{", `{"a":1}{}`, "\x00", strings.Repeat("[", 10000)) {
+	// White space JSON does not have (form feed, vertical tab, NEL, no-break space) is not blank.
+	for _, s := range append(seeds, "", "{}", "null", "[]", `"x"`, "{", `{"a":1}{}`, "\x00", strings.Repeat("[", 10000),
+		"\f{}", "\v", "\u0085", "\u00a0{}\n") {
 		f.Add([]byte(s))
 	}
 }
@@ -99,7 +107,7 @@ func FuzzInstanceBody(f *testing.F) {
 		`{"podId":"other"}`, `{"applicationName":null,"buildDeploymentId":7}`, ` {"x":[1,{"y":2}]} `)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, p := ParseInstanceBody(body, podID)
-		empty := len(bytes.TrimSpace(body)) == 0
+		empty := blank(body)
 		if p != nil {
 			checkProblem(t, p, CodeInvalidJSON, CodeInvalidRequest)
 			if p.Code == CodeInvalidRequest && req.PodID == podID {
@@ -107,7 +115,7 @@ func FuzzInstanceBody(f *testing.F) {
 			}
 			return
 		}
-		if !empty && (bytes.TrimSpace(body)[0] != '{' || !strictJSON(body)) {
+		if !empty && (bytes.Trim(body, " \t\n\r")[0] != '{' || !strictJSON(body)) {
 			t.Fatalf("accepted %q, neither empty nor one JSON object", body)
 		}
 		if req.PodID != "" && req.PodID != podID {
@@ -132,7 +140,7 @@ func FuzzStateBody(f *testing.F) {
 		state, p := ParseStateBody(body)
 		if p != nil {
 			checkProblem(t, p, CodeInvalidJSON)
-			if len(bytes.TrimSpace(body)) == 0 {
+			if blank(body) {
 				t.Fatal("refused an empty body (an empty object)")
 			}
 			return
@@ -144,7 +152,7 @@ func FuzzStateBody(f *testing.F) {
 		if err := json.Compact(&compact, state); err != nil || !bytes.Equal(compact.Bytes(), state) {
 			t.Fatalf("stored %q, not compacted", state)
 		}
-		if len(bytes.TrimSpace(body)) == 0 {
+		if blank(body) {
 			if string(state) != "{}" {
 				t.Fatalf("an empty body stored as %q", state)
 			}
@@ -227,12 +235,12 @@ func FuzzActionBody(f *testing.F) {
 		b, p := ParseActionBody(body)
 		if p != nil {
 			checkProblem(t, p, CodeInvalidJSON, CodeInvalidRequest)
-			if len(bytes.TrimSpace(body)) == 0 {
+			if blank(body) {
 				t.Fatal("refused an empty body (no reason)")
 			}
 			return
 		}
-		if len(bytes.TrimSpace(body)) != 0 && !strictJSON(body) {
+		if !blank(body) && !strictJSON(body) {
 			t.Fatalf("accepted %q, not one JSON value", body)
 		}
 		if len(b.Reason) > MaxReasonLength {
@@ -317,7 +325,7 @@ func FuzzStrictBody(f *testing.F) {
 			C  int64  `json:"cookieMaxAge"`
 			B  bool   `json:"autoCleanup"`
 		}
-		empty := len(bytes.TrimSpace(body)) == 0
+		empty := blank(body)
 		if p := DecodeStrict(body, &v, true); p != nil {
 			checkProblem(t, p, CodeInvalidJSON)
 			if empty {
