@@ -2,6 +2,7 @@ package apiwire
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -29,5 +30,25 @@ func TestBodiesWithNonJSONWhiteSpace(t *testing.T) {
 	}
 	if _, p := ParseActionBody([]byte("\n")); p != nil {
 		t.Errorf("action body \"\\n\": %v", p)
+	}
+}
+
+// TestDeeplyNestedBodies: past encoding/json's nesting limit (10,000), every body is a 400
+// invalid_json, not a crash. (Not a fuzz seed: see seedBodies.)
+func TestDeeplyNestedBodies(t *testing.T) {
+	for _, body := range []string{strings.Repeat("[", 10001), `{"versions":` + strings.Repeat("[", 10001), strings.Repeat(`{"a":`, 10001)} {
+		b := []byte(body)
+		_, pi := ParseInstanceBody(b, "p")
+		_, ps := ParseStateBody(b)
+		_, pa := ParseActionBody(b)
+		_, pb := ParseBulkExpireBody(b)
+		_, _, pt := ParseThresholdBody(b)
+		var v any
+		pd := DecodeStrict(b, &v, true)
+		for name, p := range map[string]*Problem{"instance": pi, "state": ps, "action": pa, "bulk expire": pb, "threshold": pt, "strict": pd} {
+			if p == nil || p.Status != http.StatusBadRequest || p.Code != CodeInvalidJSON {
+				t.Errorf("%s body %.20q...: %v, want 400 invalid_json", name, body, p)
+			}
+		}
 	}
 }
