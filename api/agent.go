@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +9,7 @@ import (
 	"github.com/gorilla/mux"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/skewguard/skewguard/internal/apiwire"
 	"github.com/skewguard/skewguard/internal/auth"
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/detect"
@@ -20,12 +19,7 @@ import (
 
 // InstanceRequest is the body watt-extra sends to register (it may send more; extra fields
 // are ignored, because the agent adds fields across releases).
-type InstanceRequest struct {
-	PodID             string `json:"podId,omitempty"`
-	APIVersion        string `json:"apiVersion,omitempty"`
-	ApplicationName   string `json:"applicationName,omitempty"`
-	BuildDeploymentID string `json:"buildDeploymentId,omitempty"`
-}
+type InstanceRequest = apiwire.InstanceRequest
 
 // InstanceResponse is what watt-extra needs back. ApplicationID is required by the agent (it
 // never retries a 2xx without one); DeploymentVersion becomes PLT_DEPLOYMENT_VERSION in the
@@ -44,13 +38,14 @@ func (s *Server) registerInstance(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req InstanceRequest
-	if err := decodeLenient(w, r, &req); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, agentBodyLimit))
+	if err != nil {
 		decodeError(w, err)
 		return
 	}
-	if req.PodID != "" && req.PodID != podID {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "podId %q in the body differs from %q in the path", req.PodID, podID)
+	req, p := apiwire.ParseInstanceBody(body, podID)
+	if p != nil {
+		writeProblem(w, p)
 		return
 	}
 	pod, ok := s.resolvePod(w, podID, caller)
@@ -87,9 +82,9 @@ func (s *Server) saveInstanceState(w http.ResponseWriter, r *http.Request) {
 		decodeError(w, err)
 		return
 	}
-	state, err := compactObject(body)
-	if err != nil {
-		decodeError(w, err)
+	state, p := apiwire.ParseStateBody(body)
+	if p != nil {
+		writeProblem(w, p)
 		return
 	}
 	pod, ok := s.resolvePod(w, podID, caller)
@@ -108,39 +103,6 @@ func (s *Server) retry(pod *corev1.Pod) {
 	if s.opts.Retry != nil {
 		s.opts.Retry(pod)
 	}
-}
-
-// decodeLenient decodes the agent's JSON object, ignoring fields we do not know. An empty
-// body counts as an empty object.
-func decodeLenient(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, agentBodyLimit))
-	if err != nil {
-		return err
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil
-	}
-	if _, err := compactObject(body); err != nil {
-		return err
-	}
-	return json.Unmarshal(body, v)
-}
-
-// compactObject checks that body is one JSON object and returns it compacted. An empty body is
-// an empty object.
-func compactObject(body []byte) (json.RawMessage, error) {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return json.RawMessage("{}"), nil
-	}
-	if body[0] != '{' {
-		return nil, errors.New("the body must be a JSON object")
-	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, body); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // podCaller authenticates a request of the agent. With pod authentication on, the caller must
@@ -206,8 +168,8 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, authn Auth
 // caller's namespace only and requires that the token was issued for exactly that pod (same
 // name and UID); without one (pod authentication off) the name must be unambiguous.
 func (s *Server) resolvePod(w http.ResponseWriter, podID string, caller *auth.PodIdentity) (*corev1.Pod, bool) {
-	if !validDNSSubdomain(podID) {
-		writeError(w, http.StatusBadRequest, CodeInvalidPath, "%q is not a pod name", podID)
+	if p := apiwire.CheckPodID(podID); p != nil {
+		writeProblem(w, p)
 		return nil, false
 	}
 	if s.opts.Synced != nil && !s.opts.Synced() {

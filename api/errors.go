@@ -7,7 +7,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
+
+	"github.com/skewguard/skewguard/internal/apiwire"
 )
 
 // Error is the body of every error answer: a stable snake_case code for programs and a message
@@ -19,29 +20,29 @@ type Error struct {
 
 // Stable error codes.
 const (
-	CodeUnauthenticated     = "unauthenticated"      // 401: no token, or the API server refused it
-	CodeForbidden           = "forbidden"            // 403: RBAC denied the call
-	CodeNotPodToken         = "not_pod_token"        // 403: registration with a token not bound to a pod
-	CodePodMismatch         = "pod_mismatch"         // 403: the token belongs to another pod
-	CodeApplicationMismatch = "application_mismatch" // 403: the applicationId is not the caller's
-	CodeInvalidJSON         = "invalid_json"         // 400
-	CodeInvalidPath         = "invalid_path"         // 400: a path parameter is malformed
-	CodeInvalidRequest      = "invalid_request"      // 400: well-formed JSON with bad values
-	CodeInvalidPolicy       = "invalid_policy"       // 400
-	CodeBodyTooLarge        = "body_too_large"       // 413
-	CodeUnsupportedMedia    = "unsupported_media"    // 415
-	CodePodNotFound         = "pod_not_found"        // 404
-	CodeAmbiguousPod        = "ambiguous_pod"        // 409: same pod name in several namespaces, no token to choose
-	CodeVersionNotFound     = "version_not_found"    // 404
-	CodeNotFound            = "not_found"            // 404: no such route
-	CodeMethodNotAllowed    = "method_not_allowed"   // 405
-	CodeActionRejected      = "action_rejected"      // 409: the workflow's validator refused the action
-	CodeWorkflowNotRunning  = "workflow_not_running" // 409: the version's workflow is not running
-	CodeAuthUnavailable     = "auth_unavailable"     // 503: TokenReview/SubjectAccessReview could not be made
-	CodeRegistryUnavailable = "registry_unavailable" // 503: PostgreSQL
-	CodeTemporalUnavailable = "temporal_unavailable" // 503: Temporal
-	CodeNotReady            = "not_ready"            // 503: the pod cache has not synced yet
-	CodeInternal            = "internal_error"       // 500
+	CodeUnauthenticated     = "unauthenticated"            // 401: no token, or the API server refused it
+	CodeForbidden           = "forbidden"                  // 403: RBAC denied the call
+	CodeNotPodToken         = "not_pod_token"              // 403: registration with a token not bound to a pod
+	CodePodMismatch         = "pod_mismatch"               // 403: the token belongs to another pod
+	CodeApplicationMismatch = "application_mismatch"       // 403: the applicationId is not the caller's
+	CodeInvalidJSON         = apiwire.CodeInvalidJSON      // 400: "invalid_json"
+	CodeInvalidPath         = apiwire.CodeInvalidPath      // 400: "invalid_path", a path parameter is malformed
+	CodeInvalidRequest      = apiwire.CodeInvalidRequest   // 400: "invalid_request", well-formed JSON with bad values
+	CodeInvalidPolicy       = "invalid_policy"             // 400
+	CodeBodyTooLarge        = "body_too_large"             // 413
+	CodeUnsupportedMedia    = apiwire.CodeUnsupportedMedia // 415: "unsupported_media"
+	CodePodNotFound         = "pod_not_found"              // 404
+	CodeAmbiguousPod        = "ambiguous_pod"              // 409: same pod name in several namespaces, no token to choose
+	CodeVersionNotFound     = "version_not_found"          // 404
+	CodeNotFound            = "not_found"                  // 404: no such route
+	CodeMethodNotAllowed    = "method_not_allowed"         // 405
+	CodeActionRejected      = "action_rejected"            // 409: the workflow's validator refused the action
+	CodeWorkflowNotRunning  = "workflow_not_running"       // 409: the version's workflow is not running
+	CodeAuthUnavailable     = "auth_unavailable"           // 503: TokenReview/SubjectAccessReview could not be made
+	CodeRegistryUnavailable = "registry_unavailable"       // 503: PostgreSQL
+	CodeTemporalUnavailable = "temporal_unavailable"       // 503: Temporal
+	CodeNotReady            = "not_ready"                  // 503: the pod cache has not synced yet
+	CodeInternal            = "internal_error"             // 500
 )
 
 // CodeActionPending is the code of a 202 answer to an action: not done within
@@ -86,49 +87,22 @@ func decodeError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusBadRequest, CodeInvalidJSON, "request body is not valid JSON: %v", err)
 }
 
-// decodeStrict decodes one JSON value from r's body into v, rejecting unknown fields and
-// trailing data. An empty body leaves v as it is when allowEmpty.
-func decodeStrict(w http.ResponseWriter, r *http.Request, limit int64, v any, allowEmpty bool) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
-		return errUnsupportedMedia
+// writeProblem answers a refusal of internal/apiwire.
+func writeProblem(w http.ResponseWriter, p *apiwire.Problem) {
+	writeError(w, p.Status, p.Code, "%s", p.Message)
+}
+
+// readStrict reads the body of a management request: a JSON content type (or none) and at most
+// limit bytes. It answers 415, 413 or 408 itself and then returns false.
+func readStrict(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	if p := apiwire.CheckContentType(r.Header.Get("Content-Type")); p != nil {
+		writeProblem(w, p)
+		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		return err
+		decodeError(w, err)
+		return nil, false
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		if allowEmpty {
-			return nil
-		}
-		return errors.New("the body is empty")
-	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("unexpected data after the JSON value")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("unexpected data after the JSON value")
-	}
-	return nil
-}
-
-var errUnsupportedMedia = errors.New("content type must be application/json")
-
-func isJSON(contentType string) bool {
-	mt, _, _ := strings.Cut(contentType, ";")
-	mt = strings.ToLower(strings.TrimSpace(mt))
-	return mt == "application/json" || strings.HasSuffix(mt, "+json")
-}
-
-// answerDecodeError writes the right answer for an error of decodeStrict.
-func answerDecodeError(w http.ResponseWriter, err error) {
-	if errors.Is(err, errUnsupportedMedia) {
-		writeError(w, http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "%v", err)
-		return
-	}
-	decodeError(w, err)
+	return body, true
 }

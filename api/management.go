@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skewguard/skewguard/internal/apiwire"
 	"github.com/skewguard/skewguard/internal/auth"
 	"github.com/skewguard/skewguard/internal/registry"
 )
@@ -37,9 +38,7 @@ type AuditList struct {
 }
 
 // ActionBody is the optional body of promote, expire, approve and reject.
-type ActionBody struct {
-	Reason string `json:"reason,omitempty"`
-}
+type ActionBody = apiwire.ActionBody
 
 // ActionOutcome is the answer of one action. An action not done within the wait
 // (PLT_SKEW_ACTION_WAIT_MS) is pending: OK is false, Code is action_pending, and UpdateID, Stage
@@ -62,18 +61,11 @@ type ActionOutcome struct {
 func (o ActionOutcome) Pending() bool { return o.Code == CodeActionPending }
 
 // BulkExpireBody is the body of POST …/expire.
-type BulkExpireBody struct {
-	Versions []string `json:"versions"`
-	Reason   string   `json:"reason,omitempty"`
-}
+type BulkExpireBody = apiwire.BulkExpireBody
 
 // ThresholdBody is the body of POST …/threshold: expire every live version deployed longer ago
 // than OlderThan (a Go duration, or whole days like "7d"), except the Active one.
-type ThresholdBody struct {
-	OlderThan string `json:"olderThan"`
-	Reason    string `json:"reason,omitempty"`
-	DryRun    bool   `json:"dryRun,omitempty"`
-}
+type ThresholdBody = apiwire.ThresholdBody
 
 // Skipped is a live version a threshold left alone, and why.
 type Skipped struct {
@@ -182,8 +174,12 @@ func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
 func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 	app, _ := appRef(w, r)
 	var p registry.Policy
-	if err := decodeStrict(w, r, apiBodyLimit, &p, false); err != nil {
-		answerDecodeError(w, err)
+	body, ok := readStrict(w, r, apiBodyLimit)
+	if !ok {
+		return
+	}
+	if prob := apiwire.DecodeStrict(body, &p, false); prob != nil {
+		writeProblem(w, prob)
 		return
 	}
 	id := caller(r.Context())
@@ -215,13 +211,13 @@ func (s *Server) act(action Action) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		var body ActionBody
-		if err := decodeStrict(w, r, apiBodyLimit, &body, true); err != nil {
-			answerDecodeError(w, err)
+		raw, ok := readStrict(w, r, apiBodyLimit)
+		if !ok {
 			return
 		}
-		if err := checkReason(body.Reason); err != nil {
-			writeError(w, http.StatusBadRequest, CodeInvalidRequest, "%v", err)
+		body, p := apiwire.ParseActionBody(raw)
+		if p != nil {
+			writeProblem(w, p)
 			return
 		}
 		out, status := s.runAction(r.Context(), ref, action, body.Reason)
@@ -239,13 +235,13 @@ func (s *Server) act(action Action) http.HandlerFunc {
 
 func (s *Server) bulkExpire(w http.ResponseWriter, r *http.Request) {
 	app, _ := appRef(w, r)
-	var body BulkExpireBody
-	if err := decodeStrict(w, r, apiBodyLimit, &body, false); err != nil {
-		answerDecodeError(w, err)
+	raw, ok := readStrict(w, r, apiBodyLimit)
+	if !ok {
 		return
 	}
-	if err := body.check(); err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "%v", err)
+	body, p := apiwire.ParseBulkExpireBody(raw)
+	if p != nil {
+		writeProblem(w, p)
 		return
 	}
 	res := BulkResult{Results: []ActionOutcome{}}
@@ -257,39 +253,15 @@ func (s *Server) bulkExpire(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (b BulkExpireBody) check() error {
-	if len(b.Versions) == 0 {
-		return errors.New("versions must list at least one version")
-	}
-	if len(b.Versions) > maxBulkVersions {
-		return fmt.Errorf("at most %d versions at once, got %d", maxBulkVersions, len(b.Versions))
-	}
-	seen := make(map[string]bool, len(b.Versions))
-	for _, v := range b.Versions {
-		if err := checkVersionLabel(v); err != nil {
-			return err
-		}
-		if seen[v] {
-			return fmt.Errorf("version %q is listed twice", v)
-		}
-		seen[v] = true
-	}
-	return checkReason(b.Reason)
-}
-
 func (s *Server) threshold(w http.ResponseWriter, r *http.Request) {
 	app, _ := appRef(w, r)
-	var body ThresholdBody
-	if err := decodeStrict(w, r, apiBodyLimit, &body, false); err != nil {
-		answerDecodeError(w, err)
+	raw, ok := readStrict(w, r, apiBodyLimit)
+	if !ok {
 		return
 	}
-	age, err := ParseAge(body.OlderThan)
-	if err == nil {
-		err = checkReason(body.Reason)
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "%v", err)
+	body, age, p := apiwire.ParseThresholdBody(raw)
+	if p != nil {
+		writeProblem(w, p)
 		return
 	}
 	vs, err := s.opts.Registry.ListVersions(r.Context(), app)
@@ -393,38 +365,9 @@ func pastTense(a Action) string {
 	return string(a) + "ed"
 }
 
-func checkReason(reason string) error {
-	if len(reason) > maxReasonLength {
-		return fmt.Errorf("reason is longer than %d bytes", maxReasonLength)
-	}
-	return nil
-}
-
 // ParseAge parses a threshold age: a Go duration ("90m", "2h") or whole days ("7d"). It must be
 // positive.
-func ParseAge(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, errors.New("olderThan is required, e.g. \"2h\" or \"7d\"")
-	}
-	var d time.Duration
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n <= 0 || n > 3650 {
-			return 0, fmt.Errorf("olderThan %q is not a whole number of days from 1 to 3650", s)
-		}
-		d = time.Duration(n) * 24 * time.Hour
-	} else {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return 0, fmt.Errorf("olderThan %q is not a duration like \"2h\" or \"7d\"", s)
-		}
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("olderThan %q must be positive", s)
-	}
-	return d, nil
-}
+func ParseAge(s string) (time.Duration, error) { return apiwire.ParseAge(s) }
 
 func (s *Server) registryError(w http.ResponseWriter, err error) {
 	switch {

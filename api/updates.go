@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/mux"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/skewguard/skewguard/internal/apiwire"
 	"github.com/skewguard/skewguard/internal/detect"
 	"github.com/skewguard/skewguard/internal/metrics"
 )
@@ -34,12 +35,8 @@ var ackFrame = []byte(`{"command":"ack"}`)
 // again, so a version is found even when the pod watch is off.
 func (s *Server) updates(w http.ResponseWriter, r *http.Request) {
 	appID := mux.Vars(r)["applicationId"]
-	if !validOpaqueID(appID) {
-		writeError(w, http.StatusBadRequest, CodeInvalidPath, "%q is not an application id", appID)
-		return
-	}
-	if rt := r.URL.Query().Get("runtimeId"); rt != "" && !validOpaqueID(rt) {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "runtimeId %q is malformed", rt)
+	if p := apiwire.CheckUpdatesParams(appID, r.URL.Query().Get("runtimeId")); p != nil {
+		writeProblem(w, p)
 		return
 	}
 	caller, ok := s.podCaller(w, r)

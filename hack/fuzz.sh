@@ -13,6 +13,9 @@
 #                 (default: every target).
 #   FUZZ_PARALLEL fuzzing workers (default: nproc).
 #   FUZZ_KEEP     new interesting inputs kept per target in testdata/fuzz (default 20; 0 keeps none).
+#   FUZZ_MINIMIZE time Go spends minimizing each new interesting (or failing) input, during which
+#                 the target does not run (go test -fuzzminimizetime; default 5s, Go's own is 60s:
+#                 minimizing FuzzRender's inputs stopped it for most of a short run).
 #
 # Corpus: Go writes the new interesting inputs of a run to $GOCACHE/fuzz/<import path>/<Target>/
 # (they stay there and seed the next run on this machine). After each target, the ones this run
@@ -33,9 +36,11 @@ FUZZTIME=${FUZZTIME:-10m}
 FUZZ_TARGETS=${FUZZ_TARGETS:-.}
 FUZZ_PARALLEL=${FUZZ_PARALLEL:-$(nproc)}
 FUZZ_KEEP=${FUZZ_KEEP:-20}
+FUZZ_MINIMIZE=${FUZZ_MINIMIZE:-5s}
 [[ $FUZZ_EXECS =~ ^[1-9][0-9]*$ ]] || { echo "FUZZ_EXECS must be a positive number, got '$FUZZ_EXECS'" >&2; exit 2; }
 [[ $FUZZ_KEEP =~ ^[0-9]+$ ]] || { echo "FUZZ_KEEP must be a number, got '$FUZZ_KEEP'" >&2; exit 2; }
 [[ $FUZZ_PARALLEL =~ ^[1-9][0-9]*$ ]] || { echo "FUZZ_PARALLEL must be a positive number, got '$FUZZ_PARALLEL'" >&2; exit 2; }
+[[ $FUZZ_MINIMIZE =~ ^([0-9]+[hms]|[0-9]+x)$ ]] || { echo "FUZZ_MINIMIZE must be a duration like 5s or a count like 1000x, got '$FUZZ_MINIMIZE'" >&2; exit 2; }
 
 # seconds 1h2m3s -> 3723 (the form of FUZZTIME and of Go's "fuzz: elapsed:").
 seconds() {
@@ -68,7 +73,7 @@ if [[ ${#TARGETS[@]} == 0 ]]; then
   echo "no fuzz target matches FUZZ_TARGETS='$FUZZ_TARGETS'" >&2
   exit 2
 fi
-echo "fuzzing ${#TARGETS[@]} targets, each until $FUZZ_EXECS execs or $FUZZTIME, -parallel $FUZZ_PARALLEL (logs in $LOGDIR)"
+echo "fuzzing ${#TARGETS[@]} targets, each until $FUZZ_EXECS execs or $FUZZTIME, -parallel $FUZZ_PARALLEL, -fuzzminimizetime $FUZZ_MINIMIZE (logs in $LOGDIR)"
 
 # keep_corpus DIR IMPORT TARGET BEFORE: copy the cache entries not listed in BEFORE into
 # DIR/testdata/fuzz/TARGET as corpus-<name>, then trim corpus-* to the FUZZ_KEEP smallest.
@@ -109,7 +114,8 @@ for entry in "${TARGETS[@]}"; do
   t0=$(date +%s.%N)
   # In a session of its own, so that the time limit can interrupt go test and its test binary
   # together: on SIGINT the fuzzing engine stops, reports and passes.
-  setsid go test "./$dir" -run '^$' -fuzz "^$t\$" -fuzztime "${FUZZ_EXECS}x" -parallel "$FUZZ_PARALLEL" -timeout 0 >"$log" 2>&1 &
+  setsid go test "./$dir" -run '^$' -fuzz "^$t\$" -fuzztime "${FUZZ_EXECS}x" -parallel "$FUZZ_PARALLEL" \
+    -fuzzminimizetime "$FUZZ_MINIMIZE" -timeout 0 >"$log" 2>&1 &
   pid=$!
   tail -n +1 -f --pid="$pid" "$log" &
   tailpid=$!
@@ -161,7 +167,7 @@ for entry in "${TARGETS[@]}"; do
 done
 
 echo
-echo "=== make fuzz: each target until $FUZZ_EXECS execs or $FUZZTIME of fuzzing, -parallel $FUZZ_PARALLEL, $(nproc) cores, $(go env GOVERSION)"
+echo "=== make fuzz: each target until $FUZZ_EXECS execs or $FUZZTIME of fuzzing, -parallel $FUZZ_PARALLEL, -fuzzminimizetime $FUZZ_MINIMIZE, $(nproc) cores, $(go env GOVERSION)"
 # time: fuzzing (Go's elapsed, the build not counted); goal: reached FUZZ_EXECS; new: inputs Go
 # found interesting in this run (before the FUZZ_KEEP cap).
 printf '%-40s %9s %10s %8s %5s %6s %7s\n' target time execs execs/s goal new crashes

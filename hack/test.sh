@@ -64,11 +64,12 @@ unit_tests() {
 }
 
 # fuzz_tests runs every fuzz target of FUZZ_PKGS briefly: the API's request bodies and path
-# parameters (api/fuzz_test.go), the route renderer, route names and cookie patterns
+# parameters through the whole handler (api/fuzz_test.go) and their parsing and checks
+# (internal/apiwire), the route renderer, route names and cookie patterns
 # (internal/routes), the traffic query templates (internal/traffic), bearer token parsing
 # (internal/auth). Each target's seed corpus
 # already runs with the unit tests; this explores.
-FUZZ_PKGS=(./api ./internal/auth ./internal/routes ./internal/traffic)
+FUZZ_PKGS=(./api ./internal/apiwire ./internal/auth ./internal/routes ./internal/traffic)
 fuzz_tests() {
   local pkg f targets
   for pkg in "${FUZZ_PKGS[@]}"; do

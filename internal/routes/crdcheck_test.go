@@ -51,7 +51,35 @@ type crdNode struct {
 		Message string `json:"message"`
 	} `json:"x-kubernetes-validations"`
 
+	// Compiled once, when the schema is loaded (FuzzRender checks every route of every input):
 	pattern *regexp.Regexp
+	matches *matchMemo      // pattern's answers by string
+	cels    []*celMatch     // the Go twin of each of Validations, in order (rule nil: none)
+	enum    map[string]bool // canonicalJSON of each of Enum
+}
+
+// matchMemo remembers a pattern's answers: successive inputs share most strings (group, kind,
+// header names, the same hostnames and Service names), so matching them again was a seventh of
+// FuzzRender's time. It is emptied when full, so a long run's memory stays bounded.
+type matchMemo struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+const matchMemoMax = 1 << 12
+
+func (c *matchMemo) match(re *regexp.Regexp, s string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok, seen := c.m[s]; seen {
+		return ok
+	}
+	if c.m == nil || len(c.m) >= matchMemoMax {
+		c.m = make(map[string]bool)
+	}
+	ok := re.MatchString(s)
+	c.m[s] = ok
+	return ok
 }
 
 var (
@@ -132,6 +160,16 @@ func (n *crdNode) compile(path string) error {
 			return fmt.Errorf("%s: pattern: %w", path, err)
 		}
 		n.pattern = re
+		n.matches = &matchMemo{}
+	}
+	for _, r := range n.Validations {
+		n.cels = append(n.cels, celLookup(r.Rule))
+	}
+	if len(n.Enum) > 0 {
+		n.enum = make(map[string]bool, len(n.Enum))
+		for _, e := range n.Enum {
+			n.enum[canonicalJSON(e)] = true
+		}
 	}
 	for k, c := range n.Properties {
 		if err := c.compile(path + "." + k); err != nil {
@@ -242,12 +280,12 @@ func (n *crdNode) check(path string, v any, out *[]string) {
 			var key string
 			switch n.ListType {
 			case "set":
-				key = canonicalJSON(it)
+				key = listKey(it)
 			case "map":
 				m, _ := it.(map[string]any)
 				parts := make([]string, len(n.ListMapKeys))
 				for j, k := range n.ListMapKeys {
-					parts[j] = canonicalJSON(m[k])
+					parts[j] = listKey(m[k])
 				}
 				key = strings.Join(parts, "\x00")
 			default:
@@ -270,7 +308,7 @@ func (n *crdNode) check(path string, v any, out *[]string) {
 		if n.MinLength != nil && utf8.RuneCountInString(s) < *n.MinLength {
 			bad("%q is shorter than %d", s, *n.MinLength)
 		}
-		if n.pattern != nil && !n.pattern.MatchString(s) {
+		if n.pattern != nil && !n.matches.match(n.pattern, s) {
 			bad("%q does not match %s", s, n.Pattern)
 		}
 	case "integer":
@@ -296,11 +334,11 @@ func (n *crdNode) check(path string, v any, out *[]string) {
 		bad("schema type %q not known to crdcheck_test.go", n.Type)
 		return
 	}
-	if len(n.Enum) > 0 && !slices.ContainsFunc(n.Enum, func(e any) bool { return canonicalJSON(e) == canonicalJSON(v) }) {
+	if len(n.Enum) > 0 && !n.enum[canonicalJSON(v)] {
 		bad("%v is not one of %v", v, n.Enum)
 	}
-	for _, r := range n.Validations {
-		ok, known := celEval(r.Rule, v)
+	for i, r := range n.Validations {
+		ok, known := n.cels[i].eval(v)
 		switch {
 		case !known:
 			bad("CEL rule has no Go twin in crdcheck_test.go (add one): %s", r.Rule)
@@ -308,6 +346,14 @@ func (n *crdNode) check(path string, v any, out *[]string) {
 			bad("CEL rule fails: %s (%s)", r.Message, r.Rule)
 		}
 	}
+}
+
+// listKey is canonicalJSON(v) for a list's uniqueness, without encoding a string (most keys are).
+func listKey(v any) string {
+	if s, ok := v.(string); ok {
+		return "\x01" + s // canonicalJSON never starts with \x01
+	}
+	return canonicalJSON(v)
 }
 
 func canonicalJSON(v any) string {
@@ -527,9 +573,8 @@ func celLookup(rule string) *celMatch {
 	return c
 }
 
-// celEval decides rule for self; known is false when no Go twin matches the rule's text.
-func celEval(rule string, self any) (ok, known bool) {
-	c := celLookup(rule)
+// eval decides the rule for self; known is false when no Go twin matches the rule's text.
+func (c *celMatch) eval(self any) (ok, known bool) {
 	if c.rule == nil {
 		return false, false
 	}

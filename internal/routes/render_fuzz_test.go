@@ -199,6 +199,32 @@ func (c *regexpCache) get(p string) *regexp.Regexp {
 	return r
 }
 
+// matchCache remembers regex answers by (mode, pattern, value): every request is matched against
+// every pin's cookie pattern, and successive inputs share most of both, so running the regexes
+// again was a sixth of FuzzRender's time. It is emptied when full, so a long run's memory stays
+// bounded.
+type matchCache struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+var reachMatches matchCache
+
+func (c *matchCache) match(mode, p, v string, run func() bool) bool {
+	key := mode + "\x00" + p + "\x00" + v
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok, seen := c.m[key]; seen {
+		return ok
+	}
+	if c.m == nil || len(c.m) >= regexpCacheMax {
+		c.m = make(map[string]bool)
+	}
+	ok := run()
+	c.m[key] = ok
+	return ok
+}
+
 // checkShape: route i is RouteName(app, i); exactly one default rule when there is an Active
 // version, last in the first route, adding the one Set-Cookie; every pinned version pinned once,
 // in registry order; every version's carriers, and nothing else, leading to its Service.
@@ -267,8 +293,12 @@ func checkReachable(t *testing.T, in Input, got []gatewayv1.HTTPRoute) {
 	}
 	re := reachRegexps.get
 	modes := map[string]func(p, v string) bool{
-		"search": func(p, v string) bool { return re(p).MatchString(v) },
-		"full":   func(p, v string) bool { return re(`^(?:` + p + `)$`).MatchString(v) },
+		"search": func(p, v string) bool {
+			return reachMatches.match("s", p, v, func() bool { return re(p).MatchString(v) })
+		},
+		"full": func(p, v string) bool {
+			return reachMatches.match("f", p, v, func() bool { return re(`^(?:` + p + `)$`).MatchString(v) })
+		},
 	}
 	wantOf := wantFor(in)
 	for mode, match := range modes {
