@@ -206,11 +206,17 @@ cmd_kill() {
   fi
   # SIGKILL is delivered at once but a big process takes a moment to go: wait until it has (or is
   # a zombie), so that a start right after finds the part stopped rather than "already running".
-  local i p st
+  # The same test as start's "already running" (pid_of), twice in a row: a process being torn
+  # down was once seen gone from /proc for a moment and then running again.
+  local i p gone
   for p in ${procs:-$pid}; do
-    for ((i = 0; i < 300; i++)); do
-      st=$(proc_state "$p") || break
-      [[ $st == Z ]] && break
+    gone=0
+    for ((i = 0; i < 300 && gone < 2; i++)); do
+      if [[ $(proc_state "$p" 2>/dev/null) == "" || $(proc_state "$p" 2>/dev/null) == Z ]]; then
+        gone=$((gone + 1))
+      else
+        gone=0
+      fi
       sleep 0.1
     done
   done
