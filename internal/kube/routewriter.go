@@ -87,9 +87,11 @@ func (w *RouteWriter) WithFence(f FenceFunc) *RouteWriter {
 //
 // The app's routes are found by labels (routes.ManagedByLabel and routes.AppLabel), never by
 // name, and a route of the wanted name that lacks them is never touched (ErrRouteNotManaged).
-// Desired routes are written in order, the first route (the one holding the default rule, which
-// Render always puts first) before the pin shards, then surplus routes are deleted, so a pin is
-// never absent while it moves between shards.
+// Desired routes are written in the rendered order (the first route, the one holding the default
+// rule, which Render always puts first, before the pin shards) except that a route that takes over
+// a Service another gives up is written first (routeWriteOrder), then surplus routes are deleted:
+// a Service routed before and after the apply is routed after every write in between, whether a
+// pin moves between shards or the old Active version becomes a pin of another shard at a flip.
 //
 // As soon as a route written from a newer generation is seen, the apply stops and reports
 // Superseded. The first route is the fence between concurrent writers: the app's routes are
@@ -128,7 +130,15 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 		res.SkippedStale = routeNames(want)
 		return res, nil
 	}
-	for i := range want {
+	order := routeWriteOrder(live, want)
+	rest := func(k int) []string {
+		var names []string
+		for _, i := range order[k:] {
+			names = append(names, want[i].Name)
+		}
+		return names
+	}
+	for k, i := range order {
 		fence := ""
 		if i > 0 {
 			fence = want[0].Name
@@ -139,7 +149,7 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 		}
 		if outcome == routeStale {
 			res.Superseded = true
-			res.SkippedStale = append(res.SkippedStale, routeNames(want[i:])...)
+			res.SkippedStale = append(res.SkippedStale, rest(k)...)
 			return res, nil
 		}
 		res.record(outcome, want[i].Name)
@@ -151,7 +161,7 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 				return res, err
 			}
 			if res.Superseded {
-				res.SkippedStale = append(res.SkippedStale, routeNames(want[1:])...)
+				res.SkippedStale = append(res.SkippedStale, rest(k+1)...)
 				return res, nil
 			}
 		}
@@ -177,6 +187,79 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 		res.record(outcome, name)
 	}
 	return res, nil
+}
+
+// routeWriteOrder is the order in which ApplyRoutes writes want (indexes into it): the rendered
+// order (the first route, holding the default rule, first), except that a route taking over a
+// Service another route of the app gives up is written before that route. So a Service the
+// gateway routes to before and after the apply is routed at every moment in between: at a flip
+// whose old Active version becomes a pin of another shard, that shard gets the pin before the
+// first route's default rule moves on; when an expiry shifts pins down a shard, the lower shard
+// gets each pin before the higher one drops it. Writes of one app are serialized (the registry
+// lock) and one transaction changes one thing, so these constraints do not form a cycle in
+// practice; if they do (a flip and an expiry written together), the routes in the cycle keep the
+// rendered order and a moving pin can be absent between two writes.
+func routeWriteOrder(live map[string]*gatewayv1.HTTPRoute, want []gatewayv1.HTTPRoute) []int {
+	services := func(r *gatewayv1.HTTPRoute) map[string]bool {
+		out := map[string]bool{}
+		if r == nil {
+			return out
+		}
+		for _, rule := range r.Spec.Rules {
+			for _, b := range rule.BackendRefs {
+				out[string(b.Name)] = true
+			}
+		}
+		return out
+	}
+	n := len(want)
+	had := make([]map[string]bool, n)  // what each route routes to now
+	gets := make([]map[string]bool, n) // ... and once written
+	for i := range want {
+		had[i], gets[i] = services(live[want[i].Name]), services(&want[i])
+	}
+	// before[a][b]: write a before b (a takes over a Service b gives up).
+	indegree := make([]int, n)
+	before := make([]map[int]bool, n)
+	for a := range n {
+		before[a] = map[int]bool{}
+		for s := range gets[a] {
+			if had[a][s] {
+				continue
+			}
+			for b := range n {
+				if b != a && had[b][s] && !gets[b][s] && !before[a][b] {
+					before[a][b] = true
+					indegree[b]++
+				}
+			}
+		}
+	}
+	order := make([]int, 0, n)
+	done := make([]bool, n)
+	for len(order) < n {
+		next := -1
+		for i := range n {
+			if !done[i] && indegree[i] == 0 {
+				next = i
+				break
+			}
+		}
+		if next < 0 { // a cycle: the rest in the rendered order
+			for i := range n {
+				if !done[i] {
+					order = append(order, i)
+				}
+			}
+			break
+		}
+		done[next] = true
+		order = append(order, next)
+		for b := range before[next] {
+			indegree[b]--
+		}
+	}
+	return order
 }
 
 // fenced reports whether the fence, if any, knows a generation newer than generation.
