@@ -19,7 +19,7 @@ func renderApp(t *testing.T, gen int64, active int, pins ...int) []gatewayv1.HTT
 		Namespace: routeTestNS, App: "myapp", Generation: gen,
 		ParentRefs: []routes.ParentRef{{Namespace: "gw", Name: "public"}},
 		CookieName: "__plt_dpl", CookieMaxAge: 43200,
-		Active:     &routes.Backend{Version: strconv.Itoa(active), ServiceName: "myapp-v" + strconv.Itoa(active), Port: 80},
+		Active: &routes.Backend{Version: strconv.Itoa(active), ServiceName: "myapp-v" + strconv.Itoa(active), Port: 80},
 	}
 	for _, p := range pins {
 		in.Pinned = append(in.Pinned, routes.Backend{Version: strconv.Itoa(p), ServiceName: "myapp-v" + strconv.Itoa(p), Port: 80})
