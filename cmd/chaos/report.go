@@ -164,6 +164,9 @@ func (res result) table(log io.Writer) []line {
 		}
 	}
 	lines = append(lines, line{"versions lost (deployed, never recorded)", countList(lost), "0", len(lost) > 0})
+	for _, st := range res.Stuck {
+		fmt.Fprintf(log, "STUCK %s\n", st)
+	}
 	lines = append(lines, line{"versions stuck", countList(res.Stuck), "0", len(res.Stuck) > 0})
 	lines = append(lines, line{fmt.Sprintf("two Active at once, registry (%d samples)", res.Samples), countList(res.TwoActiveDB), "0", len(res.TwoActiveDB) > 0})
 	lines = append(lines, line{"two Active at once, routes", countList(res.TwoActiveRt), "0", len(res.TwoActiveRt) > 0})
