@@ -139,13 +139,8 @@ func (f *fleet) records() []request {
 
 // newVisitors sends one request without a pin every interval until ctx ends (answered by the
 // Active version); they are not recorded.
-func (f *fleet) newVisitors(ctx context.Context, interval time.Duration) {
-	every(ctx, interval, func() { f.get(ctx, -2, "", f.cookie, "") })
-}
-
-// every calls fn once per interval until ctx ends.
-func every(ctx context.Context, interval time.Duration, fn func()) {
-	t := time.NewTicker(interval)
+func (f *fleet) newVisitors(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -153,6 +148,6 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 			return
 		case <-t.C:
 		}
-		fn()
+		f.get(ctx, -2, "", f.cookie, "")
 	}
 }
