@@ -229,7 +229,12 @@ func Start(ctx context.Context, c client.Client, taskQueue string, in LifecycleI
 		run, err = c.SignalWithStartWorkflow(ctx, WorkflowID(in.Ref), SignalRedeploy, Redeploy{After: in.After, Input: in},
 			StartOptions(taskQueue, in), WorkflowType, in)
 	} else {
-		run, err = c.ExecuteWorkflow(ctx, StartOptions(taskQueue, in), WorkflowType, in)
+		// Eager start: when this process also runs a worker on the task queue (role serve), the
+		// server hands the first workflow task straight back with the start, skipping matching.
+		// Without a local worker, or with the server setting off, it is an ordinary start.
+		opts := StartOptions(taskQueue, in)
+		opts.EnableEagerStart = true
+		run, err = c.ExecuteWorkflow(ctx, opts, WorkflowType, in)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start lifecycle workflow %s: %w", WorkflowID(in.Ref), err)

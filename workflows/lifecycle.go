@@ -93,6 +93,10 @@ type lifecycle struct {
 	finalWhy   string
 	runs       int
 
+	// readyAtAdmission is the Service's readiness found ready by Admit, acted on by pending
+	// instead of waiting.
+	readyAtAdmission *kube.Readiness
+
 	// Failed: why, and whether the version failed only for want of ready endpoints (then it
 	// keeps waiting for them and is activated when they come).
 	failure       string
@@ -188,18 +192,36 @@ func (w *lifecycle) run(ctx workflow.Context) (LifecycleResult, error) {
 
 // observe records the version in the registry and adopts whatever state its live life is in
 // (a fresh Pending one, or further along when the workflow was restarted for a known version).
+//
+// Since change "admit" it does so in one local activity that also looks at the readiness cache,
+// inside the first workflow task: recording, the policy and readiness cost no round trip through
+// Temporal's matching, and a version whose pods are ready already is activated by the next
+// step. A run recorded before that made two activities (Observe, LoadPolicy); replaying its
+// history must make the same calls.
 func (w *lifecycle) observe(ctx workflow.Context) error {
-	var v registry.Version
-	err := workflow.ExecuteActivity(registryOptions(ctx, "record version"), a.Observe, activities.ObserveInput{
+	in := activities.ObserveInput{
 		Ref: w.in.Ref, ServiceName: w.in.ServiceName, ServicePort: w.in.ServicePort,
 		PathPrefix: w.in.PathPrefix, Hostname: w.in.Hostname, WorkflowID: w.id, Actor: w.in.Actor,
 		DeployedAt: w.in.DeployedAt, PodsCreatedAt: w.in.PodsCreatedAt,
-	}).Get(ctx, &v)
-	if err != nil {
-		return fmt.Errorf("record version %s: %w", w.in.Ref, err)
 	}
-	if err := w.loadPolicy(ctx); err != nil {
-		return err
+	var v registry.Version
+	if workflow.GetVersion(ctx, "admit", workflow.DefaultVersion, 1) == 1 {
+		var res activities.AdmitResult
+		if err := workflow.ExecuteLocalActivity(admitOptions(ctx), a.Admit, in).Get(ctx, &res); err != nil {
+			return fmt.Errorf("record version %s: %w", w.in.Ref, err)
+		}
+		v, w.policy = res.Version, res.Policy
+		if res.Readiness != nil && res.Readiness.Ready {
+			w.readyAtAdmission = res.Readiness
+		}
+	} else {
+		err := workflow.ExecuteActivity(registryOptions(ctx, "record version"), a.Observe, in).Get(ctx, &v)
+		if err != nil {
+			return fmt.Errorf("record version %s: %w", w.in.Ref, err)
+		}
+		if err := w.loadPolicy(ctx); err != nil {
+			return err
+		}
 	}
 	w.versionID, w.life = v.ID, v.Life
 	if err := w.adopt(ctx, v, w.in.Actor, "detected"); err != nil {
@@ -227,6 +249,11 @@ func (w *lifecycle) loadPolicy(ctx workflow.Context) error {
 // endpoint (the EndpointSlice's ready condition); then the version is staged (approval required) or
 // activated. Expire (update or signal) ends the wait.
 func (w *lifecycle) pending(ctx workflow.Context) error {
+	if r := w.readyAtAdmission; r != nil {
+		// Ready already when it was recorded: no wait at all.
+		w.readyAtAdmission = nil
+		return w.readyWith(ctx, *r)
+	}
 	deadline := workflow.Now(ctx).Add(w.policy.ReadinessTimeout)
 	w.setDetails(ctx, fmt.Sprintf("**Pending**: waiting for Service `%s` to have a ready endpoint, until %s (readiness timeout %s; after it the version is Failed, not retired).",
 		w.in.ServiceName, stamp(deadline), w.policy.ReadinessTimeout))
@@ -253,15 +280,21 @@ func (w *lifecycle) pending(ctx workflow.Context) error {
 			return w.fail(ctx, w.self, fmt.Sprintf("not ready within the readiness timeout (%s): %s",
 				w.policy.ReadinessTimeout, failureMessage(err)), true)
 		}
-		if w.in.ServicePort == 0 && r.Port != 0 {
-			w.in.ServicePort = r.Port
-			if err := w.refreshPort(ctx); err != nil {
-				return err
-			}
-		}
-		return w.ready(ctx, r)
+		return w.readyWith(ctx, r)
 	}
 	return nil
+}
+
+// readyWith moves on a Pending version found ready, first recording the Service port found
+// with the endpoints when none was detected.
+func (w *lifecycle) readyWith(ctx workflow.Context, r kube.Readiness) error {
+	if w.in.ServicePort == 0 && r.Port != 0 {
+		w.in.ServicePort = r.Port
+		if err := w.refreshPort(ctx); err != nil {
+			return err
+		}
+	}
+	return w.ready(ctx, r)
 }
 
 // ready moves a version whose Service has ready endpoints on: staged when approval is

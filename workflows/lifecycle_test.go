@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
@@ -743,4 +745,28 @@ func TestRegistryLosingTheExpiryIsNoticed(t *testing.T) {
 	require.Equal(t, registry.Expired, v1.State, "expired again once the lost expiry was noticed")
 	assert.Equal(t, 0, w.loseExpiries)
 	assert.Len(t, w.retiredOf("v1"), 2, "retired after each expiry (idempotent)")
+}
+
+// TestReadyAtAdmissionIsActivatedWithoutWaiting: a version whose Service the readiness cache
+// already knows ready when Admit records it is activated by the next step, at the instant it was
+// recorded, with no WaitReady; v1's draining clock starts at that same instant.
+func TestReadyAtAdmissionIsActivatedWithoutWaiting(t *testing.T) {
+	env, w := newEnv(t, defaults)
+	w.readyAtAdmission = true
+	waits := 0
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == "WaitReady" {
+			waits++
+		}
+	})
+	runFleet(t, env, 2*time.Hour, deploy{"v1", 0}, deploy{"v2", time.Hour})
+
+	v1, v2 := w.version("v1"), w.version("v2")
+	require.NotNil(t, v1.ActiveAt)
+	require.NotNil(t, v2.ActiveAt)
+	assert.Equal(t, t0, *v1.ActiveAt, "v1 Active when recorded, not after a readiness wait")
+	assert.Equal(t, t0.Add(time.Hour), *v2.ActiveAt)
+	assert.Equal(t, t0.Add(time.Hour), *v1.DrainingAt)
+	assert.Zero(t, waits, "no WaitReady when the cache knew the version ready")
+	assert.Equal(t, 2, w.attempts["Admit"], "one admission per version")
 }

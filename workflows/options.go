@@ -48,6 +48,24 @@ func registryOptions(ctx workflow.Context, summary string) workflow.Context {
 	})
 }
 
+// admitOptions: Admit, a local activity run inside the workflow task (two short registry calls
+// and a look at the readiness cache). A worker lost meanwhile is noticed by the workflow task's
+// own timeout, and the task, with the local activity, runs again on another worker. A local
+// activity's schedule-to-close timeout defaults to its start-to-close timeout, which would end
+// its retries after 10 s: like the activities it replaced, it retries as long as PostgreSQL is
+// down (backoffs longer than a workflow task's timeout are durable timers).
+func admitOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    10 * time.Second,
+		ScheduleToCloseTimeout: admitRetriesFor,
+		RetryPolicy:            converge,
+		Summary:                "record version, load policy, look at readiness",
+	})
+}
+
+// admitRetriesFor bounds Admit's retries: longer than any outage worth waiting out.
+const admitRetriesFor = 365 * 24 * time.Hour
+
 // kubeOptions: a snapshot read, a render and a few API server writes.
 func kubeOptions(ctx workflow.Context, summary string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

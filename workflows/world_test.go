@@ -110,6 +110,8 @@ type world struct {
 	fault func(name string) error
 	// loseExpiries: how many committed expiries the registry loses after acknowledging them.
 	loseExpiries int
+	// readyAtAdmission: Admit finds the version's Service ready in the readiness cache.
+	readyAtAdmission bool
 }
 
 func newWorld(t testing.TB, env *testsuite.TestWorkflowEnvironment, policy activities.Policy) *world {
@@ -143,6 +145,7 @@ func newEnv(t testing.TB, policy activities.Policy) (*testsuite.TestWorkflowEnvi
 func (w *world) mock(env *testsuite.TestWorkflowEnvironment) {
 	w.env = env
 	env.RegisterActivity(&activities.Activities{})
+	env.OnActivity(a.Admit, mock.Anything, mock.Anything).Return(w.admit)
 	env.OnActivity(a.Observe, mock.Anything, mock.Anything).Return(w.observe)
 	env.OnActivity(a.LoadPolicy, mock.Anything, mock.Anything).Return(w.loadPolicy)
 	env.OnActivity(a.WaitReady, mock.Anything, mock.Anything).AfterFn(func() time.Duration { return w.readyWait }).Return(w.waitReady)
@@ -166,7 +169,7 @@ func (w *world) mock(env *testsuite.TestWorkflowEnvironment) {
 func (w *world) register(env *testsuite.TestWorkflowEnvironment) {
 	w.env = env
 	for name, fn := range map[string]any{
-		"Observe": w.observe, "LoadPolicy": w.loadPolicy, "WaitReady": w.waitReady, "Activate": w.activate,
+		"Admit": w.admit, "Observe": w.observe, "LoadPolicy": w.loadPolicy, "WaitReady": w.waitReady, "Activate": w.activate,
 		"Promote": w.promote, "Stage": w.stage, "Expire": w.expire, "CurrentVersion": w.currentVersion,
 		"SyncRoutes": w.syncRoutes, "ReadTraffic": w.readTraffic, "Retire": w.retire, "Audit": w.audit,
 		"Fail": w.fail, "ReportEvent": w.reportEvent, "CheckRoutes": w.checkRoutes,
@@ -236,6 +239,28 @@ func (w *world) observe(_ context.Context, in activities.ObserveInput) (registry
 	w.lives = append(w.lives, v)
 	w.auditLocked(in.Ref.Label, "observed", in.Actor, "")
 	return *v, nil
+}
+
+// admit is Admit: Observe and LoadPolicy (each counted, and faulted, under its own name), and
+// the readiness cache, which knows the version ready only when readyAtAdmission says so (else
+// the lifecycle waits with WaitReady, whose timing the tests steer).
+func (w *world) admit(ctx context.Context, in activities.ObserveInput) (activities.AdmitResult, error) {
+	v, err := w.observe(ctx, in)
+	if err != nil {
+		return activities.AdmitResult{}, err
+	}
+	p, err := w.loadPolicy(ctx, in.Ref.AppRef())
+	if err != nil {
+		return activities.AdmitResult{}, err
+	}
+	res := activities.AdmitResult{Version: v, Policy: p}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.attempts["Admit"]++
+	if w.readyAtAdmission {
+		res.Readiness = &kube.Readiness{Ready: true, Endpoints: 1, Port: in.ServicePort, TargetPort: 8080}
+	}
+	return res, nil
 }
 
 func (w *world) loadPolicy(context.Context, registry.AppRef) (activities.Policy, error) {

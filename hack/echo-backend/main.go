@@ -62,6 +62,15 @@ func run() error {
 	if host == "" {
 		host = "127.0.0.1"
 	}
+	if v := os.Getenv("ECHO_START_DELAY"); v != "" {
+		// A backend that takes a while to start (a benchmark's pods that register before they
+		// are Ready): it listens, and so is reported Ready, only after this delay.
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("ECHO_START_DELAY=%q: %w", v, err)
+		}
+		time.Sleep(d)
+	}
 	srv := &http.Server{Handler: handler(os.Getenv("APP_VERSION"), os.Getenv("POD_NAME")), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	for _, p := range ports(os.Getenv) {

@@ -84,11 +84,15 @@ up_temporal() {
   done
   for v in "${SEARCH_ATTRIBUTES[@]}"; do sa+=(--search-attribute "$v=Keyword"); done
   mkdir -p "$SKEWGUARD_STACK_DIR/temporal"
+  # Eager activities: a workflow task that schedules an activity gets it back with its completion,
+  # when the worker has a free slot, instead of through matching (the flip's Activate). Eager
+  # workflow start is on by default in the server.
   spawn temporal "$(TEMPORAL_BIN)" server start-dev \
     --ip 127.0.0.1 --port "$SKEWGUARD_TEMPORAL_PORT" --http-port "$SKEWGUARD_TEMPORAL_HTTP_PORT" \
     --metrics-port "$SKEWGUARD_TEMPORAL_METRICS_PORT" --ui-ip 127.0.0.1 --ui-port "$SKEWGUARD_TEMPORAL_UI_PORT" \
     --db-filename "$SKEWGUARD_STACK_DIR/temporal/temporal.db" --namespace default \
-    --log-format json --log-level warn "${sa[@]}"
+    --log-format json --log-level warn "${sa[@]}" \
+    --dynamic-config-value system.enableActivityEagerExecution=true
 }
 # Registered at start; checked (and added if a persisted database lacks one) once it serves.
 ensure_search_attributes() {

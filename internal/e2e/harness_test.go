@@ -7,11 +7,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -93,10 +95,20 @@ type appVersion struct {
 	// Launch names the launcher program the pods run; empty runs the echo backend. A name the
 	// launcher does not know leaves the pods Running but never Ready (nothing is started).
 	Launch string
+	// Env is added to the pods' container environment (ECHO_START_DELAY delays the echo backend).
+	Env map[string]string
 }
 
 func (v appVersion) name() string {
 	return v.App + "-v" + strings.NewReplacer(".", "-", "_", "-").Replace(strings.ToLower(v.Version))
+}
+
+func (v appVersion) env() []corev1.EnvVar {
+	var env []corev1.EnvVar
+	for _, k := range slices.Sorted(maps.Keys(v.Env)) {
+		env = append(env, corev1.EnvVar{Name: k, Value: v.Env[k]})
+	}
+	return env
 }
 
 func (v appVersion) labels() map[string]string {
@@ -136,7 +148,7 @@ func (c *cluster) deploy(t testing.TB, v appVersion) {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: v.labels(), Annotations: v.podAnnotations()},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "app", Image: "echo",
+					Name: "app", Image: "echo", Env: v.env(),
 					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
 				}}},
 			},

@@ -1,8 +1,11 @@
 package routes
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
+
+	"github.com/skewguard/skewguard/internal/benchtable"
 )
 
 // benchInput is an app with one Active version and n draining ones, prefix not rewritten.
@@ -48,6 +51,9 @@ func BenchmarkRender1000Pins(b *testing.B) {
 				routes = len(out)
 			}
 			b.ReportMetric(float64(routes), "routes/render")
+			perRender := float64(b.Elapsed().Microseconds()) / 1000 / float64(b.N)
+			benchtable.Report(b, benchtable.Row{Figure: "render an app with 1,000 pins (" + name + ")",
+				Value: fmt.Sprintf("%.2f ms, %d HTTPRoutes", perRender, routes)})
 		})
 	}
 }
