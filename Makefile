@@ -45,7 +45,7 @@ test-integration:
 test:
 	hack/test.sh all
 
-.PHONY: demo demo-down manifests bench bench-pins chaos fuzz
+.PHONY: demo demo-down manifests bench bench-stack bench-pins chaos fuzz
 
 # The chaos run on the running stack (cmd/chaos): 2 api + 2 worker processes, one app through
 # CHAOS_VERSIONS versions, a session fleet through Traefik, SIGKILL faults; one table, non-zero
@@ -69,9 +69,22 @@ demo-down:
 manifests:
 	hack/render-manifests.sh
 
-# Benchmarks that need no stack; the stack ones are in hack/README.md.
+# Benchmarks that need no stack, then one table of their figures (internal/benchtable): goal,
+# floor or peer measured in the same run, ratio. README: Benchmarks.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@set -o pipefail; { \
+	  $(GO) test -run '^$$' -bench 'RegistrationFastPath$$' -benchtime 20000x ./api && \
+	  $(GO) test -run '^$$' -bench 'Lifecycle24h' -benchtime 20x ./workflows && \
+	  $(GO) test -run '^$$' -bench 'Render1000Pins' -benchtime 20x ./internal/routes; \
+	} 2>&1 | BENCHTABLE_TITLE="make bench ($$(nproc) cores, $$(date -u +%F))" $(GO) run ./cmd/benchtable
+
+# The benchmarks that need the running stack (started with make stack-up or make demo), then one
+# table: the flip, registration with PostgreSQL, lifecycles at scale, traffic checks, routes at
+# scale. README: Benchmarks.
+bench-stack:
+	@env_file=$$(hack/stack.sh env) || exit 1; set -a; source "$$env_file"; set +a; set -o pipefail; { \
+	  $(GO) test -tags integration -run '^$$' -bench 'Flip' -benchtime 1x -timeout 30m ./internal/e2e; \
+	} 2>&1 | BENCHTABLE_TITLE="make bench-stack ($$(nproc) cores, $$(date -u +%F))" $(GO) run ./cmd/benchtable
 
 # The gateway's throughput with 150 pinned versions of one app beside 1, through Traefik on the
 # running stack (README: 150 pinned versions). SKEWGUARD_PINS_LOAD_* set its size.
