@@ -24,9 +24,10 @@ type LiveCacheOptions struct {
 	// MaxAge is how long an entry is answered without reading it again, whatever was announced
 	// (default one minute): a last resort should a change ever go unannounced.
 	MaxAge time.Duration
-	// PingInterval is how long the listening connection may stay quiet before it is checked
-	// (default 5 s); PingTimeout is how long that check may take (default 2 s). A connection
-	// that fails the check is dropped, and the cache with it.
+	// PingInterval is how long the listening connection may stay quiet before it is checked,
+	// with the trigger that announces changes (default 5 s); PingTimeout is how long that check
+	// may take (default 2 s). A connection that fails the check is dropped, and the cache with
+	// it, until a new connection passes it.
 	PingInterval time.Duration
 	PingTimeout  time.Duration
 	// MaxEntries bounds the cache (default 65,536 versions); when full it starts over.
@@ -228,6 +229,9 @@ func (c *LiveCache) listen(ctx context.Context) (subscribed bool, err error) {
 	if _, err := conn.Exec(ctx, "LISTEN "+versionsChannel); err != nil {
 		return false, fmt.Errorf("listen: %w", err)
 	}
+	if err := checkAnnounced(ctx, conn); err != nil {
+		return false, err
+	}
 	// From here every committed change is announced to this connection, so what is read from
 	// now on may be kept.
 	c.setListening(true)
@@ -247,9 +251,9 @@ func (c *LiveCache) listen(ctx context.Context) (subscribed bool, err error) {
 		case !errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err):
 			return true, fmt.Errorf("wait for notifications: %w", err)
 		}
-		// Quiet for PingInterval: make sure the connection is still there.
+		// Quiet for PingInterval: make sure the connection is still there, and the trigger too.
 		pctx, cancel := context.WithTimeout(ctx, c.opts.PingTimeout)
-		err = conn.Ping(pctx)
+		err = checkAnnounced(pctx, conn)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -258,6 +262,21 @@ func (c *LiveCache) listen(ctx context.Context) (subscribed bool, err error) {
 			return true, fmt.Errorf("check listening connection: %w", err)
 		}
 	}
+}
+
+// checkAnnounced makes sure changes are announced: the trigger of migration 00003 is there and
+// enabled. A schema not migrated yet (or the trigger dropped or disabled) keeps the cache off.
+func checkAnnounced(ctx context.Context, conn *pgx.Conn) error {
+	var ok bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger
+		WHERE tgrelid = 'versions'::regclass AND tgname = 'versions_changed' AND tgenabled <> 'D')`).Scan(&ok)
+	switch {
+	case err != nil:
+		return fmt.Errorf("check the versions_changed trigger: %w", err)
+	case !ok:
+		return errors.New("the versions_changed trigger is missing or disabled: run skewguard migrate")
+	}
+	return nil
 }
 
 func (c *LiveCache) notified(payload string) {

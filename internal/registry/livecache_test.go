@@ -17,7 +17,7 @@ import (
 
 // liveCache returns a LiveCache on a fresh database, listening, and a second Store on the same
 // database that plays the worker process making the changes.
-func liveCache(t *testing.T) (*registry.LiveCache, *registry.Store, string) {
+func liveCache(t *testing.T, opts registry.LiveCacheOptions) (*registry.LiveCache, *registry.Store, string) {
 	t.Helper()
 	dsn := registrytest.NewURL(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -27,7 +27,7 @@ func liveCache(t *testing.T) (*registry.LiveCache, *registry.Store, string) {
 		return s
 	}
 	api, worker := open(), open()
-	c := registry.NewLiveCache(api, registry.LiveCacheOptions{})
+	c := registry.NewLiveCache(api, opts)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; api.Close(); worker.Close() })
@@ -60,7 +60,7 @@ func announced(t *testing.T, c *registry.LiveCache, change func()) {
 func TestLiveCacheAnswersFromMemoryAndFollowsEveryChange(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c, worker, _ := liveCache(t)
+	c, worker, _ := liveCache(t, registry.LiveCacheOptions{})
 	v1 := ref("1")
 
 	assert.Equal(t, registry.State(""), live(t, c, v1), "unknown label")
@@ -120,7 +120,7 @@ func TestLiveCacheAnswersFromMemoryAndFollowsEveryChange(t *testing.T) {
 func TestLiveCacheIsOffWhileItsConnectionIsLost(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c, worker, dsn := liveCache(t)
+	c, worker, dsn := liveCache(t, registry.LiveCacheOptions{})
 	admin, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
 	defer admin.Close(ctx)
@@ -150,4 +150,29 @@ func TestLiveCacheIsOffWhileItsConnectionIsLost(t *testing.T) {
 	require.Eventually(t, func() bool { p := listener(); return p != 0 && p != old && c.Listening() },
 		20*time.Second, 10*time.Millisecond, "the cache never listened again")
 	assert.Equal(t, registry.State(""), live(t, c, ref("1")), "a change made while the cache was off was missed")
+}
+
+func TestLiveCacheIsOffWithoutTheTrigger(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, worker, dsn := liveCache(t, registry.LiveCacheOptions{PingInterval: 20 * time.Millisecond})
+	admin, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	announced(t, c, func() { observe(t, worker, "1") })
+	assert.Equal(t, registry.Pending, live(t, c, ref("1")))
+	require.True(t, c.Cached(ref("1")))
+
+	_, err = admin.Exec(ctx, `ALTER TABLE versions DISABLE TRIGGER versions_changed`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !c.Listening() }, 10*time.Second, 5*time.Millisecond,
+		"the cache kept answering from memory with nothing announcing changes")
+	activate(t, worker, "1") // not announced
+	assert.Equal(t, registry.Active, live(t, c, ref("1")))
+	assert.False(t, c.Cached(ref("1")), "cached while off")
+
+	_, err = admin.Exec(ctx, `ALTER TABLE versions ENABLE TRIGGER versions_changed`)
+	require.NoError(t, err)
+	require.Eventually(t, c.Listening, 20*time.Second, 5*time.Millisecond, "the cache never came back")
+	assert.Equal(t, registry.Active, live(t, c, ref("1")))
 }
