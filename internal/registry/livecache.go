@@ -49,6 +49,8 @@ type LiveCacheOptions struct {
 type LiveCache struct {
 	*Store
 	opts LiveCacheOptions
+	// read is Store.LiveVersion (replaced in tests).
+	read func(ctx context.Context, ref VersionRef) (Version, bool, error)
 
 	mu        sync.RWMutex
 	listening bool
@@ -86,8 +88,12 @@ func NewLiveCache(s *Store, opts LiveCacheOptions) *LiveCache {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &LiveCache{Store: s, opts: opts, changed: map[int64]uint64{},
+	c := &LiveCache{Store: s, opts: opts, changed: map[int64]uint64{},
 		entries: map[VersionRef]liveEntry{}, byApp: map[int64]map[VersionRef]struct{}{}}
+	if s != nil {
+		c.read = s.LiveVersion
+	}
+	return c
 }
 
 // LiveVersion returns the live life of ref, as Store.LiveVersion does, from memory when it
@@ -103,7 +109,7 @@ func (c *LiveCache) LiveVersion(ctx context.Context, ref VersionRef) (Version, b
 		return e.v, true, nil
 	}
 	c.reads.Add(1)
-	v, live, err := c.Store.LiveVersion(ctx, ref)
+	v, live, err := c.read(ctx, ref)
 	if err != nil || !live || !listening {
 		return v, live, err
 	}
@@ -183,7 +189,7 @@ func (c *LiveCache) resetLocked() {
 // 5 s) whenever the connection is lost; the cache is off while it is.
 func (c *LiveCache) Run(ctx context.Context) error {
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
-	backoff := minBackoff
+	backoff, warned := minBackoff, false
 	for {
 		subscribed, err := c.listen(ctx)
 		c.setListening(false)
@@ -191,9 +197,15 @@ func (c *LiveCache) Run(ctx context.Context) error {
 			return nil
 		}
 		if subscribed {
-			backoff = minBackoff
+			backoff, warned = minBackoff, false
 		}
-		c.opts.Logger.Warn("live version cache off until its listening connection is back: registrations read the database",
+		// Warned once per outage; the retries after that are logged at debug level.
+		level := slog.LevelWarn
+		if warned {
+			level = slog.LevelDebug
+		}
+		warned = true
+		c.opts.Logger.Log(ctx, level, "live version cache off until it listens again: registrations read the database",
 			"error", err, "retryIn", backoff)
 		t := time.NewTimer(backoff)
 		select {
