@@ -281,6 +281,7 @@ func (l *fakeLifecycle) actions() []string {
 const (
 	tokenPodA    = "token-pod-a"  // bound to shop/web-v1-a
 	tokenPodB    = "token-pod-b"  // bound to shop/web-v1-b
+	tokenPodC    = "token-pod-c"  // bound to shop/web-v1-c, a pod a test creates
 	tokenOther   = "token-other"  // bound to other/web-v1-a (same pod name, other namespace)
 	tokenPlainSA = "token-sa"     // a service account token not bound to a pod
 	tokenAdmin   = "token-admin"  // may update versions everywhere
@@ -301,6 +302,7 @@ func boundUser(ns, pod string) authenticationv1.UserInfo {
 var testUsers = map[string]authenticationv1.UserInfo{
 	tokenPodA:    boundUser("shop", "web-v1-a"),
 	tokenPodB:    boundUser("shop", "web-v1-b"),
+	tokenPodC:    boundUser("shop", "web-v1-c"),
 	tokenOther:   boundUser("other", "web-v1-a"),
 	tokenPlainSA: {Username: "system:serviceaccount:shop:ci"},
 	tokenAdmin:   {Username: "admin", Groups: []string{"system:masters"}},

@@ -171,8 +171,12 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 	if err != nil {
 		return nil, err
 	}
+	// Registrations of a version already live are answered from memory, kept right by the
+	// registry's change notifications (registry.LiveCache).
+	live := registry.NewLiveCache(store, registry.LiveCacheOptions{Logger: log.With("component", "live-cache")})
+	spawn("live version cache", func() error { return live.Run(ctx) })
 	det := detect.NewDetector(detect.Options{
-		Registry: store, Starter: temporal, Lookup: cache, Enabled: cfg.SkewProtection,
+		Registry: live, Starter: temporal, Lookup: cache, Enabled: cfg.SkewProtection,
 		Logger:   log.With("component", "detect"),
 		Validate: validateDetected(cfg, allow),
 	})
