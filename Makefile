@@ -73,7 +73,7 @@ manifests:
 # floor or peer measured in the same run, ratio. README: Benchmarks.
 bench:
 	@set -o pipefail; { \
-	  $(GO) test -run '^$$' -bench 'RegistrationFastPath$$' -benchtime 20000x ./api && \
+	  $(GO) test -run '^$$' -bench '^BenchmarkRegistrationFastPath$$' -benchtime 20000x -count 1 -timeout 10m ./api && \
 	  $(GO) test -run '^$$' -bench 'Lifecycle24h' -benchtime 20x ./workflows && \
 	  $(GO) test -run '^$$' -bench 'Render1000Pins' -benchtime 20x ./internal/routes; \
 	} 2>&1 | BENCHTABLE_TITLE="make bench ($$(nproc) cores, $$(date -u +%F))" $(GO) run ./cmd/benchtable
@@ -83,7 +83,8 @@ bench:
 # scale. README: Benchmarks.
 bench-stack:
 	@env_file=$$(hack/stack.sh env) || exit 1; set -a; source "$$env_file"; set +a; set -o pipefail; { \
-	  $(GO) test -tags integration -run '^$$' -bench 'Flip' -benchtime 1x -timeout 30m ./internal/e2e; \
+	  $(GO) test -tags integration -run '^$$' -bench 'Flip' -benchtime 1x -timeout 30m ./internal/e2e && \
+	  $(GO) test -tags integration -run '^$$' -bench '^BenchmarkRegistrationFastPathPostgres$$' -benchtime 20000x -count 1 -timeout 10m ./api; \
 	} 2>&1 | BENCHTABLE_TITLE="make bench-stack ($$(nproc) cores, $$(date -u +%F))" $(GO) run ./cmd/benchtable
 
 # The gateway's throughput with 150 pinned versions of one app beside 1, through Traefik on the
