@@ -63,6 +63,9 @@ func New(cfg config.Config, deps Deps) (worker.Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The readiness informers start with the worker, so that the first version admitted already
+	// finds its Service's readiness in the cache (Admit) rather than waiting for them to list.
+	acts.Readiness.Start(context.Background())
 	stop := deps.StopTimeout
 	if stop <= 0 {
 		stop = 10 * time.Second
@@ -130,7 +133,7 @@ func Activities(cfg config.Config, deps Deps) (*activities.Activities, error) {
 	if cfg.SkewProtection {
 		workloads.Gateway = deps.Kube.Gateway // Retire checks no route of ours still uses the Service
 	}
-	// Started by its first wait; it lives as long as the process.
+	// Started by New (or the first wait); it lives as long as the process.
 	ready, err := kube.NewReadinessWatcher(deps.Kube.Kube, cfg.Namespaces)
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
