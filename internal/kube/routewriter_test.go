@@ -1,7 +1,9 @@
 package kube
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -120,6 +122,46 @@ func (s *routeStore) react(action k8stesting.Action) (bool, runtime.Object, erro
 		}
 		r.UID = old.UID
 		return true, s.put(r), nil
+	case "patch":
+		// What the writer patches: metadata only, as a JSON merge patch carrying the
+		// resourceVersion it read, which the API server checks as it does an update's.
+		pa := action.(k8stesting.PatchAction)
+		old, ok := s.objs[name]
+		if !ok {
+			return true, nil, apierrors.NewNotFound(routeGR, name)
+		}
+		var patch struct {
+			Metadata struct {
+				ResourceVersion string             `json:"resourceVersion"`
+				Labels          map[string]*string `json:"labels"`
+				Annotations     map[string]*string `json:"annotations"`
+			} `json:"metadata"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(pa.GetPatch()))
+		dec.DisallowUnknownFields()
+		if pa.GetPatchType() != types.MergePatchType || dec.Decode(&patch) != nil {
+			return true, nil, fmt.Errorf("routeStore: unexpected %s patch %s", pa.GetPatchType(), pa.GetPatch())
+		}
+		if m := patch.Metadata; m.ResourceVersion != "" && m.ResourceVersion != old.ResourceVersion {
+			return true, nil, apierrors.NewConflict(routeGR, name, errors.New("the object has been modified"))
+		}
+		r := old.DeepCopy()
+		merge := func(into map[string]string, p map[string]*string) map[string]string {
+			if into == nil {
+				into = map[string]string{}
+			}
+			for k, v := range p {
+				if v == nil {
+					delete(into, k)
+				} else {
+					into[k] = *v
+				}
+			}
+			return into
+		}
+		r.Labels = merge(r.Labels, patch.Metadata.Labels)
+		r.Annotations = merge(r.Annotations, patch.Metadata.Annotations)
+		return true, s.put(r), nil
 	case "delete":
 		old, ok := s.objs[name]
 		if !ok {
@@ -150,7 +192,7 @@ func (s *routeStore) writes() []string {
 	defer s.mu.Unlock()
 	var out []string
 	for _, c := range s.calls {
-		if verb, _, _ := strings.Cut(c, " "); verb == "create" || verb == "update" || verb == "delete" {
+		if verb, _, _ := strings.Cut(c, " "); verb == "create" || verb == "update" || verb == "patch" || verb == "delete" {
 			out = append(out, c)
 		}
 	}
