@@ -172,7 +172,9 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 		if i == 0 {
 			// Read the app's routes again now that the first one carries this generation: a
 			// newer write either shows here, or lists after this point and so sees (and
-			// supersedes) every shard this write goes on to create.
+			// supersedes) every shard this write goes on to create. Needed even when the first
+			// route is the last write: an older writer in flight may have created a shard since
+			// the list above, which only this read finds (TestReListAfterTheFirstRouteIsNeeded).
 			if live, err = w.listRoutes(ctx, client, namespace, app, generation, &res); err != nil {
 				return res, err
 			}
