@@ -29,7 +29,7 @@ func routeNamespace(t *testing.T) (*Clients, string) {
 }
 
 // testNamespace creates a fresh namespace named prefix-<random> and deletes it after the test.
-func testNamespace(t *testing.T, prefix string) (*Clients, string) {
+func testNamespace(t testing.TB, prefix string) (*Clients, string) {
 	t.Helper()
 	clients, err := NewClients(testenv.Get(t, testenv.Kubeconfig))
 	require.NoError(t, err)
