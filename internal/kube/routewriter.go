@@ -97,7 +97,9 @@ func (w *RouteWriter) WithFence(f FenceFunc) *RouteWriter {
 // generation in its routes.GenerationAnnotation:
 //   - a route that is missing is created;
 //   - a live route is updated (resourceVersion precondition, re-read and retried on conflict)
-//     only if its generation is ≤ generation, and only if it differs;
+//     only if its generation is ≤ generation, and only if it differs; one whose spec is already
+//     as desired gets a merge patch of its metadata alone (the generation), with the same
+//     precondition (Restamped);
 //   - a live route of the app that is not desired is deleted (UID and resourceVersion
 //     preconditions) if its generation is ≤ generation; NotFound is success.
 //
