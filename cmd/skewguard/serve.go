@@ -298,6 +298,7 @@ func routeConvergence(cfg config.Config, log *slog.Logger, deps worker.Deps) (*c
 		Gateway:    deps.Kube.Gateway,
 		Apps:       deps.Registry,
 		Resync:     converge.SyncRoutes(acts),
+		Render:     converge.Rendering(acts),
 		Namespaces: cfg.Namespaces,
 		Logger:     log.With("component", "route-convergence"),
 	})

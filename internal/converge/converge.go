@@ -28,6 +28,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	gatewayinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
+	gatewaylisters "sigs.k8s.io/gateway-api/pkg/client/listers/apis/v1"
 
 	"github.com/skewguard/skewguard/activities"
 	"github.com/skewguard/skewguard/internal/kube"
@@ -39,6 +40,10 @@ import (
 // ResyncFunc renders one app's routes from the registry and writes them. SyncRoutes makes one
 // from the lifecycle activities.
 type ResyncFunc func(ctx context.Context, app registry.AppRef) (activities.SyncResult, error)
+
+// RenderFunc renders one app's routes from the registry, writing nothing. Rendering makes one
+// from the lifecycle activities.
+type RenderFunc func(ctx context.Context, app registry.AppRef) ([]gatewayv1.HTTPRoute, error)
 
 // AppLister lists the registry's applications; *registry.Store is one.
 type AppLister interface {
@@ -53,6 +58,12 @@ type Options struct {
 	Apps AppLister
 	// Resync reconciles one app.
 	Resync ResyncFunc
+	// Render, when set, is asked first: an app whose routes in the informers' cache already
+	// equal its rendering (names, specs, labels, generation) is not resynced, which costs the
+	// API server nothing and takes no registry lock. Start-up convergence of routes that are up
+	// to date then makes no request per app. A cache that lags is safe: the change it has not
+	// seen yet arrives as an event and enqueues the app again.
+	Render RenderFunc
 	// Namespaces limits the watch (and the start-up re-render) to these namespaces; none
 	// means all, as for detection.
 	Namespaces []string
@@ -74,6 +85,7 @@ type Controller struct {
 	scope     map[string]bool // nil: every namespace
 	factories []gatewayinformers.SharedInformerFactory
 	synced    []cache.InformerSynced
+	listers   []gatewaylisters.HTTPRouteLister
 	queue     workqueue.TypedRateLimitingInterface[string]
 }
 
@@ -148,6 +160,7 @@ func New(o Options) (*Controller, error) {
 		}
 		c.factories = append(c.factories, f)
 		c.synced = append(c.synced, inf.HasSynced)
+		c.listers = append(c.listers, f.Gateway().V1().HTTPRoutes().Lister())
 	}
 	return c, nil
 }
@@ -321,7 +334,16 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	res, err := c.opts.Resync(ctx, registry.AppRef{Namespace: namespace, Name: name})
+	ref := registry.AppRef{Namespace: namespace, Name: name}
+	if c.opts.Render != nil {
+		// An error here is not the reconcile's: Resync reads, renders and reports it again.
+		if desired, err := c.opts.Render(ctx, ref); err == nil && c.cachedUpToDate(namespace, name, desired) {
+			metrics.RouteReconcile(activities.RoutesUnchanged)
+			c.log.Debug("routes of an app up to date in the cache", "app", key)
+			return nil
+		}
+	}
+	res, err := c.opts.Resync(ctx, ref)
 	if err != nil {
 		metrics.RouteReconcile("error")
 		return err
@@ -334,6 +356,60 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 		c.log.Debug("routes of an app checked", "app", key, "generation", res.Generation, "outcome", res.Write.Outcome)
 	}
 	return nil
+}
+
+// cachedUpToDate reports whether the informers' cache holds exactly desired for the app: the
+// same route names, each with desired's spec, labels and annotations (others' labels and
+// annotations may be there too), as the route writer would find it with nothing to write.
+func (c *Controller) cachedUpToDate(namespace, app string, desired []gatewayv1.HTTPRoute) bool {
+	selector := labels.SelectorFromSet(routes.Labels(app))
+	cached := map[string]*gatewayv1.HTTPRoute{}
+	for _, l := range c.listers {
+		list, err := l.HTTPRoutes(namespace).List(selector)
+		if err != nil {
+			return false
+		}
+		for _, r := range list {
+			cached[r.Name] = r
+		}
+	}
+	if len(cached) != len(desired) {
+		return false
+	}
+	contains := func(have, want map[string]string) bool {
+		for k, v := range want {
+			if got, ok := have[k]; !ok || got != v {
+				return false
+			}
+		}
+		return true
+	}
+	for i := range desired {
+		r, ok := cached[desired[i].Name]
+		if !ok || !equality.Semantic.DeepEqual(r.Spec, desired[i].Spec) ||
+			!contains(r.Labels, desired[i].Labels) || !contains(r.Annotations, desired[i].Annotations) {
+			return false
+		}
+	}
+	return true
+}
+
+// Rendering renders an app's routes from one registry snapshot as SyncRoutes does, without the
+// app's lock and without writing: an app the registry does not know renders as no routes.
+func Rendering(a *activities.Activities) RenderFunc {
+	return func(ctx context.Context, app registry.AppRef) ([]gatewayv1.HTTPRoute, error) {
+		if !a.Config.SkewProtection {
+			return nil, errors.New("skew protection is off")
+		}
+		snap, err := a.Registry.Snapshot(ctx, app)
+		if errors.Is(err, registry.ErrNotFound) {
+			return []gatewayv1.HTTPRoute{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return routes.Render(activities.RouteInput(a.Config, snap))
+	}
 }
 
 // SyncRoutes reconciles an app with the lifecycle activities: render from one registry

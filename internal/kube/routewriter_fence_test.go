@@ -163,3 +163,33 @@ func TestApplyRoutesFenceErrors(t *testing.T) {
 		assert.Equal(t, "2", store.get("myapp").Annotations[routes.GenerationAnnotation])
 	})
 }
+
+// TestReListAfterTheFirstRouteIsNeeded: the list after the first route is written is not
+// redundant even when that write is the apply's last: an older writer in flight (its first route
+// written, its own re-list passed) can create a shard between this writer's list and its write of
+// the first route, and check the first route before that write lands. The resourceVersion
+// precondition of this writer's update does not see it (the first route did not change); only the
+// re-list finds the shard, which this writer then deletes as surplus.
+func TestReListAfterTheFirstRouteIsNeeded(t *testing.T) {
+	older := rendered(t, 5, 12) // the first route and myapp--pins-1
+	require.Len(t, older, 2)
+	store, w := newRouteStore(t)
+	ctx := context.Background()
+	_, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 5, older[:1]) // the older writer's first route
+	require.NoError(t, err)
+	injected := false
+	store.before = func(verb, name string) {
+		if verb == "update" && name == "myapp" && !injected {
+			injected = true // the older writer creates its shard, and finds its first route current
+			store.mu.Lock()
+			store.put(older[1].DeepCopy())
+			store.mu.Unlock()
+		}
+	}
+	res, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", 6, rendered(t, 6, 3))
+	require.NoError(t, err)
+	require.True(t, injected)
+	assert.Equal(t, []string{"myapp"}, res.Updated)
+	assert.Equal(t, []string{"myapp--pins-1"}, res.Deleted)
+	assert.Equal(t, []string{"myapp"}, store.names(), "the older writer's shard does not outlive the newer write")
+}

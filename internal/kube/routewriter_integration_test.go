@@ -29,7 +29,7 @@ func routeNamespace(t *testing.T) (*Clients, string) {
 }
 
 // testNamespace creates a fresh namespace named prefix-<random> and deletes it after the test.
-func testNamespace(t *testing.T, prefix string) (*Clients, string) {
+func testNamespace(t testing.TB, prefix string) (*Clients, string) {
 	t.Helper()
 	clients, err := NewClients(testenv.Get(t, testenv.Kubeconfig))
 	require.NoError(t, err)
@@ -122,7 +122,9 @@ func TestRouteWriterAgainstAPIServer(t *testing.T) {
 	t.Run("a newer generation updates and adds shards", func(t *testing.T) {
 		res, err := w.ApplyRoutes(ctx, ns, "myapp", 3, renderedIn(t, ns, 3, 9))
 		require.NoError(t, err)
-		assert.Equal(t, []string{"myapp", "myapp--pins-1", "myapp--pins-2"}, res.Updated)
+		assert.Equal(t, []string{"myapp", "myapp--pins-2"}, res.Updated)
+		// pins-1 keeps its three pins: only its generation annotation is patched.
+		assert.Equal(t, []string{"myapp--pins-1"}, res.Restamped)
 		assert.Equal(t, []string{"myapp--pins-3"}, res.Created)
 		assertRoutesAre(t, c, ns, renderedIn(t, ns, 3, 9))
 	})

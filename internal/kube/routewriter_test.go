@@ -1,7 +1,9 @@
 package kube
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -120,6 +122,46 @@ func (s *routeStore) react(action k8stesting.Action) (bool, runtime.Object, erro
 		}
 		r.UID = old.UID
 		return true, s.put(r), nil
+	case "patch":
+		// What the writer patches: metadata only, as a JSON merge patch carrying the
+		// resourceVersion it read, which the API server checks as it does an update's.
+		pa := action.(k8stesting.PatchAction)
+		old, ok := s.objs[name]
+		if !ok {
+			return true, nil, apierrors.NewNotFound(routeGR, name)
+		}
+		var patch struct {
+			Metadata struct {
+				ResourceVersion string             `json:"resourceVersion"`
+				Labels          map[string]*string `json:"labels"`
+				Annotations     map[string]*string `json:"annotations"`
+			} `json:"metadata"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(pa.GetPatch()))
+		dec.DisallowUnknownFields()
+		if pa.GetPatchType() != types.MergePatchType || dec.Decode(&patch) != nil {
+			return true, nil, fmt.Errorf("routeStore: unexpected %s patch %s", pa.GetPatchType(), pa.GetPatch())
+		}
+		if m := patch.Metadata; m.ResourceVersion != "" && m.ResourceVersion != old.ResourceVersion {
+			return true, nil, apierrors.NewConflict(routeGR, name, errors.New("the object has been modified"))
+		}
+		r := old.DeepCopy()
+		merge := func(into map[string]string, p map[string]*string) map[string]string {
+			if into == nil {
+				into = map[string]string{}
+			}
+			for k, v := range p {
+				if v == nil {
+					delete(into, k)
+				} else {
+					into[k] = *v
+				}
+			}
+			return into
+		}
+		r.Labels = merge(r.Labels, patch.Metadata.Labels)
+		r.Annotations = merge(r.Annotations, patch.Metadata.Annotations)
+		return true, s.put(r), nil
 	case "delete":
 		old, ok := s.objs[name]
 		if !ok {
@@ -150,7 +192,7 @@ func (s *routeStore) writes() []string {
 	defer s.mu.Unlock()
 	var out []string
 	for _, c := range s.calls {
-		if verb, _, _ := strings.Cut(c, " "); verb == "create" || verb == "update" || verb == "delete" {
+		if verb, _, _ := strings.Cut(c, " "); verb == "create" || verb == "update" || verb == "patch" || verb == "delete" {
 			out = append(out, c)
 		}
 	}
@@ -522,11 +564,18 @@ func TestApplyRoutesNewestGenerationWinsAnyInterleaving(t *testing.T) {
 		name               string
 		start, interrupted write
 		interloper         write
+		drift              func(s *routeStore) // after start, before the interrupted write
 	}{
-		{"newer interloper removes shards", write{4, 40}, write{5, 20}, write{6, 2}},
-		{"newer interloper adds shards", write{4, 2}, write{5, 20}, write{6, 40}},
-		{"older interloper", write{4, 40}, write{6, 2}, write{5, 20}},
-		{"older interloper adding shards", write{4, 2}, write{6, 20}, write{5, 40}},
+		{"newer interloper removes shards", write{4, 40}, write{5, 20}, write{6, 2}, nil},
+		{"newer interloper adds shards", write{4, 2}, write{5, 20}, write{6, 40}, nil},
+		{"older interloper", write{4, 40}, write{6, 2}, write{5, 20}, nil},
+		{"older interloper adding shards", write{4, 2}, write{6, 20}, write{5, 40}, nil},
+		// A repair at the generation already written (route convergence): the first route is
+		// current, so the interrupted write does not list again after it.
+		{"repair, newer interloper removes shards", write{5, 40}, write{5, 40}, write{6, 2}, dropShard("myapp--pins-2")},
+		{"repair, newer interloper adds shards", write{5, 20}, write{5, 20}, write{6, 60}, dropShard("myapp--pins-1")},
+		{"repair, older interloper", write{5, 40}, write{5, 40}, write{4, 2}, dropShard("myapp--pins-2")},
+		{"repair, older interloper adding shards", write{5, 20}, write{5, 20}, write{4, 60}, dropShard("myapp--pins-1")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -540,6 +589,9 @@ func TestApplyRoutesNewestGenerationWinsAnyInterleaving(t *testing.T) {
 				ctx := context.Background()
 				_, err := w.ApplyRoutes(ctx, routeTestNS, "myapp", tt.start.gen, rendered(t, tt.start.gen, tt.start.pins))
 				require.NoError(t, err)
+				if tt.drift != nil {
+					tt.drift(store)
+				}
 
 				interloper := store.writer()
 				requests, fired := 0, false
@@ -566,5 +618,14 @@ func TestApplyRoutesNewestGenerationWinsAnyInterleaving(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// dropShard deletes a route behind the writer's back, as a hand edit would.
+func dropShard(name string) func(s *routeStore) {
+	return func(s *routeStore) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.objs, name)
 	}
 }
