@@ -171,21 +171,12 @@ func (w *RouteWriter) ApplyRoutes(ctx context.Context, namespace, app string, ge
 			return res, nil
 		}
 		res.record(outcome, want[i].Name)
-		if i == 0 && outcome != routeUnchanged {
+		if i == 0 {
 			// Read the app's routes again now that the first one carries this generation: a
 			// newer write either shows here, or lists after this point and so sees (and
 			// supersedes) every shard this write goes on to create. Needed even when the first
 			// route is the last write: an older writer in flight may have created a shard since
 			// the list above, which only this read finds (TestReListAfterTheFirstRouteIsNeeded).
-			//
-			// Not when the first route was already as desired, generation included (a repair
-			// or a repeated write: every route convergence at start-up), which halves the
-			// requests of an apply that finds nothing to do. The writer of that generation
-			// wrote every route it kept, so an older writer's update of a route read before
-			// that conflicts; a shard an older writer creates after the list above is withdrawn
-			// by that writer, whose check of the first route finds this generation there; and
-			// a newer writer's changes fail this apply's resourceVersion preconditions, or its
-			// creations' fence checks.
 			if live, err = w.listRoutes(ctx, client, namespace, app, generation, &res); err != nil {
 				return res, err
 			}
