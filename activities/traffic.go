@@ -97,27 +97,34 @@ func (a *Activities) appRates(ctx context.Context, in TrafficInput) (traffic.Rat
 		c, ok := a.trafficCache[key]
 		return c.rates, ok && in.usable(c.rates, a.trafficNow())
 	}
-	if r, ok := cached(); ok {
-		return r, nil
-	}
-	mine := false // this call ran the function: its answer is used whatever the clocks say
-	v, err, _ := a.trafficCalls.Do(key, func() (any, error) {
-		mine = true
+	for attempt := 0; ; attempt++ {
 		if r, ok := cached(); ok {
 			return r, nil
 		}
-		return a.fetchRates(ctx, key, in)
-	})
-	if err != nil {
-		return traffic.Rates{}, err
+		if attempt == 2 {
+			// Twice the query waited for was not one this version may use (both started for
+			// other versions, each before this one's bounds): a query of its own.
+			return a.fetchRates(ctx, key, in)
+		}
+		mine := false // this call ran the function: its answer is used whatever the clocks say
+		v, err, _ := a.trafficCalls.Do(key, func() (any, error) {
+			mine = true
+			if r, ok := cached(); ok {
+				return r, nil
+			}
+			return a.fetchRates(ctx, key, in)
+		})
+		if err != nil {
+			return traffic.Rates{}, err
+		}
+		// A query made by this call is the freshest reading there can be, so it is used even if
+		// the worker's clock is behind NotBefore. One waited for may have been started for
+		// another version before this one's bounds (or before it was draining): then it waits
+		// for the next one, which starts after this call came.
+		if r := v.(traffic.Rates); mine || in.usable(r, a.trafficNow()) {
+			return r, nil
+		}
 	}
-	if r := v.(traffic.Rates); mine || in.usable(r, a.trafficNow()) {
-		return r, nil
-	}
-	// The query this call waited for was started for another version, before this one's bounds
-	// or before it was draining: a query of its own. A query made by this call is the freshest
-	// reading there can be, so it is used even if the worker's clock is behind NotBefore.
-	return a.fetchRates(ctx, key, in)
 }
 
 // fetchRates queries Prometheus for the app's Draining versions now, and keeps the answer for the
