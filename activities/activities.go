@@ -95,6 +95,7 @@ type Activities struct {
 	trafficMu    sync.Mutex
 	trafficCache map[string]cachedRates
 	trafficCalls singleflight.Group
+	trafficClock func() time.Time // nil: time.Now
 }
 
 // Policy is an application's effective lifecycle settings: the global configuration with the

@@ -18,22 +18,40 @@ type TrafficInput struct {
 	ServiceName string              `json:"serviceName"`
 	Window      time.Duration       `json:"window"`
 	// MaxAge is how old an answer fetched for another Draining version of the same app may be
-	// and still be used: the workflow passes a fraction of its check interval, so the draining
-	// versions of one app checking at about the same time share one Prometheus query.
+	// and still be used. The workflow passes its check interval, so the draining versions of one
+	// app share one Prometheus query per interval whatever their phases.
 	MaxAge time.Duration `json:"maxAge"`
+	// NotBefore is the earliest instant the reading may be taken at (the end of the window it
+	// covers): the version's first reading instant, grace end + traffic window, so that no
+	// reading covers the grace period. Zero: no bound.
+	NotBefore time.Time `json:"notBefore,omitzero"`
+	// After is the instant of the version's previous reading (TrafficReading.At): the new one is
+	// taken strictly later, so two consecutive readings of a version never come from one query.
+	// Zero: no previous reading.
+	After time.Time `json:"after,omitzero"`
+}
+
+// NewTrafficInput is the input of a Draining version's reading as its lifecycle asks for it: at
+// most one query per app per check interval, never from before the first reading instant
+// firstRead, and never from the query of the previous reading (taken at previous; zero if none).
+func NewTrafficInput(ref registry.VersionRef, serviceName string, p Policy, firstRead, previous time.Time) TrafficInput {
+	return TrafficInput{Ref: ref, ServiceName: serviceName, Window: p.TrafficWindow, MaxAge: p.CheckInterval,
+		NotBefore: firstRead, After: previous}
+}
+
+// cachedRates is the last answer fetched for one app and window.
+type cachedRates struct {
+	rates traffic.Rates
 }
 
 // TrafficReading is one reading. Found=false means unknown (no series): never zero.
 type TrafficReading struct {
+	// At is when Prometheus evaluated the query (the worker's clock): the reading covers the
+	// traffic window that ends at At. Readings of one app taken from one query share it.
 	At    time.Time `json:"at"`
 	RPS   float64   `json:"rps"`
 	Found bool      `json:"found"`
 	Query string    `json:"query,omitempty"`
-}
-
-type cachedRates struct {
-	rates   traffic.Rates
-	fetched time.Time
 }
 
 // ReadTraffic reads the version's request rate, from one query per app that covers every
@@ -59,54 +77,84 @@ func (a *Activities) ReadTraffic(ctx context.Context, in TrafficInput) (TrafficR
 	return out, nil
 }
 
-// appRates returns a fresh enough answer for the version's app, querying Prometheus at most once
-// at a time per app and window.
+// usable reports whether the answer r may give in its reading: it covers the version, is
+// taken no earlier than in.NotBefore and strictly after in.After, and is at most in.MaxAge old.
+func (in TrafficInput) usable(r traffic.Rates, now time.Time) bool {
+	if _, has := r.Readings[in.Ref.Label]; !has {
+		return false
+	}
+	return !r.At.Before(in.NotBefore) && r.At.After(in.After) && now.Sub(r.At) <= in.MaxAge
+}
+
+// appRates returns an answer for the version's app that in may use: the last one fetched when
+// it is usable, else a new query, made at most once at a time per app and window and shared by
+// the versions that wait for it.
 func (a *Activities) appRates(ctx context.Context, in TrafficInput) (traffic.Rates, error) {
 	key := fmt.Sprintf("%s/%s/%d", in.Ref.Namespace, in.Ref.App, in.Window)
-	fresh := func() (traffic.Rates, bool) {
+	cached := func() (traffic.Rates, bool) {
 		a.trafficMu.Lock()
 		defer a.trafficMu.Unlock()
 		c, ok := a.trafficCache[key]
-		if !ok || time.Since(c.fetched) > in.MaxAge {
-			return traffic.Rates{}, false
-		}
-		_, has := c.rates.Readings[in.Ref.Label]
-		return c.rates, has
+		return c.rates, ok && in.usable(c.rates, a.trafficNow())
 	}
-	if r, ok := fresh(); ok {
-		return r, nil
-	}
-	v, err, _ := a.trafficCalls.Do(key, func() (any, error) {
-		if r, ok := fresh(); ok {
+	for attempt := 0; ; attempt++ {
+		if r, ok := cached(); ok {
 			return r, nil
 		}
-		targets, active, err := a.drainingTargets(ctx, in)
+		if attempt == 2 {
+			// Twice the query waited for was not one this version may use (both started for
+			// other versions, each before this one's bounds): a query of its own.
+			return a.fetchRates(ctx, key, in)
+		}
+		mine := false // this call ran the function: its answer is used whatever the clocks say
+		v, err, _ := a.trafficCalls.Do(key, func() (any, error) {
+			mine = true
+			if r, ok := cached(); ok {
+				return r, nil
+			}
+			return a.fetchRates(ctx, key, in)
+		})
 		if err != nil {
 			return traffic.Rates{}, err
 		}
-		r, err := a.Traffic.Rates(ctx, in.Ref.Namespace, in.Ref.App, in.Window, targets)
-		if err != nil {
-			return traffic.Rates{}, err
+		// A query made by this call is the freshest reading there can be, so it is used even if
+		// the worker's clock is behind NotBefore. One waited for may have been started for
+		// another version before this one's bounds (or before it was draining): then it waits
+		// for the next one, which starts after this call came.
+		if r := v.(traffic.Rates); mine || in.usable(r, a.trafficNow()) {
+			return r, nil
 		}
-		r.Reference = active
-		a.trafficMu.Lock()
-		if a.trafficCache == nil {
-			a.trafficCache = map[string]cachedRates{}
-		}
-		a.trafficCache[key] = cachedRates{rates: r, fetched: time.Now()}
-		a.trafficMu.Unlock()
-		return r, nil
-	})
+	}
+}
+
+// fetchRates queries Prometheus for the app's Draining versions now, and keeps the answer for the
+// other versions of the app unless a newer one is already kept.
+func (a *Activities) fetchRates(ctx context.Context, key string, in TrafficInput) (traffic.Rates, error) {
+	targets, active, err := a.drainingTargets(ctx, in)
 	if err != nil {
 		return traffic.Rates{}, err
 	}
-	r := v.(traffic.Rates)
-	if _, ok := r.Readings[in.Ref.Label]; !ok {
-		// Shared an in-flight query that was started before this version was draining.
-		targets := []traffic.Target{{Version: in.Ref.Label, Service: in.ServiceName}}
-		return a.Traffic.Rates(ctx, in.Ref.Namespace, in.Ref.App, in.Window, targets)
+	r, err := a.Traffic.RatesAt(ctx, in.Ref.Namespace, in.Ref.App, in.Window, targets, a.trafficNow())
+	if err != nil {
+		return traffic.Rates{}, err
+	}
+	r.Reference = active
+	a.trafficMu.Lock()
+	defer a.trafficMu.Unlock()
+	if a.trafficCache == nil {
+		a.trafficCache = map[string]cachedRates{}
+	}
+	if c, ok := a.trafficCache[key]; !ok || r.At.After(c.rates.At) {
+		a.trafficCache[key] = cachedRates{rates: r}
 	}
 	return r, nil
+}
+
+func (a *Activities) trafficNow() time.Time {
+	if a.trafficClock != nil {
+		return a.trafficClock()
+	}
+	return time.Now()
 }
 
 // drainingTargets lists the app's Draining versions, always including the asking one, and then the

@@ -161,6 +161,9 @@ type Reading struct {
 	RPS     float64   `json:"rps"`
 	Verdict string    `json:"verdict"`
 	Error   string    `json:"error,omitempty"`
+	// Taken is when Prometheus evaluated the query the reading came from (the worker's clock),
+	// zero when it failed: the next reading must come from a later query.
+	Taken time.Time `json:"taken,omitzero"`
 }
 
 // StateView is the result of the state query.

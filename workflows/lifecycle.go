@@ -14,6 +14,9 @@
 //     past max alive → expire; drained for less than the traffic window counted from the end of
 //     the grace period → wait (so a reading never covers the unconditional grace period; those
 //     checks are skipped rather than woken up for); else read the version's request rate.
+//   - The draining versions of one app share their Prometheus query: a reading may come from
+//     the app's query of up to one interval ago, but never from one evaluated before its first
+//     reading instant, nor from the query of its previous reading (activities.NewTrafficInput).
 //   - Two consecutive zero readings → expire. A reading with traffic resets the streak. A failed
 //     query, or one that finds no series for the version, counts as nothing: neither zero nor
 //     traffic, and the streak is kept.
@@ -481,9 +484,9 @@ func (w *lifecycle) check(ctx workflow.Context, maxAt time.Time) bool {
 	actCtx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
 	var r activities.TrafficReading
-	fut := workflow.ExecuteActivity(trafficOptions(actCtx, w.policy.CheckInterval), a.ReadTraffic, activities.TrafficInput{
-		Ref: w.in.Ref, ServiceName: w.in.ServiceName, Window: w.policy.TrafficWindow, MaxAge: w.policy.CheckInterval / 2,
-	})
+	_, firstRead, _ := w.timeline()
+	fut := workflow.ExecuteActivity(trafficOptions(actCtx, w.policy.CheckInterval), a.ReadTraffic,
+		activities.NewTrafficInput(w.in.Ref, w.in.ServiceName, w.policy, firstRead, w.lastTaken()))
 	if left := maxAt.Sub(workflow.Now(ctx)); left < readingBound(w.policy.CheckInterval) &&
 		workflow.GetVersion(ctx, "reading-bounded-by-max-alive", workflow.DefaultVersion, 1) == 1 {
 		// Only a reading that may outlast max alive races it (a timer on every check would
@@ -502,7 +505,7 @@ func (w *lifecycle) check(ctx workflow.Context, maxAt time.Time) bool {
 		}
 	}
 	err := fut.Get(ctx, &r)
-	reading := Reading{At: workflow.Now(ctx), RPS: r.RPS}
+	reading := Reading{At: workflow.Now(ctx), RPS: r.RPS, Taken: r.At}
 	switch {
 	case err != nil:
 		reading.Verdict, reading.Error = VerdictFailed, failureMessage(err)
@@ -526,6 +529,17 @@ func (w *lifecycle) check(ctx workflow.Context, maxAt time.Time) bool {
 		w.readings = w.readings[len(w.readings)-keptReadings:]
 	}
 	return w.zeroStreak >= zeroReadingsToExpire
+}
+
+// lastTaken is when the query of the version's last successful reading was evaluated (zero if
+// none is kept): the next reading comes from a later one.
+func (w *lifecycle) lastTaken() time.Time {
+	for i := len(w.readings) - 1; i >= 0; i-- {
+		if !w.readings[i].Taken.IsZero() {
+			return w.readings[i].Taken
+		}
+	}
+	return time.Time{}
 }
 
 // readingFailed starts the last error of a traffic reading that failed.

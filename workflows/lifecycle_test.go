@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/skewguard/skewguard/activities"
 	"github.com/skewguard/skewguard/internal/registry"
 )
 
@@ -39,6 +40,13 @@ func TestHappyPathWithDefaults(t *testing.T) {
 		"expired exactly after grace period (30m) + traffic window (5m) + the second zero check (1m)")
 	assert.Equal(t, []time.Time{drained.Add(35 * time.Minute), drained.Add(36 * time.Minute)}, w.readingsOf("v1"),
 		"no reading during the grace period nor the window after it; then one per interval")
+	// Each reading may share its app's query of the last interval, but not one from before the first
+	// reading instant, nor the query of the previous reading.
+	firstRead := drained.Add(35 * time.Minute)
+	assert.Equal(t, []activities.TrafficInput{
+		{Ref: ref("v1"), ServiceName: app + "-v1", Window: 5 * time.Minute, MaxAge: time.Minute, NotBefore: firstRead},
+		{Ref: ref("v1"), ServiceName: app + "-v1", Window: 5 * time.Minute, MaxAge: time.Minute, NotBefore: firstRead, After: firstRead},
+	}, w.inputs["v1"])
 	assert.Equal(t, []retirement{{At: drained.Add(36 * time.Minute), Label: "v1", Delete: false}}, w.retiredOf("v1"),
 		"scaled to 0 (auto-cleanup off) when expired")
 
@@ -70,7 +78,8 @@ func TestHappyPathWithDefaults(t *testing.T) {
 
 	assert.Equal(t, 1, afterFirstZero.ZeroStreak)
 	require.Len(t, afterFirstZero.Readings, 1)
-	assert.Equal(t, Reading{At: drained.Add(35 * time.Minute), Verdict: VerdictZero}, afterFirstZero.Readings[0])
+	assert.Equal(t, Reading{At: drained.Add(35 * time.Minute), Verdict: VerdictZero, Taken: drained.Add(35 * time.Minute)},
+		afterFirstZero.Readings[0])
 	assert.Equal(t, drained.Add(36*time.Minute), *afterFirstZero.NextCheckAt)
 }
 

@@ -101,6 +101,7 @@ type world struct {
 	audits     []auditRow
 	kubeEvents []string // Kubernetes Events reported: "label reason"
 	readings   map[string][]time.Time
+	inputs     map[string][]activities.TrafficInput // what each version's readings asked for
 	attempts   map[string]int
 	// retireRefusals: how many Retire attempts the API server refuses for good first.
 	retireRefusals int
@@ -116,6 +117,7 @@ type world struct {
 
 func newWorld(t testing.TB, env *testsuite.TestWorkflowEnvironment, policy activities.Policy) *world {
 	w := &world{t: t, env: env, policy: policy, failures: map[string]int{}, readings: map[string][]time.Time{},
+		inputs:     map[string][]activities.TrafficInput{},
 		unroutable: map[string]string{},
 		readyWait:  readyDelay,
 		attempts:   map[string]int{},
@@ -452,6 +454,10 @@ func (w *world) readTraffic(_ context.Context, in activities.TrafficInput) (acti
 	defer w.mu.Unlock()
 	now := w.now()
 	w.readings[in.Ref.Label] = append(w.readings[in.Ref.Label], now)
+	if w.inputs == nil {
+		w.inputs = map[string][]activities.TrafficInput{}
+	}
+	w.inputs[in.Ref.Label] = append(w.inputs[in.Ref.Label], in)
 	v := w.newest(in.Ref.Label)
 	since := time.Duration(0)
 	if v != nil && v.DrainingAt != nil {

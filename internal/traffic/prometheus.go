@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
@@ -56,6 +57,8 @@ type Querier struct {
 	// Timeout bounds one query on the Prometheus side (0: the server default).
 	Timeout time.Duration
 	Log     *slog.Logger
+
+	queries atomic.Int64
 }
 
 // NewQuerier returns a Querier for the Prometheus at url using tmpl.
@@ -79,13 +82,21 @@ func (q *Querier) Template() *Template { return q.tmpl }
 // Range returns the range a query over window really uses.
 func (q *Querier) Range(window time.Duration) time.Duration { return max(window, q.MinRange) }
 
-// Rates asks Prometheus, in one instant query, for the request rate of every target.
+// Queries returns how many queries the querier has sent to Prometheus (failed ones included).
+func (q *Querier) Queries() int64 { return q.queries.Load() }
+
+// Rates asks Prometheus, in one instant query evaluated now, for the request rate of every target.
 func (q *Querier) Rates(ctx context.Context, namespace, app string, window time.Duration, targets []Target) (Rates, error) {
+	return q.RatesAt(ctx, namespace, app, window, targets, time.Now())
+}
+
+// RatesAt is Rates evaluated at the instant at: the readings cover the window that ends at at.
+func (q *Querier) RatesAt(ctx context.Context, namespace, app string, window time.Duration, targets []Target, at time.Time) (Rates, error) {
 	query, err := q.tmpl.Batch(namespace, app, q.Range(window), targets)
 	if err != nil {
 		return Rates{}, err
 	}
-	at := time.Now()
+	q.queries.Add(1)
 	var opts []promv1.Option
 	if q.Timeout > 0 {
 		opts = append(opts, promv1.WithTimeout(q.Timeout))
