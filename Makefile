@@ -85,6 +85,7 @@ bench-stack:
 	@env_file=$$(hack/stack.sh env) || exit 1; set -a; source "$$env_file"; set +a; set -o pipefail; { \
 	  $(GO) test -tags integration -run '^$$' -bench 'Flip' -benchtime 1x -timeout 30m ./internal/e2e && \
 	  $(GO) test -tags integration -run '^$$' -bench '^BenchmarkRegistrationFastPathPostgres$$' -benchtime 20000x -count 1 -timeout 10m ./api && \
+	  $(GO) test -tags integration -run '^$$' -bench 'BenchmarkTrafficChecks' -benchtime 1x -timeout 15m ./activities && \
 	  $(GO) test -tags integration -run '^$$' -bench 'BenchmarkRouteFlip100Pins' -benchtime 5x -timeout 15m ./internal/kube && \
 	  $(GO) test -tags integration -run '^$$' -bench 'BenchmarkConvergeRestart1000Apps' -benchtime 1x -timeout 30m ./internal/converge; \
 	} 2>&1 | BENCHTABLE_TITLE="make bench-stack ($$(nproc) cores, $$(date -u +%F))" $(GO) run ./cmd/benchtable
