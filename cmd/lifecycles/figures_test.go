@@ -153,10 +153,9 @@ func TestParseSettingsNamesWhatIsMissing(t *testing.T) {
 
 func TestPlanPutsEachVersionWhereTheRunNeedsIt(t *testing.T) {
 	policy := activities.Policy{GracePeriod: 30 * time.Minute, TrafficWindow: 5 * time.Minute, CheckInterval: time.Minute, MaxAlive: 24 * time.Hour}
-	p := lifecyclePlan{ns: "ns", perApp: 10, checking: 0.1, spread: 5 * time.Minute, origin: time.Now(), policy: policy}
+	p := lifecyclePlan{ns: "ns", perApp: 10, checking: 0.1, rest: 45 * time.Minute, spread: 5 * time.Minute, origin: time.Now(), policy: policy}
 	checkingApps := 0
 	for i := range 2000 {
-		before := time.Now()
 		in := p.input(i)
 		assert.NotEmpty(t, in.ServiceName)
 		r := in.Resume
@@ -180,7 +179,8 @@ func TestPlanPutsEachVersionWhereTheRunNeedsIt(t *testing.T) {
 			assert.False(t, firstRead.After(p.origin), "a checking version may read traffic at once")
 			assert.True(t, firstRead.After(p.origin.Add(-policy.CheckInterval)), "and has not read for long")
 		} else {
-			assert.False(t, graceEnd.Before(before.Add(policy.GracePeriod-p.spread)), "at rest: grace ends ≥ grace - spread after the start")
+			assert.False(t, graceEnd.Before(p.origin.Add(p.rest-p.spread)), "at rest: no grace timer fires before rest - spread")
+			assert.False(t, graceEnd.After(p.origin.Add(p.rest)), "at rest: every grace timer fires by rest")
 		}
 	}
 	assert.Equal(t, 20, checkingApps, "10% of 200 apps")

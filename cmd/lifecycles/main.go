@@ -43,7 +43,8 @@ type settings struct {
 	steps       []int         // open lifecycles after each step, increasing
 	perApp      int           // versions per app (1 Active, the rest Draining)
 	checking    float64       // share of apps whose Draining versions are past grace (read traffic every interval)
-	spread      time.Duration // Draining versions at rest drained up to this long before their start
+	rest        time.Duration // how long after the run began the versions at rest stay in their grace period
+	spread      time.Duration // their draining times are spread over this
 	window      time.Duration // measurement window at rest, per step
 	quiet       time.Duration // pause between the settled starts and the window
 	concurrency int           // concurrent StartWorkflowExecution calls
@@ -62,7 +63,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	steps := fs.String("n", "1000,10000", "open lifecycles after each step, comma-separated and increasing")
 	fs.IntVar(&s.perApp, "per-app", 10, "versions per app: 1 Active, the rest Draining")
 	fs.Float64Var(&s.checking, "checking", 0, "share of apps (0..1) whose Draining versions are past their grace period and read traffic every check interval (0: all at rest)")
-	fs.DurationVar(&s.spread, "spread", 5*time.Minute, "a Draining version at rest was drained up to this long before its start: every grace timer fires at the earliest grace period - spread after its start, so keep the run shorter than that")
+	fs.DurationVar(&s.rest, "rest", 45*time.Minute, "the grace timers of the versions at rest fire between -rest - -spread and -rest after the run began: the whole run must end before (beyond the grace period, draining times lie in the future)")
+	fs.DurationVar(&s.spread, "spread", 5*time.Minute, "spread of the grace timers of the versions at rest")
 	fs.DurationVar(&s.window, "window", 2*time.Minute, "measurement window after each step")
 	fs.DurationVar(&s.quiet, "quiet", 15*time.Second, "pause between the end of the starts and the window")
 	fs.IntVar(&s.concurrency, "concurrency", 32, "concurrent workflow starts")
@@ -85,8 +87,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if s.checking < 0 || s.checking > 1 {
 		return s, fmt.Errorf("-checking %v: a share between 0 and 1", s.checking)
 	}
-	if s.window <= 0 || s.concurrency <= 0 || s.quiet < 0 {
-		return s, fmt.Errorf("-window and -concurrency must be positive, -quiet not negative")
+	if s.window <= 0 || s.concurrency <= 0 || s.quiet < 0 || s.spread <= 0 || s.rest <= 0 {
+		return s, fmt.Errorf("-window, -rest, -spread and -concurrency must be positive, -quiet not negative")
 	}
 	var missing []string
 	need := func(k string) string {

@@ -112,11 +112,11 @@ func run(ctx context.Context, s settings, stdout, stderr io.Writer) (err error) 
 	defer tc.Close()
 
 	plan := lifecyclePlan{
-		ns: ns, perApp: s.perApp, checking: s.checking, spread: s.spread, origin: time.Now(),
+		ns: ns, perApp: s.perApp, checking: s.checking, rest: s.rest, spread: s.spread, origin: time.Now(),
 		policy: activities.ResolvePolicy(cfg, registry.Policy{}),
 	}
-	if plan.spread <= 0 || plan.spread >= plan.policy.GracePeriod {
-		return fmt.Errorf("-spread %s: must be positive and shorter than the grace period %s", plan.spread, plan.policy.GracePeriod)
+	if plan.rest-plan.spread <= s.window {
+		return fmt.Errorf("-rest %s - -spread %s: leaves no time at rest to measure a %s window", plan.rest, plan.spread, s.window)
 	}
 	logf("policy: grace %s, window %s, interval %s, max alive %s", plan.policy.GracePeriod, plan.policy.TrafficWindow,
 		plan.policy.CheckInterval, plan.policy.MaxAlive)
@@ -144,6 +144,10 @@ func run(ctx context.Context, s settings, stdout, stderr io.Writer) (err error) 
 			return ctx.Err()
 		case <-time.After(s.quiet):
 		}
+		if left := time.Until(plan.origin.Add(plan.rest - plan.spread)); left < s.window && s.checking < 1 {
+			return fmt.Errorf("step %d: the first grace timers fire in %s, before the %s window ends: run again with a longer -rest (the machine is slower than -rest assumed)",
+				n, left.Round(time.Second), s.window)
+		}
 		if err := measure(ctx, &r, dev, worker, s.window); err != nil {
 			return err
 		}
@@ -167,17 +171,20 @@ type lifecyclePlan struct {
 	ns       string
 	perApp   int
 	checking float64
-	spread   time.Duration // a Draining version at rest drained up to spread before its start
+	rest     time.Duration // no grace timer of a version at rest fires before origin + rest - spread
+	spread   time.Duration // the draining times at rest are spread over this
 	origin   time.Time
 	policy   activities.Policy
 }
 
 // input is lifecycle i's start: a Resume that puts it straight into its state, as
 // continue-as-new does, so no activity runs and the registry needs no row. A Draining version at
-// rest was drained at most spread before its start (its grace timer fires at the earliest
-// grace - spread after it); one of a checking app drained grace + traffic window ago, so its
-// checks (a traffic reading every check interval, never two zeros: no series is found for it)
-// begin within a check interval.
+// rest drained at origin + rest - grace - U[0, spread): its grace timer fires between
+// origin + rest - spread and origin + rest, so the whole run is at rest if it ends before. With
+// rest longer than the grace period that draining time lies in the future: the workflow holds
+// the same state and one timer either way, only a longer one. A version of a checking app
+// drained grace + traffic window ago, so its checks (a traffic reading every check interval,
+// never two zeros: no series is found for it) begin within a check interval.
 func (p lifecyclePlan) input(i int) workflows.LifecycleInput {
 	app, v := i/p.perApp, i%p.perApp
 	ref := registry.VersionRef{Namespace: p.ns, App: fmt.Sprintf("app-%05d", app), Label: fmt.Sprintf("v%02d", v+1)}
@@ -195,7 +202,7 @@ func (p lifecyclePlan) input(i int) workflows.LifecycleInput {
 		if p.checks(app) {
 			r.DrainingAt = p.origin.Add(-p.policy.GracePeriod - p.policy.TrafficWindow - time.Duration(rng.Int64N(int64(p.policy.CheckInterval))))
 		} else {
-			r.DrainingAt = time.Now().Add(-time.Duration(rng.Int64N(int64(p.spread))))
+			r.DrainingAt = p.origin.Add(p.rest - p.policy.GracePeriod - time.Duration(rng.Int64N(int64(p.spread))))
 		}
 		r.Transitions = append(r.Transitions, workflows.StateChange{State: registry.Draining, At: r.DrainingAt, Actor: actor, Reason: "superseded by " + active})
 	}
