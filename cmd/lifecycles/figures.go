@@ -99,6 +99,14 @@ func cores(from, to procSample) float64 {
 	return float64(to.cpuTicks-from.cpuTicks) / userHZ / wall
 }
 
+// cpuSeconds is the CPU time a process used between two samples.
+func cpuSeconds(from, to procSample) float64 {
+	if to.cpuTicks < from.cpuTicks {
+		return math.NaN()
+	}
+	return float64(to.cpuTicks-from.cpuTicks) / userHZ
+}
+
 // perHour scales a count over a window to a rate per hour.
 func perHour(count float64, window time.Duration) float64 {
 	if window <= 0 {

@@ -66,6 +66,8 @@ func TestCoresAndPerHour(t *testing.T) {
 	assert.InDelta(t, 0.15, cores(procSample{at: t0, cpuTicks: 50}, procSample{at: t0.Add(10 * time.Second), cpuTicks: 200}), 1e-9)
 	assert.True(t, math.IsNaN(cores(procSample{at: t0}, procSample{at: t0})), "no wall time")
 	assert.True(t, math.IsNaN(cores(procSample{at: t0, cpuTicks: 9}, procSample{at: t0.Add(time.Second), cpuTicks: 1})), "counter went back: another process")
+	assert.InDelta(t, 1.5, cpuSeconds(procSample{cpuTicks: 50}, procSample{cpuTicks: 200}), 1e-9)
+	assert.True(t, math.IsNaN(cpuSeconds(procSample{cpuTicks: 9}, procSample{cpuTicks: 1})))
 	assert.InDelta(t, 600, perHour(20, 2*time.Minute), 1e-9)
 	assert.True(t, math.IsNaN(perHour(1, 0)))
 }
@@ -191,7 +193,7 @@ func TestPlanPutsEachVersionWhereTheRunNeedsIt(t *testing.T) {
 func TestRowsNameTheFirstStepAsPeerAndGiveTheGrowth(t *testing.T) {
 	step := func(n int, rss float64) stepResult {
 		return stepResult{n: n, started: n, startDur: 10 * time.Second, worker: procFigures{rss: rss, hwm: rss, cores: 0.01},
-			actionsPerHour: 0}
+			actionsPerHour: 0, serverCPUPerStart: 0.05}
 	}
 	rs := rows([]stepResult{step(1000, 100<<20), step(10000, 1200<<20)}, 0, activities.Policy{CheckInterval: time.Minute})
 	byFigure := map[string]benchtable.Row{}
@@ -207,6 +209,7 @@ func TestRowsNameTheFirstStepAsPeerAndGiveTheGrowth(t *testing.T) {
 	assert.InDelta(t, 12, big.Ratio, 1e-9)
 	zero := byFigure["lifecycles (at rest): Temporal actions per hour at rest, 10,000 open"]
 	assert.Zero(t, zero.Ratio, "no ratio over a zero")
+	assert.Equal(t, "50 ms", byFigure["lifecycles (at rest): dev server CPU per lifecycle opened (start + first workflow task), 1,000 open"].Value)
 	assert.Equal(t, "1000 starts/s", byFigure["lifecycles (at rest): workflow starts per second, 10,000 open"].Value)
 }
 

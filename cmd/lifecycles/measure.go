@@ -33,7 +33,10 @@ type stepResult struct {
 	workflowTasksPerH   float64 // RespondWorkflowTaskCompleted calls
 	activitiesPerHour   float64 // activities scheduled
 	byType              map[string]float64
-	dbBytes             float64
+	// CPU seconds each process spent per lifecycle opened, from the first start to the last
+	// first workflow task.
+	serverCPUPerStart, workerCPUPerStart float64
+	dbBytes                              float64
 }
 
 // actionTypes sums the dev server's `action` counter by action_type.
@@ -197,6 +200,8 @@ func rows(rs []stepResult, checking float64, p activities.Policy) []benchtable.R
 		{"dev server peak RSS", "", func(r stepResult) float64 { return r.server.hwm }, mib, nil},
 		{"dev server CPU at rest", "", func(r stepResult) float64 { return r.server.cores }, cores, nil},
 		{"dev server SQLite file", "", func(r stepResult) float64 { return r.dbBytes }, mib, nil},
+		{"dev server CPU per lifecycle opened (start + first workflow task)", "", func(r stepResult) float64 { return r.serverCPUPerStart * 1000 }, count("ms"), nil},
+		{"worker CPU per lifecycle opened", "", func(r stepResult) float64 { return r.workerCPUPerStart * 1000 }, count("ms"), nil},
 		{"workflow starts per second", "", func(r stepResult) float64 { return float64(r.started) / r.startDur.Seconds() }, count("starts/s"), nil},
 		{"starts → every first workflow task done", "", func(r stepResult) float64 { return (r.startDur + r.settleDur).Seconds() }, func(v float64) string { return fmt.Sprintf("%.1f s", v) }, nil},
 	}

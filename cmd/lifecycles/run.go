@@ -125,6 +125,14 @@ func run(ctx context.Context, s settings, stdout, stderr io.Writer) (err error) 
 	for _, n := range s.steps {
 		r := stepResult{n: n}
 		logf("step %d: starting lifecycles %d..%d", n, open, n-1)
+		d0, err := readProc(dev.pid())
+		if err != nil {
+			return err
+		}
+		w0, err := readProc(worker.pid())
+		if err != nil {
+			return err
+		}
 		began := time.Now()
 		if err := startLifecycles(ctx, tc, cfg.TaskQueue, plan, open, n, s.concurrency); err != nil {
 			return err
@@ -137,6 +145,16 @@ func run(ctx context.Context, s settings, stdout, stderr io.Writer) (err error) 
 			return err
 		}
 		r.settleDur = time.Since(began) - r.startDur
+		d1, err := readProc(dev.pid())
+		if err != nil {
+			return err
+		}
+		w1, err := readProc(worker.pid())
+		if err != nil {
+			return err
+		}
+		r.serverCPUPerStart = cpuSeconds(d0, d1) / float64(r.started)
+		r.workerCPUPerStart = cpuSeconds(w0, w1) / float64(r.started)
 		open = n
 		logf("step %d: settled after %s more; quiet %s, then measuring for %s", n, r.settleDur.Round(time.Millisecond), s.quiet, s.window)
 		select {
