@@ -21,6 +21,7 @@ type procSample struct {
 	cpuTicks uint64 // utime + stime, in 1/userHZ s
 	rssBytes uint64 // VmRSS
 	hwmBytes uint64 // VmHWM: the peak RSS so far
+	written  uint64 // write_bytes of /proc/<pid>/io: bytes the process caused to be written to disk
 }
 
 // readProc reads /proc/<pid>/stat and /proc/<pid>/status.
@@ -42,6 +43,9 @@ func readProc(pid int) (procSample, error) {
 	}
 	if s.hwmBytes, err = parseStatusKB(string(status), "VmHWM"); err != nil {
 		return procSample{}, fmt.Errorf("/proc/%d/status: %w", pid, err)
+	}
+	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil { // absent without task I/O accounting
+		s.written, _ = parseIOWritten(string(io))
 	}
 	return s, nil
 }
@@ -88,6 +92,17 @@ func parseStatusKB(status, key string) (uint64, error) {
 		return n * 1024, nil
 	}
 	return 0, fmt.Errorf("no %s line", key)
+}
+
+// parseIOWritten returns write_bytes of /proc/<pid>/io.
+func parseIOWritten(text string) (uint64, error) {
+	for _, line := range strings.Split(text, "\n") {
+		name, v, ok := strings.Cut(line, ":")
+		if ok && name == "write_bytes" {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no write_bytes line")
 }
 
 // cores is the CPU a process used between two samples, in cores (1 = one core busy all along).

@@ -60,6 +60,14 @@ func TestReadProcOfThisProcess(t *testing.T) {
 	assert.GreaterOrEqual(t, s.hwmBytes, s.rssBytes)
 }
 
+func TestParseIOWritten(t *testing.T) {
+	got, err := parseIOWritten("rchar: 940568253\nwchar: 14007135919\nread_bytes: 5808128\nwrite_bytes: 14353854464\ncancelled_write_bytes: 0\n")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(14353854464), got)
+	_, err = parseIOWritten("rchar: 1\n")
+	assert.Error(t, err)
+}
+
 func TestCoresAndPerHour(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	// 150 ticks (1.5 s of CPU) over 10 s of wall time: 0.15 cores.

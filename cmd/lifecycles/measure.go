@@ -36,6 +36,8 @@ type stepResult struct {
 	// CPU seconds each process spent per lifecycle opened, from the first start to the last
 	// first workflow task.
 	serverCPUPerStart, workerCPUPerStart float64
+	serverWrittenPerStart                float64 // bytes the dev server wrote to disk per lifecycle opened
+	serverWrittenPerHour                 float64 // bytes per hour at rest
 	dbBytes                              float64
 }
 
@@ -165,6 +167,7 @@ func measure(ctx context.Context, r *stepResult, dev *devServer, worker *proc, w
 	r.workflowTasksPerH = perHour(c1.workflowTasks-c0.workflowTasks, r.window)
 	r.activitiesPerHour = perHour(c1.activities-c0.activities, r.window)
 	r.dbBytes = dev.dbBytes()
+	r.serverWrittenPerHour = perHour(float64(s1.written-s0.written), r.window)
 	return nil
 }
 
@@ -201,6 +204,8 @@ func rows(rs []stepResult, checking float64, p activities.Policy) []benchtable.R
 		{"dev server CPU at rest", "", func(r stepResult) float64 { return r.server.cores }, cores, nil},
 		{"dev server SQLite file", "", func(r stepResult) float64 { return r.dbBytes }, mib, nil},
 		{"dev server CPU per lifecycle opened (start + first workflow task)", "", func(r stepResult) float64 { return r.serverCPUPerStart * 1000 }, count("ms"), nil},
+		{"dev server disk writes per lifecycle opened", "", func(r stepResult) float64 { return r.serverWrittenPerStart / 1024 }, count("KiB"), nil},
+		{"dev server disk writes per hour at rest", "", func(r stepResult) float64 { return r.serverWrittenPerHour }, mib, nil},
 		{"worker CPU per lifecycle opened", "", func(r stepResult) float64 { return r.workerCPUPerStart * 1000 }, count("ms"), nil},
 		{"workflow starts per second", "", func(r stepResult) float64 { return float64(r.started) / r.startDur.Seconds() }, count("starts/s"), nil},
 		{"starts → every first workflow task done", "", func(r stepResult) float64 { return (r.startDur + r.settleDur).Seconds() }, func(v float64) string { return fmt.Sprintf("%.1f s", v) }, nil},

@@ -155,6 +155,7 @@ func run(ctx context.Context, s settings, stdout, stderr io.Writer) (err error) 
 		}
 		r.serverCPUPerStart = cpuSeconds(d0, d1) / float64(r.started)
 		r.workerCPUPerStart = cpuSeconds(w0, w1) / float64(r.started)
+		r.serverWrittenPerStart = float64(d1.written-d0.written) / float64(r.started)
 		open = n
 		logf("step %d: settled after %s more; quiet %s, then measuring for %s", n, r.settleDur.Round(time.Millisecond), s.quiet, s.window)
 		select {
