@@ -61,7 +61,7 @@ func TestReadProcOfThisProcess(t *testing.T) {
 }
 
 func TestParseIOWritten(t *testing.T) {
-	got, err := parseIOWritten("rchar: 940568253\nwchar: 14007135919\nread_bytes: 5808128\nwrite_bytes: 14353854464\ncancelled_write_bytes: 0\n")
+	got, err := parseIOWritten("rchar: 940568253\nwchar: 14007135919\ncancelled_write_bytes: 7\nread_bytes: 5808128\nwrite_bytes: 14353854464\n")
 	require.NoError(t, err)
 	assert.Equal(t, uint64(14353854464), got)
 	_, err = parseIOWritten("rchar: 1\n")
