@@ -25,7 +25,9 @@ import (
 	"github.com/skewguard/skewguard/internal/testenv"
 )
 
-// BenchmarkFlip measures the flip on the real stack, 20 times over, in two cases:
+// BenchmarkFlip measures the flip on the real stack, 20 times over, in two cases (each superseded
+// version drains for 3 s, max alive, and the next flip waits for its expiry: the app carries the
+// one pin of a version just superseded, and no expiry's route write overlaps a measurement):
 //
 //   - ready: the new version's pods are Ready before it registers (the clock starts at its first
 //     registration, as the agent sends it);
@@ -69,20 +71,27 @@ func runFlips(b *testing.B, flips int) {
 	s := baseSettings(tb, ns, dbURL)
 	s["PLT_SKEW_WATCH_PODS"] = "false" // registration is the trigger being measured
 	s["PLT_SKEW_INSECURE_SKIP_POD_AUTH"] = "true"
-	s["PLT_SKEW_HTTP_GRACE_PERIOD_MS"] = "600000"
+	// Each superseded version drains for 3 s (max alive) and expires: the app keeps the few pins
+	// a deploy train leaves, not one per flip of the run.
+	s["PLT_SKEW_HTTP_GRACE_PERIOD_MS"] = "2000"
+	s["PLT_SKEW_HTTP_MAX_ALIVE_MS"] = "3000"
 	f := &flipBench{c: c, ns: ns, host: ns + ".flip.test", sg: startSkewguard(tb, s), gw: newGateway(tb)}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	f.seen, f.floor = watchDefaultBackends(tb, ctx, c, ns)
 	f.ready = watchReadyServices(tb, ctx, c, ns)
 
-	// The ready case's versions run before the clock starts; the floor switches between f0 and f1.
+	// The ready case's versions run before the clock starts; the floor switches between two
+	// Services skewguard does not manage.
 	for i := 0; i <= flips; i++ {
 		c.deploy(tb, appVersion{Namespace: ns, App: "flip", Version: "f" + strconv.Itoa(i), Hostname: f.host})
 	}
+	floorA, floorB := appVersion{Namespace: ns, App: "floor", Version: "a"}, appVersion{Namespace: ns, App: "floor", Version: "b"}
+	c.deploy(tb, floorA)
+	c.deploy(tb, floorB)
 	f.register(tb, f.podOf(tb, "f0", true))
 	f.gw.waitServed(tb, f.host, "f0", 90*time.Second)
-	floor := newFloorRoute(tb, f, appVersion{App: "flip", Version: "f0"}, appVersion{App: "flip", Version: "f1"})
+	floor := newFloorRoute(tb, f, floorA, floorB)
 
 	var toRoute, toVisitor, floors []time.Duration
 	for i := 1; i <= flips; i++ {
@@ -92,6 +101,7 @@ func runFlips(b *testing.B, flips int) {
 		f.register(tb, pod)
 		route, visitor := f.awaitFlip(tb, label, start)
 		toRoute, toVisitor = append(toRoute, route), append(toVisitor, visitor)
+		f.awaitExpired(tb, appVersion{App: "flip", Version: "f" + strconv.Itoa(i-1)})
 		floors = append(floors, floor.step(tb))
 	}
 
@@ -108,6 +118,11 @@ func runFlips(b *testing.B, flips int) {
 		}
 		route, visitor := f.awaitFlip(tb, v.Version, start)
 		rToRoute, rToVisitor = append(rToRoute, route), append(rToVisitor, visitor)
+		prev := appVersion{App: "flip", Version: "s" + strconv.Itoa(i-1)}
+		if i == 1 {
+			prev.Version = "f" + strconv.Itoa(flips)
+		}
+		f.awaitExpired(tb, prev)
 		floors = append(floors, floor.step(tb))
 	}
 
@@ -190,6 +205,27 @@ func (f *flipBench) awaitFlip(tb testing.TB, label string, start time.Time) (rou
 		time.Sleep(2 * time.Millisecond) // the measurement's resolution: nothing to wait on but Traefik
 	}
 	return written.Sub(start), time.Since(start)
+}
+
+// awaitExpired waits until no HTTPRoute of the namespace routes to v's Service any more (it
+// expired), so that the next measurement does not overlap its expiry's route write.
+func (f *flipBench) awaitExpired(tb testing.TB, v appVersion) {
+	waitFor(tb, 60*time.Second, v.name()+" expired from the routes", func() (bool, string) {
+		routes, err := f.c.gw.GatewayV1().HTTPRoutes(f.ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, r := range routes.Items {
+			for _, rule := range r.Spec.Rules {
+				for _, b := range rule.BackendRefs {
+					if string(b.Name) == v.name() {
+						return false, "still routed by " + r.Name
+					}
+				}
+			}
+		}
+		return true, ""
+	})
 }
 
 // floorRoute is the benchmark's own HTTPRoute, switched between two Services.
