@@ -139,8 +139,13 @@ func (f *fleet) records() []request {
 
 // newVisitors sends one request without a pin every interval until ctx ends (answered by the
 // Active version); they are not recorded.
-func (f *fleet) newVisitors(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+func (f *fleet) newVisitors(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func() { f.get(ctx, -2, "", f.cookie, "") })
+}
+
+// every calls fn once per interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -148,6 +153,6 @@ func (f *fleet) newVisitors(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		f.get(ctx, -2, "", f.cookie, "")
+		fn()
 	}
 }

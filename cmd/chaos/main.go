@@ -603,22 +603,15 @@ func (c *faultClock) state() (bool, time.Time) {
 
 // watchProgress looks at every version's progress once a second until ctx ends.
 func watchProgress(ctx context.Context, store *registry.Store, tc client.Client, app registry.AppRef, pw *progressWatch) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, time.Second, func() {
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		vs, err := store.ListVersions(lctx, app)
 		cancel()
 		if err != nil {
-			continue // PostgreSQL down: a fault, not a look
+			return // PostgreSQL down: a fault, not a look
 		}
 		pw.observe(time.Now(), vs, historyLengths(ctx, tc, vs))
-	}
+	})
 }
 
 // waitServing waits until a new session gets a 2xx answer through the gateway.

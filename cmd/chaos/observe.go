@@ -43,16 +43,7 @@ const sampleEvery = 200 * time.Millisecond
 // run samples until ctx ends. A sample that fails (PostgreSQL or the API server restarting)
 // is counted, not fatal.
 func (o *observer) run(ctx context.Context) {
-	t := time.NewTicker(sampleEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		o.sample(ctx)
-	}
+	every(ctx, sampleEvery, func() { o.sample(ctx) })
 }
 
 func (o *observer) sample(ctx context.Context) {
