@@ -7,7 +7,6 @@ import (
 
 	"sort"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/skewguard/skewguard/activities"
@@ -265,28 +264,4 @@ func describe(m map[string]float64) string {
 	return b.String()
 }
 
-// rowWriter lets benchtable.Report write a row to a plain writer: the tool is not a test, and
-// its output goes through cmd/benchtable like `go test -bench` output does.
-type rowWriter struct {
-	testing.TB
-	w   io.Writer
-	err error
-}
-
-func (r *rowWriter) Helper() {}
-func (r *rowWriter) Log(args ...any) {
-	if _, err := fmt.Fprintln(r.w, args...); err != nil && r.err == nil {
-		r.err = err
-	}
-}
-func (r *rowWriter) Fatalf(format string, args ...any) {
-	if r.err == nil {
-		r.err = fmt.Errorf(format, args...)
-	}
-}
-
-func writeRow(w io.Writer, row benchtable.Row) error {
-	rw := &rowWriter{w: w}
-	benchtable.Report(rw, row)
-	return rw.err
-}
+func writeRow(w io.Writer, row benchtable.Row) error { return benchtable.Write(w, row) }

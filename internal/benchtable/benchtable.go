@@ -46,11 +46,30 @@ func Met(ok bool) string {
 // log is cut to its first lines by go test, standard output is not.
 func Report(tb testing.TB, r Row) {
 	tb.Helper()
-	b, err := json.Marshal(r)
+	line, err := Line(r)
 	if err != nil {
 		tb.Fatalf("benchtable: %v", err)
 	}
-	report(marker + string(b) + "\n")
+	report(line)
+}
+
+// Write writes r as a row of the table to w (a load tool's output, read by cmd/benchtable).
+func Write(w io.Writer, r Row) error {
+	line, err := Line(r)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, line)
+	return err
+}
+
+// Line is r as the line of output that Parse reads back.
+func Line(r Row) (string, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return "", err
+	}
+	return marker + string(b) + "\n", nil
 }
 
 // report writes one line; a variable for the tests.
