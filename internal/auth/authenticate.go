@@ -145,7 +145,7 @@ type Authenticator struct {
 	kube   kubernetes.Interface
 	opts   AuthenticatorOptions
 	cache  *ttlCache[[32]byte, review]
-	flight flight[[32]byte, review]
+	flight flight[review]
 }
 
 // review is one cached TokenReview answer.

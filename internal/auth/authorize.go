@@ -82,7 +82,7 @@ type Authorizer struct {
 	kube   kubernetes.Interface
 	opts   AuthorizerOptions
 	cache  *ttlCache[[32]byte, Decision]
-	flight flight[[32]byte, Decision]
+	flight flight[Decision]
 }
 
 // NewAuthorizer returns an Authorizer that asks kube.

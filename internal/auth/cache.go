@@ -4,6 +4,8 @@ import (
 	"container/list"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // ttlCache is a size-bounded LRU whose entries also expire at their own deadline. It holds
@@ -72,39 +74,11 @@ func (c *ttlCache[K, V]) len() int {
 	return c.order.Len()
 }
 
-// flight collapses concurrent calls with the same key into one: a burst of requests carrying
-// the same new token costs one review, not one per request.
-type flight[K comparable, V any] struct {
-	mu    sync.Mutex
-	calls map[K]*flightCall[V]
-}
+// flight collapses concurrent calls with the same key into one (x/sync/singleflight, typed): a
+// burst of requests carrying the same new token costs one review, not one per request.
+type flight[V any] struct{ g singleflight.Group }
 
-type flightCall[V any] struct {
-	done  chan struct{}
-	value V
-	err   error
-}
-
-func (f *flight[K, V]) do(k K, fn func() (V, error)) (V, error) {
-	f.mu.Lock()
-	if f.calls == nil {
-		f.calls = make(map[K]*flightCall[V])
-	}
-	if c, ok := f.calls[k]; ok {
-		f.mu.Unlock()
-		<-c.done
-		return c.value, c.err
-	}
-	c := &flightCall[V]{done: make(chan struct{})}
-	f.calls[k] = c
-	f.mu.Unlock()
-
-	defer func() {
-		f.mu.Lock()
-		delete(f.calls, k)
-		f.mu.Unlock()
-		close(c.done)
-	}()
-	c.value, c.err = fn()
-	return c.value, c.err
+func (f *flight[V]) do(k [32]byte, fn func() (V, error)) (V, error) {
+	v, err, _ := f.g.Do(string(k[:]), func() (any, error) { return fn() })
+	return v.(V), err
 }
