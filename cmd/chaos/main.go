@@ -41,7 +41,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/sethvargo/go-envconfig"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -204,7 +203,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	dbURL, dropDB, err := createDatabase(ctx, s.pgURL, dbName)
+	dbURL, dropDB, err := registry.CreateDatabase(ctx, s.pgURL, dbName)
 	if err != nil {
 		return false, err
 	}
@@ -708,39 +707,6 @@ func (d *deployer) deploy(ctx context.Context, version string) error {
 		return fmt.Errorf("deploy version %s: %w", version, err)
 	}
 	return nil
-}
-
-// createDatabase creates and migrates a registry database of its own for the run.
-func createDatabase(ctx context.Context, admin, name string) (string, func(context.Context) error, error) {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", nil, fmt.Errorf("create database %s: %w", name, err)
-	}
-	cfg, err := pgx.ParseConfig(admin)
-	if err != nil {
-		return "", nil, err
-	}
-	u := strings.Replace(admin, "/"+cfg.Database+"?", "/"+name+"?", 1)
-	if !strings.Contains(u, "/"+name) {
-		return "", nil, fmt.Errorf("cannot derive the database URL from %s", admin)
-	}
-	if _, err := registry.Migrate(ctx, u); err != nil {
-		return "", nil, fmt.Errorf("migrate %s: %w", name, err)
-	}
-	drop := func(ctx context.Context) error {
-		c, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			return err
-		}
-		defer c.Close(ctx)
-		_, err = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-		return err
-	}
-	return u, drop, nil
 }
 
 // writeRequests writes every request, one a line, for a look after the run.

@@ -13,12 +13,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/sethvargo/go-envconfig"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -61,7 +59,7 @@ func run(ctx context.Context, s settings, stdout, stderr io.Writer) (err error) 
 	suffix := strconv.FormatInt(time.Now().UnixNano()%1_000_000_007, 36)
 	ns := "lifecycles-" + suffix
 	dbName := "lifecycles_" + suffix
-	dbURL, drop, err := createDatabase(ctx, s.pgAdmin, dbName)
+	dbURL, drop, err := registry.CreateDatabase(ctx, s.pgAdmin, dbName)
 	if err != nil {
 		return err
 	}
@@ -308,39 +306,6 @@ func scrape(ctx context.Context, url string) (string, error) {
 		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return string(b), nil
-}
-
-// createDatabase creates and migrates a registry database of the run's own.
-func createDatabase(ctx context.Context, admin, name string) (string, func(context.Context) error, error) {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(ctx)
-	pc, err := pgx.ParseConfig(admin)
-	if err != nil {
-		return "", nil, err
-	}
-	u := strings.Replace(admin, "/"+pc.Database+"?", "/"+name+"?", 1)
-	if !strings.Contains(u, "/"+name+"?") {
-		return "", nil, fmt.Errorf("cannot derive the database URL from %s (want .../<db>?...)", admin)
-	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", nil, fmt.Errorf("create database %s: %w", name, err)
-	}
-	drop := func(ctx context.Context) error {
-		c, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			return err
-		}
-		defer c.Close(ctx)
-		_, err = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-		return err
-	}
-	if _, err := registry.Migrate(ctx, u); err != nil {
-		return "", nil, errors.Join(fmt.Errorf("migrate %s: %w", name, err), drop(ctx))
-	}
-	return u, drop, nil
 }
 
 // proc is a child process whose output goes to a log file.
