@@ -185,21 +185,20 @@ type Version struct {
 }
 
 // newerThan says whether v is newer than o among versions found together: by the Deployment's creation
-// time, then the pods', then detection time and the row id.
+// time when both are known, then the pods' when both are known, then detection time and the row id.
+// A time known for one side only is not compared with the other's fallback: a version whose
+// Deployment detection could not see yet (its informer was behind) would otherwise be compared by
+// its recording time, which trails any creation time, and an older version would keep the app.
 func (v Version) newerThan(o Version) bool {
-	at := func(t *time.Time, fallback time.Time) time.Time {
-		if t != nil && !t.IsZero() {
-			return *t
-		}
-		return fallback
+	known := func(t *time.Time) bool { return t != nil && !t.IsZero() }
+	if known(v.DeployedAt) && known(o.DeployedAt) && !v.DeployedAt.Equal(*o.DeployedAt) {
+		return v.DeployedAt.After(*o.DeployedAt)
 	}
-	a, b := at(v.DeployedAt, v.PendingAt), at(o.DeployedAt, o.PendingAt)
-	if !a.Equal(b) {
-		return a.After(b)
+	if known(v.PodsCreatedAt) && known(o.PodsCreatedAt) && !v.PodsCreatedAt.Equal(*o.PodsCreatedAt) {
+		return v.PodsCreatedAt.After(*o.PodsCreatedAt)
 	}
-	a, b = at(v.PodsCreatedAt, v.PendingAt), at(o.PodsCreatedAt, o.PendingAt)
-	if !a.Equal(b) {
-		return a.After(b)
+	if !v.PendingAt.Equal(o.PendingAt) {
+		return v.PendingAt.After(o.PendingAt)
 	}
 	return v.ID > o.ID
 }

@@ -94,6 +94,32 @@ func TestFoundTogetherRecordedLate(t *testing.T) {
 	assert.Equal(t, map[string]registry.State{"new": registry.Active, "old": registry.Draining}, states(t, s, a, "new", "old"))
 }
 
+// TestFoundTogetherDeploymentUnknown: detection may record a version before its Deployment reached
+// the informer cache (after an API server restart the chaos run saw two of three versions recorded
+// without one). The newest Deployment is then known on one side only; the versions are ordered by
+// what both sides know (their pods), not by one's Deployment against the other's recording time,
+// which made the older version keep the app and the newest drain.
+func TestFoundTogetherDeploymentUnknown(t *testing.T) {
+	s := registrytest.New(t)
+	ctx := context.Background()
+	a := registry.AppRef{Namespace: "adopt", Name: "unknown"}
+	r := func(l string) registry.VersionRef {
+		return registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: l}
+	}
+	base := time.Now().Add(-time.Minute)
+	// "old": its Deployment not seen, its pods created first.
+	observePods(t, s, a, "old", time.Time{}, base)
+	_, err := s.Activate(ctx, r("old"), podActor, "ready")
+	require.NoError(t, err)
+	// "new": Deployment and pods created after old's pods, recorded and activated later, but
+	// running before old became Active: found together.
+	observePods(t, s, a, "new", base.Add(2*time.Second), base.Add(3*time.Second))
+	tr, err := s.Activate(ctx, r("new"), podActor, "ready")
+	require.NoError(t, err)
+	assert.Nil(t, tr.KeptBy, "the older version must not keep the app")
+	assert.Equal(t, map[string]registry.State{"new": registry.Active, "old": registry.Draining}, states(t, s, a, "new", "old"))
+}
+
 // TestLaterDetectionTakesOver: the seeds' rule still holds for a version detected after the
 // Active one became Active (a redeploy, or an old Deployment scaled up again): it takes over,
 // whatever its creation time; and an operator's activation always takes over.
