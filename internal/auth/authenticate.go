@@ -142,10 +142,9 @@ func (o AuthenticatorOptions) withDefaults() AuthenticatorOptions {
 
 // Authenticator verifies bearer tokens with TokenReview and caches the answers.
 type Authenticator struct {
-	kube   kubernetes.Interface
-	opts   AuthenticatorOptions
-	cache  *ttlCache[[32]byte, review]
-	flight flight[review]
+	kube    kubernetes.Interface
+	opts    AuthenticatorOptions
+	reviews *reviews[review]
 }
 
 // review is one cached TokenReview answer.
@@ -159,7 +158,7 @@ type review struct {
 // NewAuthenticator returns an Authenticator that asks kube.
 func NewAuthenticator(kube kubernetes.Interface, opts AuthenticatorOptions) *Authenticator {
 	opts = opts.withDefaults()
-	return &Authenticator{kube: kube, opts: opts, cache: newTTLCache[[32]byte, review](opts.MaxEntries)}
+	return &Authenticator{kube: kube, opts: opts, reviews: newReviews[review](opts.MaxEntries, opts.Now, metrics.TokenReviews)}
 }
 
 // Authenticate returns the identity of token. It fails with ErrNoToken for an empty token,
@@ -186,22 +185,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Identit
 		}
 	}
 	key := sha256.Sum256([]byte(token))
-	if r, ok := a.cache.get(key, a.opts.Now()); ok {
-		metrics.TokenReviews.WithLabelValues("cache_hit").Inc()
-		return r.result()
-	}
-	r, err := a.flight.do(key, func() (review, error) {
-		if r, ok := a.cache.get(key, a.opts.Now()); ok {
-			return r, nil
-		}
+	r, err := a.reviews.get(key, func() (review, time.Time, error) {
 		r, err := a.review(ctx, token)
-		if err != nil {
-			metrics.TokenReviews.WithLabelValues("error").Inc()
-			return review{}, err
-		}
-		metrics.TokenReviews.WithLabelValues("reviewed").Inc()
-		a.cache.put(key, r, a.expiry(token, r))
-		return r, nil
+		return r, a.expiry(token, r), err
 	})
 	if err != nil {
 		return Identity{}, err

@@ -79,38 +79,27 @@ func (o AuthorizerOptions) withDefaults() AuthorizerOptions {
 // Authorizer asks the API server, with a SubjectAccessReview, whether an identity may act on
 // the virtual resource, and caches the decisions briefly.
 type Authorizer struct {
-	kube   kubernetes.Interface
-	opts   AuthorizerOptions
-	cache  *ttlCache[[32]byte, Decision]
-	flight flight[Decision]
+	kube    kubernetes.Interface
+	opts    AuthorizerOptions
+	reviews *reviews[Decision]
 }
 
 // NewAuthorizer returns an Authorizer that asks kube.
 func NewAuthorizer(kube kubernetes.Interface, opts AuthorizerOptions) *Authorizer {
 	opts = opts.withDefaults()
-	return &Authorizer{kube: kube, opts: opts, cache: newTTLCache[[32]byte, Decision](opts.MaxEntries)}
+	return &Authorizer{kube: kube, opts: opts, reviews: newReviews[Decision](opts.MaxEntries, opts.Now, metrics.AccessReviews)}
 }
 
 // Authorize decides whether id may do attrs. An error means the API server could not be asked.
 func (z *Authorizer) Authorize(ctx context.Context, id Identity, attrs Attributes) (Decision, error) {
 	key := decisionKey(id, attrs)
-	if d, ok := z.cache.get(key, z.opts.Now()); ok {
-		metrics.AccessReviews.WithLabelValues("cache_hit").Inc()
-		return d, nil
-	}
-	return z.flight.do(key, func() (Decision, error) {
+	return z.reviews.get(key, func() (Decision, time.Time, error) {
 		d, err := z.review(ctx, id, attrs)
-		if err != nil {
-			metrics.AccessReviews.WithLabelValues("error").Inc()
-			return Decision{}, err
-		}
-		metrics.AccessReviews.WithLabelValues("reviewed").Inc()
 		ttl := z.opts.DeniedTTL
 		if d.Allowed {
 			ttl = z.opts.AllowedTTL
 		}
-		z.cache.put(key, d, z.opts.Now().Add(ttl))
-		return d, nil
+		return d, z.opts.Now().Add(ttl), err
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -74,11 +75,45 @@ func (c *ttlCache[K, V]) len() int {
 	return c.order.Len()
 }
 
-// flight collapses concurrent calls with the same key into one (x/sync/singleflight, typed): a
-// burst of requests carrying the same new token costs one review, not one per request.
-type flight[V any] struct{ g singleflight.Group }
+// reviews holds the API server's answers of one kind (token reviews, access reviews) by the hash
+// of what was asked, and asks at most once at a time per hash: concurrent callers with the same new
+// question share one review (x/sync/singleflight), so a burst of requests carrying the same new
+// token costs one review, not one per request. results counts each answer by where it came from
+// (cache_hit, reviewed, error).
+type reviews[V any] struct {
+	cache   *ttlCache[[32]byte, V]
+	flight  singleflight.Group
+	now     func() time.Time
+	results *prometheus.CounterVec
+}
 
-func (f *flight[V]) do(k [32]byte, fn func() (V, error)) (V, error) {
-	v, err, _ := f.g.Do(string(k[:]), func() (any, error) { return fn() })
-	return v.(V), err
+func newReviews[V any](max int, now func() time.Time, results *prometheus.CounterVec) *reviews[V] {
+	return &reviews[V]{cache: newTTLCache[[32]byte, V](max), now: now, results: results}
+}
+
+// get returns the live answer kept for key, or asks for it (ask returns the answer and until when
+// it may be kept). An error is not kept.
+func (r *reviews[V]) get(key [32]byte, ask func() (V, time.Time, error)) (V, error) {
+	if v, ok := r.cache.get(key, r.now()); ok {
+		r.results.WithLabelValues("cache_hit").Inc()
+		return v, nil
+	}
+	v, err, _ := r.flight.Do(string(key[:]), func() (any, error) {
+		if v, ok := r.cache.get(key, r.now()); ok { // answered while this caller waited for the flight
+			return v, nil
+		}
+		v, expires, err := ask()
+		if err != nil {
+			r.results.WithLabelValues("error").Inc()
+			return v, err
+		}
+		r.results.WithLabelValues("reviewed").Inc()
+		r.cache.put(key, v, expires)
+		return v, nil
+	})
+	if err != nil {
+		var zero V
+		return zero, err
+	}
+	return v.(V), nil
 }
