@@ -30,7 +30,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -53,6 +52,7 @@ import (
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/internal/skewproc"
 )
 
 func main() {
@@ -183,13 +183,12 @@ func run(ctx context.Context, stdout, stderr io.Writer) (bool, error) {
 	}
 	logf("seed %d, %d versions over %s, %d sessions; logs in %s", s.seed, s.versions, s.duration, s.sessions, s.out)
 	if s.binary == "" {
-		s.binary = filepath.Join(s.out, "skewguard")
 		logf("building skewguard")
-		build := exec.CommandContext(ctx, "go", "build", "-o", s.binary, "github.com/skewguard/skewguard/cmd/skewguard")
-		build.Stdout, build.Stderr = stderr, stderr
-		if err := build.Run(); err != nil {
-			return false, fmt.Errorf("build skewguard: %w", err)
+		b, err := skewproc.Build(ctx, s.out, stderr)
+		if err != nil {
+			return false, err
 		}
+		s.binary = b
 	}
 
 	// Names unique to this run: others share the stack (its Gateway, PostgreSQL and Temporal).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/skewguard/skewguard/internal/skewproc"
 )
 
 // target is something the run kills with SIGKILL and starts again: a skewguard process, or a part
@@ -67,15 +68,10 @@ type proc struct {
 }
 
 func newProc(name, role, binary, logDir string, env map[string]string) (*proc, error) {
-	addr, err := freeAddr()
+	addr, e, err := skewproc.Environ(env)
 	if err != nil {
 		return nil, err
 	}
-	e := os.Environ()
-	for k, v := range env {
-		e = append(e, k+"="+v)
-	}
-	e = append(e, "PLT_SKEW_LISTEN_ADDRESS="+addr)
 	return &proc{name: name, role: role, binary: binary, env: e, addr: addr, logDir: logDir}, nil
 }
 
@@ -159,13 +155,4 @@ func (p *proc) stop() {
 		_ = cmd.Process.Kill()
 		<-done
 	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/skewguard/skewguard/activities"
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/internal/skewproc"
 	"github.com/skewguard/skewguard/workflows"
 )
 
@@ -47,13 +48,12 @@ func run(ctx context.Context, s settings, stdout, stderr io.Writer) (err error) 
 	}
 	logf("output in %s", s.out)
 	if s.binary == "" {
-		s.binary = filepath.Join(s.out, "skewguard")
 		logf("building skewguard")
-		build := exec.CommandContext(ctx, "go", "build", "-o", s.binary, "github.com/skewguard/skewguard/cmd/skewguard")
-		build.Stdout, build.Stderr = stderr, stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build skewguard: %w", err)
+		b, err := skewproc.Build(ctx, s.out, stderr)
+		if err != nil {
+			return err
 		}
+		s.binary = b
 	}
 
 	suffix := strconv.FormatInt(time.Now().UnixNano()%1_000_000_007, 36)
@@ -352,15 +352,10 @@ func spawn(logFile, binary string, args, env []string) (*proc, error) {
 // startProc runs `binary args` with env added to ours and PLT_SKEW_LISTEN_ADDRESS on a free port,
 // and waits until its /readyz answers 200.
 func startProc(ctx context.Context, logFile, binary string, args []string, env map[string]string, timeout time.Duration) (*proc, error) {
-	addr, err := freeAddr()
+	addr, e, err := skewproc.Environ(env)
 	if err != nil {
 		return nil, err
 	}
-	e := os.Environ()
-	for k, v := range env {
-		e = append(e, k+"="+v)
-	}
-	e = append(e, "PLT_SKEW_LISTEN_ADDRESS="+addr)
 	p, err := spawn(logFile, binary, args, e)
 	if err != nil {
 		return nil, err
@@ -400,15 +395,6 @@ func poll(ctx context.Context, p *proc, timeout time.Duration, ok func() bool) e
 	return nil
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // devServer is the run's private Temporal dev server.
 type devServer struct {
 	*proc
@@ -421,7 +407,7 @@ type devServer struct {
 func startDevServer(ctx context.Context, cli, dir string) (*devServer, error) {
 	ports := make([]string, 3)
 	for i := range ports {
-		a, err := freeAddr()
+		a, err := skewproc.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
