@@ -45,7 +45,10 @@ pids() { # every pid file of the stack, plus PostgreSQL's postmaster
 }
 
 t=$SECONDS
-"$STACK" up >"$DIR/up1.log" 2>&1 || { tail -40 "$DIR/up1.log"; exit 1; }
+# The first up may build the tools (make test on a fresh machine): its build progress lines are
+# shown as they come (hack/lib/progress.sh), the rest stays in up1.log.
+"$STACK" up 2>&1 | tee "$DIR/up1.log" | { grep --line-buffered '^\[build [0-9:]*\] ' || true; } ||
+  { tail -40 "$DIR/up1.log"; exit 1; }
 echo "first up: $((SECONDS - t))s"
 # shellcheck disable=SC1091
 source "$DIR/config.env"
