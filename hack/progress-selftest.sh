@@ -13,7 +13,18 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TMP=$(mktemp -d /tmp/skewguard-progress.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
+PASSED=0
+FAILED=0
+DONE=0
+finish() {
+  rm -rf "$TMP"
+  # A check that stopped the script (set -e) counts as one more failure.
+  [[ $DONE == 1 ]] || { echo "  FAIL  stopped early (exit status $1)"; FAILED=$((FAILED + 1)); }
+  echo "progress-selftest: $PASSED passed, $FAILED failed"
+  [[ -z ${SKEWGUARD_TEST_COUNTS:-} ]] || echo "progress-selftest $PASSED $FAILED 0" >>"$SKEWGUARD_TEST_COUNTS"
+  [[ $FAILED == 0 ]] || exit 1
+}
+trap 'finish $?' EXIT
 export SKEWGUARD_CACHE=$TMP/cache SKEWGUARD_PROGRESS_EVERY=0.2
 # shellcheck source=lib/common.sh
 source "$HERE/lib/common.sh"
@@ -22,8 +33,6 @@ source "$HERE/lib/progress.sh"
 # shellcheck source=lib/tools.sh
 source "$HERE/lib/tools.sh"
 
-PASSED=0
-FAILED=0
 check() { # check DESCRIPTION CMD...
   local what=$1
   shift
@@ -37,7 +46,7 @@ check() { # check DESCRIPTION CMD...
 }
 has() { grep -Eq "$2" "$1"; }                          # has FILE REGEX
 count() { grep -Ec "$2" "$1" || true; }                 # count FILE REGEX
-durations() { cat "$SKEWGUARD_CACHE/durations" 2>/dev/null; }
+durations() { cat "$SKEWGUARD_CACHE/durations" 2>/dev/null || true; }
 # A fake slow build: it lasts about a second, so that a 0.2 s heartbeat beats several times.
 slow() { sleep 1.1; }
 
@@ -80,8 +89,9 @@ check "timed_build: start line with the tool, its version and its figure" \
   has "$out" 'build faketool 0\.1: started, expected to take about 42s \(typical first build\)$'
 check "timed_build: end line, the tool stamped, its duration recorded" \
   bash -c "grep -q 'build faketool 0.1: done in' '$out' && test -f '$SKEWGUARD_CACHE/faketool-0.1/.done' && grep -Eq '^faketool-0.1 [0-9]+$' '$SKEWGUARD_CACHE/durations'"
-timed_build "$SKEWGUARD_CACHE/faketool-0.1" false 42 2>"$out"
-check "timed_build: a built tool is not built again (and says nothing)" test ! -s "$out"
+rc=0
+(timed_build "$SKEWGUARD_CACHE/faketool-0.1" false 42) 2>"$out" || rc=$?
+check "timed_build: a built tool is not built again (and says nothing)" test "$rc" == 0 -a ! -s "$out"
 
 # 4. The plan: cold on an empty cache, warm once every tool is stamped. Debian's packages are the
 #    machine's, not the cache's: here they count as installed.
@@ -104,6 +114,4 @@ SKEWGUARD_CACHE=$warm tools_plan 2>"$out"
 check "plan: one tool missing is partly warm, expected from its last build" \
   has "$out" "is partly warm \([0-9]+ of [0-9]+ tools built\): this run builds kubernetes $K8S_VERSION; about 2 min \(their last builds\)"
 
-echo "progress-selftest: $PASSED passed, $FAILED failed"
-[[ -z ${SKEWGUARD_TEST_COUNTS:-} ]] || echo "progress-selftest $PASSED $FAILED 0" >>"$SKEWGUARD_TEST_COUNTS"
-[[ $FAILED == 0 ]]
+DONE=1
