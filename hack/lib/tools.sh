@@ -245,7 +245,7 @@ EOF
     t0=$(now_ms)
     (cd "$d" && go_env CGO_ENABLED=0 go build -trimpath -ldflags="$ld" -o "$1/$n.tmp" "k8s.io/kubernetes/cmd/$n") || return 1
     mv "$1/$n.tmp" "$1/$n"
-    progress_log "  kubernetes $K8S_VERSION: $n built in $(since "$t0")"
+    progress_log "build kubernetes $K8S_VERSION: $n built in $(human_s $((($(now_ms) - t0) / 1000)))"
   done
 }
 
