@@ -13,8 +13,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TMP=$(mktemp -d /tmp/skewguard-progress.XXXXXX)
-PASSED=0
-FAILED=0
+# shellcheck source=lib/check.sh
+source "$HERE/lib/check.sh"
 DONE=0
 finish() {
   rm -rf "$TMP"
@@ -33,19 +33,8 @@ source "$HERE/lib/progress.sh"
 # shellcheck source=lib/tools.sh
 source "$HERE/lib/tools.sh"
 
-check() { # check DESCRIPTION CMD...
-  local what=$1
-  shift
-  if "$@"; then
-    echo "  PASS  $what"
-    PASSED=$((PASSED + 1))
-  else
-    echo "  FAIL  $what"
-    FAILED=$((FAILED + 1))
-  fi
-}
-has() { grep -Eq "$2" "$1"; }                          # has FILE REGEX
-count() { grep -Ec "$2" "$1" || true; }                 # count FILE REGEX
+has() { grep -Eq "$2" "$1"; }           # has FILE REGEX
+count() { grep -Ec "$2" "$1" || true; } # count FILE REGEX
 durations() { cat "$SKEWGUARD_CACHE/durations" 2>/dev/null || true; }
 # A fake slow build: it lasts about a second, so that a 0.2 s heartbeat beats several times.
 slow() { sleep 1.1; }

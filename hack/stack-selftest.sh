@@ -15,19 +15,8 @@ STACK=$HERE/stack.sh
 DIR=$(mktemp -d /tmp/skewguard-selftest.XXXXXX)
 chmod 755 "$DIR" # PostgreSQL runs as user postgres and must reach its data dir
 export SKEWGUARD_STACK_DIR=$DIR SKEWGUARD_STACK_SLOT=auto
-PASSED=0
-FAILED=0
-check() { # check DESCRIPTION CMD...
-  local what=$1
-  shift
-  if "$@"; then
-    echo "  PASS  $what"
-    PASSED=$((PASSED + 1))
-  else
-    echo "  FAIL  $what"
-    FAILED=$((FAILED + 1))
-  fi
-}
+# shellcheck source=lib/check.sh
+source "$HERE/lib/check.sh"
 
 cleanup() {
   local rc=$?
