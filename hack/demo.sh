@@ -20,8 +20,13 @@ say() { printf '\n\033[1m[%7.1fs] %s\033[0m\n' "$(echo "($(date +%s%N) - $T0) / 
 info() { printf '           %s\n' "$@"; }
 die() { printf '\ndemo: %s\n' "$*" >&2; exit 1; }
 
-say "Bringing the local stack up (first run on a fresh machine builds the tools: ~40 min on 2 cores)"
-SKEWGUARD_WITH_WATT=1 hack/stack.sh up >"$ROOT/.stack-demo-up.log" 2>&1 || { tail -40 "$ROOT/.stack-demo-up.log"; die "stack did not come up"; }
+say "Bringing the local stack up (a fresh machine first builds the tools: the line below says how long)"
+# The stack's detailed log goes to a file; its build progress lines (hack/lib/progress.sh: the tool
+# cache warm or cold, each build's start, a heartbeat, its end) are shown as they come.
+rc=0
+SKEWGUARD_WITH_WATT=1 hack/stack.sh up 2>&1 | tee "$ROOT/.stack-demo-up.log" |
+  { grep --line-buffered '^\[build [0-9:]*\] ' || true; } | sed -u 's/^/           /' || rc=$?
+[[ $rc == 0 ]] || { tail -40 "$ROOT/.stack-demo-up.log"; die "stack did not come up"; }
 tail -n 20 "$ROOT/.stack-demo-up.log" | sed 's/^/           /'
 rm -f "$ROOT/.stack-demo-up.log"
 set -a; source .stack/stack.env; set +a

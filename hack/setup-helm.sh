@@ -3,6 +3,7 @@
 # $SKEWGUARD_CACHE/helm-<version>/bin/helm and prints that path on stdout. Idempotent: a cached
 # binary that reports the wanted version is reused. Logs go to stderr so callers can capture the path:
 #   SKEWGUARD_TEST_HELM="$(hack/setup-helm.sh)"
+# `setup-helm.sh --check` only prints the cache key (helm-<version>), with status 0 when it is built.
 set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
@@ -10,7 +11,13 @@ CACHE="${SKEWGUARD_CACHE:-$HOME/.cache/skewguard}"
 root="$CACHE/helm-$HELM_VERSION"
 bin="$root/bin/helm"
 
-if [[ -x "$bin" ]] && [[ "$("$bin" version --template '{{.Version}}' 2>/dev/null)" == "$HELM_VERSION" ]]; then
+installed() { [[ -x "$bin" ]] && [[ "$("$bin" version --template '{{.Version}}' 2>/dev/null)" == "$HELM_VERSION" ]]; }
+if [[ "${1:-}" == --check ]]; then
+	echo "helm-$HELM_VERSION"
+	installed
+	exit
+fi
+if installed; then
 	echo "$bin"
 	exit 0
 fi

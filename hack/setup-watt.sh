@@ -4,6 +4,7 @@
 # app wrapped by @platformatic/watt-extra, into ${SKEWGUARD_WATT_DIR:-$SKEWGUARD_CACHE/watt}.
 # Only the npm registry is used. Idempotent: a finished install (stamp file) is a no-op.
 # `make stack-up` runs it when SKEWGUARD_WITH_WATT=1; demos and tests that run Watt pods call it.
+# `setup-watt.sh --check` only prints the cache key (watt-extra-<version>), with status 0 when installed.
 #
 # The app answers every path with
 #   {"version": APP_VERSION, "pod": <hostname = pod name>, "path": ..., "cookie": ...,
@@ -20,6 +21,11 @@ DIR=${SKEWGUARD_WATT_DIR:-$CACHE/watt}
 STAMP="$DIR/.done-$WATT_EXTRA_VERSION-$RUNTIME_VERSION-$NODE_PKG_VERSION-$NODE_BIN_VERSION"
 log() { printf '[setup-watt %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+if [[ ${1:-} == --check ]]; then
+  echo "watt-extra-$WATT_EXTRA_VERSION"
+  [[ -f $STAMP ]]
+  exit
+fi
 if [[ -f $STAMP ]]; then
   log "watt-extra $WATT_EXTRA_VERSION already installed in $DIR"
   exit 0

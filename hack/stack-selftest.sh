@@ -15,19 +15,8 @@ STACK=$HERE/stack.sh
 DIR=$(mktemp -d /tmp/skewguard-selftest.XXXXXX)
 chmod 755 "$DIR" # PostgreSQL runs as user postgres and must reach its data dir
 export SKEWGUARD_STACK_DIR=$DIR SKEWGUARD_STACK_SLOT=auto
-PASSED=0
-FAILED=0
-check() { # check DESCRIPTION CMD...
-  local what=$1
-  shift
-  if "$@"; then
-    echo "  PASS  $what"
-    PASSED=$((PASSED + 1))
-  else
-    echo "  FAIL  $what"
-    FAILED=$((FAILED + 1))
-  fi
-}
+# shellcheck source=lib/check.sh
+source "$HERE/lib/check.sh"
 
 cleanup() {
   local rc=$?
@@ -45,7 +34,10 @@ pids() { # every pid file of the stack, plus PostgreSQL's postmaster
 }
 
 t=$SECONDS
-"$STACK" up >"$DIR/up1.log" 2>&1 || { tail -40 "$DIR/up1.log"; exit 1; }
+# The first up may build the tools (make test on a fresh machine): its build progress lines are
+# shown as they come (hack/lib/progress.sh), the rest stays in up1.log.
+"$STACK" up 2>&1 | tee "$DIR/up1.log" | { grep --line-buffered '^\[build [0-9:]*\] ' || true; } ||
+  { tail -40 "$DIR/up1.log"; exit 1; }
 echo "first up: $((SECONDS - t))s"
 # shellcheck disable=SC1091
 source "$DIR/config.env"

@@ -11,6 +11,7 @@
 #   env     print the path of stack.env (after checking the stack is healthy).
 #   clean   down, then delete the stack dir (data, PKI, logs).
 #   tools   only install and build the tools into $SKEWGUARD_CACHE (nothing is started).
+#   plan    one line: is the tool cache warm or cold, what `up` would build and how long it takes.
 #   kill PART   SIGKILL one part of a running stack (for fault injection: make chaos), no cleanup.
 #   start PART  start one part again with its own start command and wait until it is healthy.
 #           PART: postgresql, temporal, prometheus, kube-apiserver, traefik.
@@ -19,6 +20,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib/common.sh
 source "$HERE/lib/common.sh"
+# shellcheck source=lib/progress.sh
+source "$HERE/lib/progress.sh"
 # shellcheck source=lib/tools.sh
 source "$HERE/lib/tools.sh"
 # shellcheck source=lib/pki.sh
@@ -38,7 +41,7 @@ cmd_up() {
   chmod 755 "$SKEWGUARD_STACK_DIR"
   ensure_tools
   if [[ -x $HERE/setup-helm.sh ]]; then
-    STACK_HELM=$("$HERE/setup-helm.sh") || die "hack/setup-helm.sh failed"
+    STACK_HELM=$(run_setup "$HERE/setup-helm.sh" "$HELM_FIGURE") || die "hack/setup-helm.sh failed"
   fi
   build_stack_programs
   write_config
@@ -76,7 +79,7 @@ cmd_up() {
   wait_until temporal 120 temporal_healthy
   ensure_search_attributes
   if [[ $SKEWGUARD_WITH_WATT == 1 ]]; then
-    "$HERE/setup-watt.sh" || die "hack/setup-watt.sh failed"
+    run_setup "$HERE/setup-watt.sh" "$WATT_FIGURE" || die "hack/setup-watt.sh failed"
   fi
   write_stack_env
   log "stack up in $(since "$t0"); settings in $(STACK_ENV)"
@@ -241,10 +244,11 @@ env)
   ;;
 clean) cmd_clean ;;
 tools) ensure_tools ;;
+plan) tools_plan ;;
 kill) cmd_kill "${2:-}" ;;
 start) cmd_start "${2:-}" ;;
 *)
-  sed -n '2,16p' "$0" >&2
+  sed -n '2,17p' "$0" >&2
   exit 2
   ;;
 esac

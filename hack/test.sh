@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh all|integration: what `make test` (and CI's .ci/run) runs.
 #
-#   all          go vet, unit tests, the stack self-test (hack/stack-selftest.sh), then the
+#   all          the tool plan (hack/stack.sh plan), go vet, unit tests, the build progress self-test
+#                (hack/progress-selftest.sh), the stack self-test (hack/stack-selftest.sh), then the
 #                integration tests and the short chaos run (cmd/chaos) on the real stack. The stack is started here when it is not
 #                already healthy, and then stopped again at the end, whatever the outcome.
 #   integration  only the integration tests, on the stack that is running.
@@ -168,11 +169,15 @@ trap 'exit 130' INT TERM # so the EXIT trap below still stops what this run star
 case ${1:-all} in
 all)
   trap 'stop_if_started; print_times' EXIT
+  # First, whether this run builds the stack's tools and how long that takes (a fresh machine:
+  # about half an hour, before the stack self-test can start; its progress is shown then).
+  "$STACK" plan 2>&1 || true
   phase build-report build_report
   phase vet go vet ./...
   phase vet-integ go vet -tags integration ./...
   phase unit unit_tests
   phase fuzz fuzz_tests
+  phase progress "$HERE/progress-selftest.sh"
   if [[ ${SKEWGUARD_SKIP_SELFTEST:-0} != 1 ]]; then
     phase stack-selftest "$HERE/stack-selftest.sh"
   fi
@@ -186,7 +191,7 @@ integration)
   phase integration integration_tests
   ;;
 *)
-  sed -n '2,13p' "$0" >&2
+  sed -n '2,14p' "$0" >&2
   exit 2
   ;;
 esac

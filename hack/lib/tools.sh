@@ -25,41 +25,113 @@ mod_gomod() { (cd / && go_env go mod download -json "$1" | sed -n 's/^\s*"GoMod"
 # built DIR: the tool in DIR was completely built.
 built() { [[ -f $1/.done ]]; }
 
-# timed_build NAME DIR FUNC: run FUNC (which fills DIR) under the cache lock, stamp DIR when done.
+# timed_build DIR FUNC FIGURE: run FUNC (which fills DIR) under the cache lock, stamp DIR when
+# done. Its progress (progress.sh) is keyed by DIR's name (temporal-1.5.1) and expects the last
+# build of that key, else FIGURE seconds.
 timed_build() {
-  local name=$1 dir=$2 fn=$3 t0
+  local dir=$1 fn=$2 figure=$3 key name
+  key=$(basename "$dir")
+  name=$(tool_name "$key")
   built "$dir" && return 0
   mkdir -p "$SKEWGUARD_CACHE"
   exec 9>"$SKEWGUARD_CACHE/.build.lock"
   if ! flock -n 9; then
-    log "waiting for another build in $SKEWGUARD_CACHE to finish"
+    progress_log "waiting for another build in $SKEWGUARD_CACHE to finish"
     flock 9
   fi
   if ! built "$dir"; then
-    log "building $name into $dir (cold builds take minutes; progress below)"
-    t0=$(now_ms)
+    log "building $name into $dir"
     mkdir -p "$dir"
-    # A heartbeat, so a cold build (minutes of silent compiling) shows it is alive.
-    (
-      exec 9>&- # never hold the build lock
-      while sleep 60 && kill -0 $$ 2>/dev/null; do log "  still building $name ($(since "$t0"))"; done
-    ) &
-    local ticker=$! rc=0
-    "$fn" "$dir" || rc=$?
-    kill "$ticker" 2>/dev/null || true
-    wait "$ticker" 2>/dev/null || true
-    if [[ $rc != 0 ]]; then
+    if ! progress_build "$key" "build $name" "$figure" "$fn" "$dir"; then
       flock -u 9
       die "building $name failed"
     fi
     date -u +%FT%TZ >"$dir/.done"
-    log "built $name in $(since "$t0")"
-    echo "$name $(since "$t0")" >>"$SKEWGUARD_CACHE/build-times.log"
   fi
   flock -u 9
 }
 
-ensure_apt() {
+# tool_name KEY: "temporal-1.5.1" -> "temporal 1.5.1".
+tool_name() { echo "${1%-*} ${1##*-}"; }
+
+# TOOL_TABLE: what ensure_tools builds, in order, one "FUNC FIGURE DIR" line each. FIGURE is the
+# typical first build in seconds on 2 cores with empty Go caches (hack/README.md, Timings).
+TOOL_TABLE() {
+  printf '%s\n' \
+    "build_temporal 341 $(TEMPORAL_DIR)" \
+    "build_etcd 97 $(ETCD_DIR)" \
+    "build_kubernetes 835 $(K8S_DIR)" \
+    "build_kwok 83 $(KWOK_DIR)" \
+    "build_traefik 220 $(TRAEFIK_DIR)" \
+    "copy_gateway_crds 1 $SKEWGUARD_CACHE/gateway-api-$GATEWAY_API_VERSION"
+}
+APT_FIGURE=60    # apt-get install of PostgreSQL, Prometheus and the small tools (an estimate)
+HELM_FIGURE=150  # hack/setup-helm.sh from empty Go caches (an estimate)
+WATT_FIGURE=60   # hack/setup-watt.sh: Node 22 and watt-extra from npm (an estimate)
+
+# tools_plan: one line saying whether the tool cache is warm or cold, which tools this run builds
+# and how long that is expected to take (progress.sh: each tool's last build, else its figure).
+# hack/test.sh prints it first; ensure_tools prints it before building.
+tools_plan() {
+  local fn figure dir key row rows todo=() total=0 all=0 built_n=0 last=0 EXPECT_S EXPECT_FROM
+  mapfile -t rows < <(TOOL_TABLE)
+  for row in "${rows[@]}"; do
+    read -r fn figure dir <<<"$row"
+    plan_tool "$(basename "$dir")" "$figure" built "$dir"
+  done
+  if [[ -x $HACK_DIR/setup-helm.sh ]]; then
+    key=$("$HACK_DIR/setup-helm.sh" --check || true)
+    plan_tool "$key" "$HELM_FIGURE" "$HACK_DIR/setup-helm.sh" --check
+  fi
+  if [[ ${SKEWGUARD_WITH_WATT:-0} == 1 ]]; then
+    key=$("$HACK_DIR/setup-watt.sh" --check || true)
+    plan_tool "$key" "$WATT_FIGURE" "$HACK_DIR/setup-watt.sh" --check
+  fi
+  # Debian's packages are not in the cache, but a fresh machine installs them first.
+  [[ -z $(apt_missing) ]] || plan_add "apt-packages" "$APT_FIGURE"
+  if [[ ${#todo[@]} == 0 ]]; then
+    progress_log "tool cache $SKEWGUARD_CACHE is warm: all $all tools built, nothing to build"
+    return 0
+  fi
+  local state=cold from="typical first builds on 2 cores, hack/README.md" list
+  [[ $built_n == 0 ]] || state="partly warm ($built_n of $all tools built)"
+  if [[ $last == "${#todo[@]}" ]]; then
+    from="their last builds"
+  elif [[ $last -gt 0 ]]; then
+    from="last builds where known, else typical first builds on 2 cores"
+  fi
+  list=$(printf '%s, ' "${todo[@]}")
+  progress_log "tool cache $SKEWGUARD_CACHE is $state: this run builds ${list%, }; about $(about "$total") ($from); progress follows"
+}
+
+# plan_tool KEY FIGURE CMD...: for tools_plan (its locals), one tool of the cache, built when CMD
+# succeeds.
+plan_tool() {
+  all=$((all + 1))
+  if "${@:3}" >/dev/null; then built_n=$((built_n + 1)); else plan_add "$1" "$2"; fi
+}
+
+# plan_add KEY FIGURE: for tools_plan (its locals), KEY is to be built, in about its expected time.
+plan_add() {
+  progress_expect "$1" "$2"
+  todo+=("$(tool_name "$1")")
+  total=$((total + EXPECT_S))
+  [[ $EXPECT_FROM != "last build" ]] || last=$((last + 1))
+}
+
+# run_setup SCRIPT FIGURE: a hack/setup-*.sh script (it installs its tool once into the cache and
+# answers --check with its cache key, status 0 when installed), with progress when it has work.
+run_setup() {
+  local key
+  if key=$("$1" --check); then
+    "$1"
+    return
+  fi
+  progress_build "$key" "build $(tool_name "$key")" "$2" "$1"
+}
+
+# apt_missing: the Debian packages the stack needs and this machine lacks, space-separated.
+apt_missing() {
   local need=()
   [[ -x $PG_BIN/initdb ]] || need+=("postgresql-$PG_MAJOR")
   command -v psql >/dev/null || need+=("postgresql-client-$PG_MAJOR")
@@ -70,11 +142,22 @@ ensure_apt() {
   command -v ss >/dev/null || need+=(iproute2)
   command -v flock >/dev/null || need+=(util-linux)
   command -v pgrep >/dev/null || need+=(procps)
+  echo "${need[*]}"
+}
+
+ensure_apt() {
+  local need
+  read -ra need <<<"$(apt_missing)"
   [[ ${#need[@]} == 0 ]] && return 0
-  local sudo=""
+  progress_build apt-packages "apt-get install ${need[*]}" "$APT_FIGURE" apt_install "${need[@]}"
+}
+
+# apt_install PACKAGE...: apt-get install without starting the packages' system services.
+apt_install() {
+  local need=("$@") sudo=""
   [[ $(id -u) == 0 ]] || sudo=sudo
   log "apt-get install ${need[*]}"
-  $sudo apt-get update -qq
+  $sudo apt-get update -qq || return 1
   # The packages' maintainer scripts must not start system services (prometheus would listen on
   # 0.0.0.0:9090, postgresql on 5432): policy-rc.d "exit 101" forbids it for this install only.
   local added=0
@@ -86,7 +169,7 @@ ensure_apt() {
   local rc=0
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >&2 || rc=$?
   [[ $added == 1 ]] && $sudo rm -f /usr/sbin/policy-rc.d
-  [[ $rc == 0 ]] || die "apt-get install ${need[*]} failed"
+  [[ $rc == 0 ]] || { log "apt-get install ${need[*]} failed"; return 1; }
 }
 
 build_temporal() {
@@ -162,7 +245,7 @@ EOF
     t0=$(now_ms)
     (cd "$d" && go_env CGO_ENABLED=0 go build -trimpath -ldflags="$ld" -o "$1/$n.tmp" "k8s.io/kubernetes/cmd/$n") || return 1
     mv "$1/$n.tmp" "$1/$n"
-    log "  $n built in $(since "$t0")"
+    progress_log "build kubernetes $K8S_VERSION: $n built in $(human_s $((($(now_ms) - t0) / 1000)))"
   done
 }
 
@@ -242,24 +325,26 @@ copy_gateway_crds() {
 
 # ensure_tools: everything the stack runs, cached outside the clone. Serial on purpose.
 ensure_tools() {
-  local t0
+  local t0 fn figure dir row rows
   t0=$(now_ms)
-  ensure_apt
-  timed_build "temporal v$TEMPORAL_CLI_VERSION" "$(TEMPORAL_DIR)" build_temporal
-  timed_build "etcd v$ETCD_VERSION" "$(ETCD_DIR)" build_etcd
-  timed_build "kubernetes v$K8S_VERSION (apiserver, controller-manager, scheduler, kubectl)" "$(K8S_DIR)" build_kubernetes
-  timed_build "kwok v$KWOK_VERSION" "$(KWOK_DIR)" build_kwok
-  timed_build "traefik v$TRAEFIK_VERSION" "$(TRAEFIK_DIR)" build_traefik
-  timed_build "gateway-api v$GATEWAY_API_VERSION CRDs" "$SKEWGUARD_CACHE/gateway-api-$GATEWAY_API_VERSION" copy_gateway_crds
+  tools_plan
+  ensure_apt || die "apt-get install failed"
+  mapfile -t rows < <(TOOL_TABLE)
+  for row in "${rows[@]}"; do
+    read -r fn figure dir <<<"$row"
+    timed_build "$dir" "$fn" "$figure"
+  done
   log "tools ready in $(since "$t0") ($SKEWGUARD_CACHE)"
 }
 
-# build_stack_programs: our own test/demo programs, built from this checkout into the stack dir.
+# build_stack_programs: our own test/demo programs, built from this checkout into the stack dir
+# (the first build compiles client-go: minutes; later ones take seconds).
 build_stack_programs() {
-  local t0
-  t0=$(now_ms)
   mkdir -p "$SKEWGUARD_STACK_DIR/bin"
-  (cd "$REPO_DIR" && CGO_ENABLED=0 go build -trimpath -o "$SKEWGUARD_STACK_DIR/bin/" ./hack/launcher ./hack/echo-backend) ||
+  progress_build stack-programs "build hack/launcher and hack/echo-backend" 172 \
+    in_dir "$REPO_DIR" env CGO_ENABLED=0 go build -trimpath -o "$SKEWGUARD_STACK_DIR/bin/" ./hack/launcher ./hack/echo-backend ||
     die "building hack/launcher and hack/echo-backend failed"
-  log "built launcher and echo-backend in $(since "$t0")"
 }
+
+# in_dir DIR CMD...: CMD run in DIR.
+in_dir() { (cd "$1" && "${@:2}"); }
