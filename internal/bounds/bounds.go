@@ -1,9 +1,11 @@
 // Package bounds is the one definition of the range every duration setting may take, used by
 // the global configuration (internal/config, the PLT_SKEW_*_MS variables) and by the per-app
 // policy (internal/registry.Policy, set through the API) alike, so that the two can never
-// disagree. A value is checked against its range before it is ever multiplied into a
-// time.Duration: the largest maximum here, 400 days in milliseconds, is some 3.5e10, far from
-// the 9.2e12 milliseconds at which time.Duration overflows.
+// disagree: Overrides.Check is the one check of the settings a policy overrides, naming each
+// by its variable for the one and by its field for the other. A value is checked against its
+// range before it is ever multiplied into a time.Duration: the largest maximum here, 400 days
+// in milliseconds, is some 3.5e10, far from the 9.2e12 milliseconds at which time.Duration
+// overflows.
 //
 // The ranges:
 //
@@ -149,8 +151,8 @@ func (o Overrides) Check(name func(Range) string) []string {
 	return problems
 }
 
-// Checks checks values[i], when it is not nil, against ranges[i], and returns one problem
-// "name: reason" per value out of its range, in order.
+// Checks checks values[i], when it is not nil, against ranges[i] (one value per range), and
+// returns one problem "name: reason" per value out of its range, in order.
 func Checks(name func(Range) string, ranges []Range, values ...*int64) []string {
 	var problems []string
 	for i, r := range ranges {
