@@ -12,7 +12,8 @@ import (
 // Path parameters follow the Kubernetes rules of what they name, so anything else is refused
 // before it reaches the registry, Temporal or a SubjectAccessReview.
 
-// The rules themselves are in internal/apiwire (fuzzed there, in a small binary).
+// The checks are internal/apiwire's (fuzzed there, in a small binary); a namespace, an app and
+// a version are held to internal/validate's rules, the configuration's and the renderer's.
 
 // appRef reads and checks {namespace} and {app}.
 func appRef(w http.ResponseWriter, r *http.Request) (registry.AppRef, bool) {

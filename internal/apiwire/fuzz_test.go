@@ -24,7 +24,8 @@ import (
 const podID = "web-v1-a"
 
 var (
-	// The Kubernetes rules, written the other way round from the byte loops under test.
+	// The Kubernetes rules, stated apart from the code under test (apimachinery's rules through
+	// internal/validate, and byte loops).
 	reDNSLabel     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	reDNSSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 	reLabelValue   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)

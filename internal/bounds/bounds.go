@@ -1,9 +1,11 @@
 // Package bounds is the one definition of the range every duration setting may take, used by
 // the global configuration (internal/config, the PLT_SKEW_*_MS variables) and by the per-app
 // policy (internal/registry.Policy, set through the API) alike, so that the two can never
-// disagree. A value is checked against its range before it is ever multiplied into a
-// time.Duration: the largest maximum here, 400 days in milliseconds, is some 3.5e10, far from
-// the 9.2e12 milliseconds at which time.Duration overflows.
+// disagree: Overrides.Check is the one check of the settings a policy overrides, naming each
+// by its variable for the one and by its field for the other. A value is checked against its
+// range before it is ever multiplied into a time.Duration: the largest maximum here, 400 days
+// in milliseconds, is some 3.5e10, far from the 9.2e12 milliseconds at which time.Duration
+// overflows.
 //
 // The ranges:
 //
@@ -118,4 +120,48 @@ func CheckGraceWithinMaxAlive(grace, maxAlive int64, graceName string) error {
 		return fmt.Errorf("%d is shorter than %s %d", maxAlive, graceName, grace)
 	}
 	return nil
+}
+
+// Overrides holds the settings a per-app policy may override (internal/registry.Policy), nil
+// for one that is not set. The configuration checks its values through it too, so that both
+// hold the same settings to the same ranges and the same rule between them.
+type Overrides struct {
+	GracePeriodMS, MaxAliveMS, CheckIntervalMS, TrafficWindowMS, CookieMaxAge *int64
+}
+
+// ByEnv names a setting by its configuration variable, ByField by its policy field: the name
+// function of Overrides.Check and Checks.
+func ByEnv(r Range) string   { return r.Env }
+func ByField(r Range) string { return r.Field }
+
+// Check checks every value that is set against its range and, when the grace period and max
+// alive are both set and within range, the one against the other (CheckGraceWithinMaxAlive).
+// It returns one problem per failure, "name: reason", with name(r) naming the setting, in the
+// order grace period, max alive, check interval, traffic window, cookie Max-Age, then the rule
+// between two settings; nil when there is none.
+func (o Overrides) Check(name func(Range) string) []string {
+	problems := Checks(name, []Range{GracePeriod, MaxAlive, CheckInterval, TrafficWindow, CookieMaxAge},
+		o.GracePeriodMS, o.MaxAliveMS, o.CheckIntervalMS, o.TrafficWindowMS, o.CookieMaxAge)
+	g, m := o.GracePeriodMS, o.MaxAliveMS
+	if g != nil && m != nil && GracePeriod.Contains(*g) && MaxAlive.Contains(*m) {
+		if err := CheckGraceWithinMaxAlive(*g, *m, name(GracePeriod)); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", name(MaxAlive), err))
+		}
+	}
+	return problems
+}
+
+// Checks checks values[i], when it is not nil, against ranges[i] (one value per range), and
+// returns one problem "name: reason" per value out of its range, in order.
+func Checks(name func(Range) string, ranges []Range, values ...*int64) []string {
+	var problems []string
+	for i, r := range ranges {
+		if values[i] == nil {
+			continue
+		}
+		if err := r.Check(*values[i]); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", name(r), err))
+		}
+	}
+	return problems
 }

@@ -82,3 +82,27 @@ func TestHuman(t *testing.T) {
 		assert.Equal(t, want, Human(d))
 	}
 }
+
+// TestOverridesCheck: the configuration (ByEnv) and the policy (ByField) get the same problems in
+// their own names, an unset value is not checked, and the rule between grace period and max alive
+// is checked only once both are set and within range.
+func TestOverridesCheck(t *testing.T) {
+	v := func(n int64) *int64 { return &n }
+	o := Overrides{GracePeriodMS: v(10_000), MaxAliveMS: v(9_000), CheckIntervalMS: v(1), CookieMaxAge: v(0)}
+	assert.Equal(t, []string{
+		"PLT_SKEW_CHECK_INTERVAL_MS: must be between 1000 and 86400000 milliseconds (1s to 1d), got 1",
+		"PLT_SKEW_COOKIE_MAX_AGE: must be between 1 and 34560000 seconds (1s to 400d), got 0",
+		"PLT_SKEW_HTTP_MAX_ALIVE_MS: 9000 is shorter than PLT_SKEW_HTTP_GRACE_PERIOD_MS 10000",
+	}, o.Check(ByEnv))
+	assert.Equal(t, []string{
+		"checkIntervalMs: must be between 1000 and 86400000 milliseconds (1s to 1d), got 1",
+		"cookieMaxAge: must be between 1 and 34560000 seconds (1s to 400d), got 0",
+		"maxAliveMs: 9000 is shorter than gracePeriodMs 10000",
+	}, o.Check(ByField))
+	assert.Nil(t, Overrides{}.Check(ByField), "nothing set, nothing to refuse")
+	assert.Nil(t, Overrides{MaxAliveMS: v(1000)}.Check(ByField), "max alive alone")
+	assert.Equal(t, []string{"gracePeriodMs: must be between 0 and 2592000000 milliseconds (0 to 30d), got 2592000001"},
+		Overrides{GracePeriodMS: v(2_592_000_001), MaxAliveMS: v(1000)}.Check(ByField), "out of range: not compared")
+	assert.Equal(t, []string{"PLT_SKEW_ACTION_WAIT_MS: must be between 1000 and 60000 milliseconds (1s to 1m), got 60001"},
+		Checks(ByEnv, []Range{ReadinessTimeout, ActionWait}, nil, v(60_001)))
+}

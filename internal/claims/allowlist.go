@@ -14,12 +14,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skewguard/skewguard/internal/metrics"
+	"github.com/skewguard/skewguard/internal/validate"
 )
 
 var (
@@ -138,7 +138,7 @@ func (a *Allowlist) LastError() error {
 // ParseRef parses PLT_SKEW_CLAIMS_CONFIGMAP: "namespace/name".
 func ParseRef(ref string) (namespace, name string, err error) {
 	namespace, name, ok := strings.Cut(strings.TrimSpace(ref), "/")
-	if !ok || len(validation.IsDNS1123Label(namespace)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+	if !ok || validate.DNSLabel(namespace) != nil || validate.DNSSubdomain(name) != nil {
 		return "", "", fmt.Errorf("PLT_SKEW_CLAIMS_CONFIGMAP: %q is not namespace/name of a ConfigMap", ref)
 	}
 	return namespace, name, nil

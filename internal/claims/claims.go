@@ -14,8 +14,9 @@ import (
 	"slices"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	"github.com/skewguard/skewguard/internal/validate"
 )
 
 // Key is the ConfigMap key holding the allowlist document.
@@ -66,8 +67,8 @@ func Parse(data []byte) (*Policy, error) {
 	}
 	p := &Policy{}
 	for i, e := range doc.Allow {
-		if msgs := validation.IsDNS1123Label(e.Namespace); len(msgs) > 0 {
-			bad(i, "namespace %q: %s", e.Namespace, strings.Join(msgs, "; "))
+		if err := validate.DNSLabel(e.Namespace); err != nil {
+			bad(i, "namespace %q: %v", e.Namespace, err)
 		}
 		for _, a := range e.Apps {
 			if a == "" || len(a) > 253 {
@@ -112,10 +113,7 @@ func checkHostPattern(h string) error {
 	if strings.Contains(name, "*") {
 		return errors.New(`a wildcard is only allowed as the whole first label ("*.example.com") or alone ("*")`)
 	}
-	if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
-		return errors.New(strings.Join(msgs, "; "))
-	}
-	return nil
+	return validate.DNSSubdomain(name)
 }
 
 // Refusal reasons, the values of the reason label of skewguard_claim_refusals_total.

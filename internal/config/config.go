@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/skewguard/skewguard/internal/bounds"
 	"github.com/skewguard/skewguard/internal/routes"
+	"github.com/skewguard/skewguard/internal/validate"
 )
 
 // Config is everything skewguard reads from its environment.
@@ -127,59 +127,10 @@ func (c Config) ReadinessTimeout() time.Duration {
 	return bounds.ReadinessTimeout.Duration(c.ReadinessTimeoutMS)
 }
 
-// ParentRef names a Gateway (and optionally one of its listeners) that routes attach to.
-type ParentRef struct {
-	Namespace   string
-	Name        string
-	SectionName string
-}
-
-// EnvDecode parses "namespace/name" or "namespace/name:sectionName".
-func (p *ParentRef) EnvDecode(val string) error {
-	ref, err := ParseParentRef(val)
-	if err != nil {
-		return err
-	}
-	*p = ref
-	return nil
-}
-
-func (p ParentRef) String() string {
-	s := p.Namespace + "/" + p.Name
-	if p.SectionName != "" {
-		s += ":" + p.SectionName
-	}
-	return s
-}
-
-// ParseParentRef parses one "namespace/name[:sectionName]" reference and checks each part as
-// the Gateway API does (namespace: an RFC 1123 label; name and sectionName: RFC 1123
-// subdomains), so that a reference the API server would refuse stops skewguard at start-up
-// rather than failing every route it later writes.
-func ParseParentRef(val string) (ParentRef, error) {
-	val = strings.TrimSpace(val)
-	nsName, section, hasSection := strings.Cut(val, ":")
-	ns, name, ok := strings.Cut(nsName, "/")
-	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return ParentRef{}, fmt.Errorf("%q is not namespace/name[:sectionName]", val)
-	}
-	var errs []error
-	check := func(part, value string, problems []string) {
-		if len(problems) > 0 {
-			errs = append(errs, fmt.Errorf("%q: %s %q: %s", val, part, value, strings.Join(problems, "; ")))
-		}
-	}
-	check("namespace", ns, validation.IsDNS1123Label(ns))
-	check("name", name, validation.IsDNS1123Subdomain(name))
-	if hasSection {
-		// "ns/gw:" names an empty listener: a typo, not "every listener".
-		check("sectionName", section, validation.IsDNS1123Subdomain(section))
-	}
-	if len(errs) > 0 {
-		return ParentRef{}, errors.Join(errs...)
-	}
-	return ParentRef{Namespace: ns, Name: name, SectionName: section}, nil
-}
+// ParentRef names a Gateway (and optionally one of its listeners) that routes attach to:
+// routes.ParentRef, the one type the renderer writes, read from the environment by its
+// EnvDecode (routes.ParseParentRef).
+type ParentRef = routes.ParentRef
 
 // Problems lists every configuration problem found, each naming its variable.
 type Problems []string
@@ -214,31 +165,14 @@ func LoadFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 // unparsable, whose checks here would only repeat the problem.
 func (c Config) validate(failed map[string]bool) []string {
 	var p []string
-	// Every duration is checked against its range (internal/bounds, shared with the per-app
-	// policy) here, before anything multiplies it into a time.Duration.
-	durations := []struct {
-		r     bounds.Range
-		value int64
-	}{
-		{bounds.GracePeriod, c.GracePeriodMS},
-		{bounds.MaxAlive, c.MaxAliveMS},
-		{bounds.CookieMaxAge, c.CookieMaxAge},
-		{bounds.CheckInterval, c.CheckIntervalMS},
-		{bounds.TrafficWindow, c.TrafficWindowMS},
-		{bounds.ReadinessTimeout, c.ReadinessTimeoutMS},
-		{bounds.ActionWait, c.ActionWaitMS},
-	}
-	for _, d := range durations {
-		if err := d.r.Check(d.value); err != nil {
-			p = append(p, fmt.Sprintf("%s: %v", d.r.Env, err))
-		}
-	}
-	if bounds.GracePeriod.Contains(c.GracePeriodMS) && bounds.MaxAlive.Contains(c.MaxAliveMS) {
-		if err := bounds.CheckGraceWithinMaxAlive(c.GracePeriodMS, c.MaxAliveMS, bounds.GracePeriod.Env); err != nil {
-			p = append(p, fmt.Sprintf("%s: %v", bounds.MaxAlive.Env, err))
-		}
-	}
-	if !routes.ValidCookieName(c.CookieName) {
+	// Every duration is checked against its range (internal/bounds, which holds the per-app
+	// policy's overrides to the same) here, before anything multiplies it into a time.Duration.
+	p = append(p, bounds.Overrides{GracePeriodMS: &c.GracePeriodMS, MaxAliveMS: &c.MaxAliveMS,
+		CheckIntervalMS: &c.CheckIntervalMS, TrafficWindowMS: &c.TrafficWindowMS, CookieMaxAge: &c.CookieMaxAge,
+	}.Check(bounds.ByEnv)...)
+	p = append(p, bounds.Checks(bounds.ByEnv, []bounds.Range{bounds.ReadinessTimeout, bounds.ActionWait},
+		&c.ReadinessTimeoutMS, &c.ActionWaitMS)...)
+	if !validate.CookieName(c.CookieName) {
 		p = append(p, fmt.Sprintf("PLT_SKEW_COOKIE_NAME: %q is not a valid cookie name", c.CookieName))
 	}
 	if c.TaskQueue == "" {
@@ -251,7 +185,7 @@ func (c Config) validate(failed map[string]bool) []string {
 		p = append(p, fmt.Sprintf("PLT_SKEW_TRAFFIC_PRESET: %q is not one of watt, traefik", c.TrafficPreset))
 	}
 	for _, ns := range c.Namespaces {
-		if len(validation.IsDNS1123Label(ns)) > 0 {
+		if validate.DNSLabel(ns) != nil {
 			p = append(p, fmt.Sprintf("PLT_SKEW_NAMESPACES: %q is not a namespace name", ns))
 		}
 	}
@@ -307,7 +241,7 @@ func (r *recordingLookuper) Lookup(key string) (string, bool) {
 		// Every bad reference in one problem, on one line: Problems prints one per line.
 		var bad []string
 		for _, part := range strings.Split(val, ",") {
-			if _, perr := ParseParentRef(part); perr != nil {
+			if _, perr := routes.ParseParentRef(part); perr != nil {
 				bad = append(bad, strings.ReplaceAll(perr.Error(), "\n", "; "))
 			}
 		}

@@ -30,31 +30,9 @@ func (e *PolicyError) Is(target error) bool { return target == ErrInvalid }
 // range is known. It returns a *PolicyError listing every problem, each naming its field and
 // the range, or nil.
 func (p Policy) Validate() error {
-	var problems []string
-	fields := []struct {
-		r     bounds.Range
-		value *int64
-	}{
-		{bounds.GracePeriod, p.GracePeriodMS},
-		{bounds.MaxAlive, p.MaxAliveMS},
-		{bounds.CheckInterval, p.CheckIntervalMS},
-		{bounds.TrafficWindow, p.TrafficWindowMS},
-		{bounds.CookieMaxAge, p.CookieMaxAge},
-	}
-	for _, f := range fields {
-		if f.value == nil {
-			continue
-		}
-		if err := f.r.Check(*f.value); err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", f.r.Field, err))
-		}
-	}
-	if p.MaxAliveMS != nil && p.GracePeriodMS != nil &&
-		bounds.MaxAlive.Contains(*p.MaxAliveMS) && bounds.GracePeriod.Contains(*p.GracePeriodMS) {
-		if err := bounds.CheckGraceWithinMaxAlive(*p.GracePeriodMS, *p.MaxAliveMS, bounds.GracePeriod.Field); err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", bounds.MaxAlive.Field, err))
-		}
-	}
+	problems := bounds.Overrides{GracePeriodMS: p.GracePeriodMS, MaxAliveMS: p.MaxAliveMS,
+		CheckIntervalMS: p.CheckIntervalMS, TrafficWindowMS: p.TrafficWindowMS, CookieMaxAge: p.CookieMaxAge,
+	}.Check(bounds.ByField)
 	if len(problems) > 0 {
 		return &PolicyError{Problems: problems}
 	}

@@ -89,17 +89,3 @@ func SetCookie(cookieName, version, path string, maxAge int64) string {
 	return cookieName + "=" + version + "; Path=" + path + "; Max-Age=" + strconv.FormatInt(maxAge, 10) +
 		"; HttpOnly; Secure; SameSite=Lax"
 }
-
-// ValidCookieName reports whether s is an RFC 6265 cookie-name (an RFC 2616 token).
-func ValidCookieName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/skewguard/skewguard/internal/validate"
 )
 
 // Labels and annotations skewguard puts on every HTTPRoute it writes. The route writer finds
@@ -55,7 +57,7 @@ const sep = "--"
 // Routes are found by their labels, never by name (see kube.RouteWriter), so a route whose name
 // changed with this scheme is replaced: the new one is created before the old one is deleted.
 func RouteName(app string, shard int) string {
-	plain := len(validation.IsDNS1123Label(app)) == 0 && !strings.Contains(app, sep)
+	plain := validate.DNSLabel(app) == nil && !strings.Contains(app, sep)
 	if shard <= 0 && plain {
 		return app
 	}
