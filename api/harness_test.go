@@ -223,7 +223,7 @@ func (s *fakeStarter) StartVersion(_ context.Context, req detect.StartRequest) e
 	}
 	s.reqs = append(s.reqs, req)
 	s.reg.addVersion(registry.Version{Namespace: req.Ref.Namespace, App: req.Ref.App, Label: req.Ref.Label,
-		State: registry.Pending, ServiceName: req.ServiceName, ServicePort: req.ServicePort, PendingAt: time.Now()})
+		State: registry.Pending, Placement: registry.Placement{ServiceName: req.ServiceName, ServicePort: req.ServicePort}, PendingAt: time.Now()})
 	return nil
 }
 

@@ -353,7 +353,7 @@ func TestRegistrationOnTheRealAPIServer(t *testing.T) {
 	t.Run("RBAC decides who may expire", func(t *testing.T) {
 		ctx := context.Background()
 		ref := registry.VersionRef{Namespace: c.ns, App: "web", Label: "1"}
-		_, _, err := live.store.ObserveVersion(ctx, registry.Observation{Ref: ref, ServiceName: "web-v1", ServicePort: 80},
+		_, _, err := live.store.ObserveVersion(ctx, registry.Observation{Ref: ref, Placement: registry.Placement{ServiceName: "web-v1", ServicePort: 80}},
 			registry.Actor{Type: registry.ActorPod, ID: "test"})
 		require.NoError(t, err)
 		denied := c.userToken(t, "dev")

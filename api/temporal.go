@@ -45,17 +45,11 @@ func (t *Temporal) StartVersion(ctx context.Context, req detect.StartRequest) er
 	ctx, cancel := context.WithTimeout(ctx, t.wait)
 	defer cancel()
 	_, err := workflows.Start(ctx, t.client, t.taskQueue, workflows.LifecycleInput{
-		Ref:         req.Ref,
-		ServiceName: req.ServiceName,
-		ServicePort: req.ServicePort,
-		PathPrefix:  req.PathPrefix,
-		Hostname:    req.Hostname,
-		Actor:       req.Actor,
+		Ref: req.Ref, Placement: req.Placement, Actor: req.Actor,
 		// The registry orders versions found together by these times.
-		DeployedAt:    req.DeployedAt,
-		PodsCreatedAt: req.PodCreatedAt,
-		Invalid:       req.Invalid,
-		After:         req.After,
+		Origin:  req.Origin,
+		Invalid: req.Invalid,
+		After:   req.After,
 	})
 	return err
 }

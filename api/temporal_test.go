@@ -86,8 +86,8 @@ func TestTemporalStartVersion(t *testing.T) {
 
 func detectStart(ns, app, version string) detect.StartRequest {
 	return detect.StartRequest{Ref: registry.VersionRef{Namespace: ns, App: app, Label: version},
-		ServiceName: app + "-v" + version, ServicePort: 80, PathPrefix: "/" + app,
-		Actor: registry.Actor{Type: registry.ActorPod, ID: ns + "/" + app}}
+		Placement: registry.Placement{ServiceName: app + "-v" + version, ServicePort: 80, PathPrefix: "/" + app},
+		Actor:     registry.Actor{Type: registry.ActorPod, ID: ns + "/" + app}}
 }
 
 // blockUntilDone makes a mocked call wait, like a Temporal long poll, until its context ends.

@@ -239,9 +239,7 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 // reason. An allowlist not read yet refuses nothing here: the flip checks again, and waits for it.
 func validateDetected(cfg config.Config, allow *claims.Allowlist) func(detect.StartRequest) error {
 	return func(req detect.StartRequest) error {
-		v := registry.Version{Namespace: req.Ref.Namespace, App: req.Ref.App,
-			Label: req.Ref.Label, ServiceName: req.ServiceName, ServicePort: req.ServicePort,
-			PathPrefix: req.PathPrefix, Hostname: req.Hostname}
+		v := registry.Version{Namespace: req.Ref.Namespace, App: req.Ref.App, Label: req.Ref.Label, Placement: req.Placement}
 		if err := activities.ValidateVersion(cfg, v); err != nil {
 			return err
 		}
