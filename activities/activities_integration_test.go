@@ -51,8 +51,8 @@ func TestActivitiesAreIdempotent(t *testing.T) {
 	ref := func(l string) registry.VersionRef { return registry.VersionRef{Namespace: ns, App: "myapp", Label: l} }
 	observe := func(l string) registry.Version {
 		// A hostname of the test's own: the shared Gateway may serve another myapp at /myapp.
-		in := ObserveInput{Ref: ref(l), ServiceName: "myapp-" + l, ServicePort: 80, WorkflowID: "skew/" + ns + "/myapp/" + l,
-			Hostname: ns + ".activities.test", Actor: wf}
+		in := ObserveInput{Ref: ref(l), Placement: registry.Placement{ServiceName: "myapp-" + l, ServicePort: 80, Hostname: ns + ".activities.test"}, WorkflowID: "skew/" + ns + "/myapp/" + l,
+			Actor: wf}
 		v, err := a.Observe(ctx, in)
 		require.NoError(t, err)
 		again, err := a.Observe(ctx, in)

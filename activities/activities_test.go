@@ -137,7 +137,7 @@ func TestRouteInput(t *testing.T) {
 		ParentRefs: []config.ParentRef{{Namespace: "gw", Name: "main", SectionName: "web"}}}
 	v := func(id int64, label string, state registry.State, path, host string) registry.Version {
 		return registry.Version{ID: id, Namespace: "shop", App: "myapp", Label: label, State: state,
-			ServiceName: "myapp-" + label, ServicePort: 80, PathPrefix: path, Hostname: host}
+			Placement: registry.Placement{ServiceName: "myapp-" + label, ServicePort: 80, PathPrefix: path, Hostname: host}}
 	}
 	active := v(3, "3", registry.Active, "api", "shop.example.com")
 	tests := []struct {
@@ -181,9 +181,9 @@ func TestRouteInput(t *testing.T) {
 }
 
 func TestSyncRoutes(t *testing.T) {
-	active := registry.Version{ID: 2, Namespace: "shop", App: "myapp", Label: "2", State: registry.Active, ServiceName: "myapp-2", ServicePort: 80}
+	active := registry.Version{ID: 2, Namespace: "shop", App: "myapp", Label: "2", State: registry.Active, Placement: registry.Placement{ServiceName: "myapp-2", ServicePort: 80}}
 	reg := &fakeRegistry{snap: registry.Snapshot{App: registry.Application{Namespace: "shop", Name: "myapp"}, Generation: 5, Active: &active,
-		Pinned: []registry.Version{{ID: 1, Namespace: "shop", App: "myapp", Label: "1", State: registry.Draining, ServiceName: "myapp-1", ServicePort: 80}}}}
+		Pinned: []registry.Version{{ID: 1, Namespace: "shop", App: "myapp", Label: "1", State: registry.Draining, Placement: registry.Placement{ServiceName: "myapp-1", ServicePort: 80}}}}}
 	var wrote []string
 	var gen int64
 	a := &Activities{Registry: reg, Config: config.Config{SkewProtection: true, CookieName: "__plt_dpl", CookieMaxAge: 43200,
@@ -258,7 +258,7 @@ func prometheus(t *testing.T, rates map[string]string, delay time.Duration) (*tr
 
 func TestReadTrafficSharesOneQueryPerApp(t *testing.T) {
 	draining := func(label string) registry.Version {
-		return registry.Version{Namespace: "shop", App: "myapp", Label: label, State: registry.Draining, ServiceName: "myapp-" + label}
+		return registry.Version{Namespace: "shop", App: "myapp", Label: label, State: registry.Draining, Placement: registry.Placement{ServiceName: "myapp-" + label}}
 	}
 	reg := &fakeRegistry{snap: registry.Snapshot{Pinned: []registry.Version{draining("1"), draining("2"), draining("3"),
 		{Label: "4", State: registry.Staged}}}}

@@ -29,7 +29,7 @@ type admitRegistry struct {
 func (r *admitRegistry) ObserveVersion(_ context.Context, o registry.Observation, _ registry.Actor) (registry.Version, bool, error) {
 	r.observed++
 	return registry.Version{ID: 7, Life: 1, Namespace: o.Ref.Namespace, App: o.Ref.App, Label: o.Ref.Label,
-		State: registry.Pending, ServiceName: o.ServiceName, ServicePort: o.ServicePort}, true, nil
+		State: registry.Pending, Placement: registry.Placement{ServiceName: o.ServiceName, ServicePort: o.ServicePort}}, true, nil
 }
 
 func (r *admitRegistry) GetPolicy(context.Context, registry.AppRef) (registry.Policy, error) {
@@ -38,7 +38,7 @@ func (r *admitRegistry) GetPolicy(context.Context, registry.AppRef) (registry.Po
 
 func TestAdmit(t *testing.T) {
 	ref := registry.VersionRef{Namespace: "shop", App: "myapp", Label: "1"}
-	in := ObserveInput{Ref: ref, ServiceName: "myapp-1", ServicePort: 80}
+	in := ObserveInput{Ref: ref, Placement: registry.Placement{ServiceName: "myapp-1", ServicePort: 80}}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "myapp-1"},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
 	slice := func(ready bool) *discoveryv1.EndpointSlice {

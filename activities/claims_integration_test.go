@@ -23,8 +23,8 @@ func TestFlipRefusesAClaimTheAllowlistDoesNotAllow(t *testing.T) {
 	host := ns + ".claims.test"
 	ref := func(l string) registry.VersionRef { return registry.VersionRef{Namespace: ns, App: "myapp", Label: l} }
 	observe := func(l string) registry.Version {
-		v, err := a.Observe(ctx, ObserveInput{Ref: ref(l), ServiceName: "myapp-" + l, ServicePort: 80,
-			WorkflowID: "skew/" + ns + "/myapp/" + l, Hostname: host, Actor: wf})
+		v, err := a.Observe(ctx, ObserveInput{Ref: ref(l), Placement: registry.Placement{ServiceName: "myapp-" + l, ServicePort: 80, Hostname: host},
+			WorkflowID: "skew/" + ns + "/myapp/" + l, Actor: wf})
 		require.NoError(t, err)
 		return v
 	}

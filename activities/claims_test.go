@@ -82,7 +82,7 @@ allow:
 	require.NoError(t, err)
 	allow := claims.Static(p, "ConfigMap sg/claims (key claims.yaml)")
 	v := func(ns, app, host, path string) registry.Version {
-		return registry.Version{Namespace: ns, App: app, Label: "1", Hostname: host, PathPrefix: path}
+		return registry.Version{Namespace: ns, App: app, Label: "1", Placement: registry.Placement{Hostname: host, PathPrefix: path}}
 	}
 	assert.NoError(t, ValidateClaim(allow, v("team-a", "web", "a.example.com", "")))
 	assert.NoError(t, ValidateClaim(allow, v("team-a", "web", "a.example.com", "/shop")))

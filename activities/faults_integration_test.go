@@ -64,8 +64,8 @@ func newFaultWorld(t *testing.T) *faultWorld {
 
 	f := &faultWorld{a: a, clients: clients, ns: ns, dbName: db, store: store, wf: registry.Actor{Type: registry.ActorWorkflow, ID: "faults"}}
 	observe := func(l string) registry.Version {
-		v, err := a.Observe(ctx, ObserveInput{Ref: f.ref(l), ServiceName: "web-" + l, ServicePort: 80,
-			WorkflowID: "skew/" + ns + "/web/" + l, Hostname: ns + ".faults.test", Actor: f.wf})
+		v, err := a.Observe(ctx, ObserveInput{Ref: f.ref(l), Placement: registry.Placement{ServiceName: "web-" + l, ServicePort: 80, Hostname: ns + ".faults.test"},
+			WorkflowID: "skew/" + ns + "/web/" + l, Actor: f.wf})
 		require.NoError(t, err)
 		return v
 	}

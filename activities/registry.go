@@ -3,33 +3,28 @@ package activities
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
 )
 
-// ObserveInput is what the lifecycle knows of its version when it starts.
+// ObserveInput is what the lifecycle knows of its version when it starts. Placement and
+// Origin are embedded: their fields stand at the top level of the JSON, as in the activity
+// inputs recorded before they were types of their own.
 type ObserveInput struct {
-	Ref         registry.VersionRef `json:"ref"`
-	ServiceName string              `json:"serviceName"`
-	ServicePort int32               `json:"servicePort"`
-	PathPrefix  string              `json:"pathPrefix,omitempty"`
-	Hostname    string              `json:"hostname,omitempty"`
-	WorkflowID  string              `json:"workflowId"`
-	Actor       registry.Actor      `json:"actor"`
-	// DeployedAt and PodsCreatedAt order versions found together (zero: unknown).
-	DeployedAt    time.Time `json:"deployedAt,omitzero"`
-	PodsCreatedAt time.Time `json:"podsCreatedAt,omitzero"`
+	Ref registry.VersionRef `json:"ref"`
+	registry.Placement
+	WorkflowID string         `json:"workflowId"`
+	Actor      registry.Actor `json:"actor"`
+	// Origin orders versions found together (zero: unknown).
+	registry.Origin
 }
 
 // Observe records the version in the registry (a new Pending life when the label has no live
 // one) and returns its live life, whatever state that is in.
 func (a *Activities) Observe(ctx context.Context, in ObserveInput) (registry.Version, error) {
 	v, _, err := a.Registry.ObserveVersion(ctx, registry.Observation{
-		Ref: in.Ref, ServiceName: in.ServiceName, ServicePort: in.ServicePort,
-		PathPrefix: in.PathPrefix, Hostname: in.Hostname, WorkflowID: in.WorkflowID,
-		DeployedAt: in.DeployedAt, PodsCreatedAt: in.PodsCreatedAt,
+		Ref: in.Ref, Placement: in.Placement, Origin: in.Origin, WorkflowID: in.WorkflowID,
 	}, in.Actor)
 	return v, classify(err)
 }

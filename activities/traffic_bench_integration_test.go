@@ -121,7 +121,7 @@ func setUpFleet(b *testing.B, reg *registry.Store, ns string) []version {
 			app := fmt.Sprintf("app%03d", i)
 			for v := range benchDraining + 1 {
 				ref := registry.VersionRef{Namespace: ns, App: app, Label: strconv.Itoa(v + 1)}
-				if _, _, err := reg.ObserveVersion(ctx, registry.Observation{Ref: ref, ServiceName: app + "-" + ref.Label, ServicePort: 80}, actor); err != nil {
+				if _, _, err := reg.ObserveVersion(ctx, registry.Observation{Ref: ref, Placement: registry.Placement{ServiceName: app + "-" + ref.Label, ServicePort: 80}}, actor); err != nil {
 					errs <- err
 					return
 				}

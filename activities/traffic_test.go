@@ -22,12 +22,12 @@ func (c *clock) Now() time.Time { return c.now }
 // with a fake Prometheus answering 0 rps for each and a settable clock.
 func drainingApp(t *testing.T, n int) (*Activities, *clock, func() int32) {
 	t.Helper()
-	snap := registry.Snapshot{Active: &registry.Version{Label: "live", State: registry.Active, ServiceName: "myapp-live"}}
+	snap := registry.Snapshot{Active: &registry.Version{Label: "live", State: registry.Active, Placement: registry.Placement{ServiceName: "myapp-live"}}}
 	rates := map[string]string{"live": "3"}
 	for i := 1; i <= n; i++ {
 		label := strconv.Itoa(i)
 		snap.Pinned = append(snap.Pinned, registry.Version{Namespace: "shop", App: "myapp", Label: label,
-			State: registry.Draining, ServiceName: "myapp-" + label})
+			State: registry.Draining, Placement: registry.Placement{ServiceName: "myapp-" + label}})
 		rates[label] = "0"
 	}
 	q, queries := prometheus(t, rates, 0)

@@ -19,7 +19,7 @@ func BenchmarkRegistrationFastPathPostgres(b *testing.B) {
 	ctx := context.Background()
 	ref := registry.VersionRef{Namespace: "shop", App: "web", Label: "1"}
 	actor := registry.Actor{Type: registry.ActorSystem, ID: "bench"}
-	if _, _, err := store.ObserveVersion(ctx, registry.Observation{Ref: ref, ServiceName: "web-v1", ServicePort: 80}, actor); err != nil {
+	if _, _, err := store.ObserveVersion(ctx, registry.Observation{Ref: ref, Placement: registry.Placement{ServiceName: "web-v1", ServicePort: 80}}, actor); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := store.Activate(ctx, ref, actor, "bench"); err != nil {

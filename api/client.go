@@ -68,10 +68,10 @@ func (c *Client) AppAudit(ctx context.Context, app registry.AppRef, limit int) (
 	return out, c.call(ctx, http.MethodGet, path, nil, &out)
 }
 
-// Act runs promote, expire, approve or reject on one version.
-func (c *Client) Act(ctx context.Context, ref registry.VersionRef, action Action, reason string) (ActionOutcome, error) {
+// Act runs action (promote, expire, approve or reject: one of workflows.Actions) on one version.
+func (c *Client) Act(ctx context.Context, ref registry.VersionRef, action, reason string) (ActionOutcome, error) {
 	var out ActionOutcome
-	return out, c.call(ctx, http.MethodPost, versionPath(ref)+"/"+string(action), ActionBody{Reason: reason}, &out)
+	return out, c.call(ctx, http.MethodPost, versionPath(ref)+"/"+action, ActionBody{Reason: reason}, &out)
 }
 
 // BulkExpire expires several versions of an app.

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/workflows"
 )
 
 func TestClientAgainstTheRouter(t *testing.T) {
@@ -29,13 +30,13 @@ func TestClientAgainstTheRouter(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, vs.Versions, 4)
 
-	_, err = viewer.Act(ctx, registry.VersionRef{Namespace: "shop", App: "web", Label: "1"}, ActionExpire, "no")
+	_, err = viewer.Act(ctx, registry.VersionRef{Namespace: "shop", App: "web", Label: "1"}, workflows.UpdateExpire, "no")
 	var apiErr *APIError
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, http.StatusForbidden, apiErr.Status)
 	assert.Equal(t, CodeForbidden, apiErr.Err.Code)
 
-	out, err := admin.Act(ctx, registry.VersionRef{Namespace: "shop", App: "web", Label: "1"}, ActionExpire, "yes")
+	out, err := admin.Act(ctx, registry.VersionRef{Namespace: "shop", App: "web", Label: "1"}, workflows.UpdateExpire, "yes")
 	require.NoError(t, err)
 	assert.Equal(t, registry.Expired, out.State)
 

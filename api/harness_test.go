@@ -28,6 +28,7 @@ import (
 	"github.com/skewguard/skewguard/internal/auth"
 	"github.com/skewguard/skewguard/internal/detect"
 	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/workflows"
 )
 
 // fakeRegistry is an in-memory registry with the semantics the API relies on.
@@ -223,7 +224,7 @@ func (s *fakeStarter) StartVersion(_ context.Context, req detect.StartRequest) e
 	}
 	s.reqs = append(s.reqs, req)
 	s.reg.addVersion(registry.Version{Namespace: req.Ref.Namespace, App: req.Ref.App, Label: req.Ref.Label,
-		State: registry.Pending, ServiceName: req.ServiceName, ServicePort: req.ServicePort, PendingAt: time.Now()})
+		State: registry.Pending, Placement: registry.Placement{ServiceName: req.ServiceName, ServicePort: req.ServicePort}, PendingAt: time.Now()})
 	return nil
 }
 
@@ -241,27 +242,27 @@ type fakeLifecycle struct {
 	err   error
 }
 
-func (l *fakeLifecycle) Act(_ context.Context, ref registry.VersionRef, action Action, req ActionRequest) (ActionResult, error) {
+func (l *fakeLifecycle) Act(_ context.Context, ref registry.VersionRef, action string, req workflows.ActionRequest) (workflows.ActionResult, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.calls = append(l.calls, fmt.Sprintf("%s %s by %s: %s", action, ref.Label, req.Actor.ID, req.Reason))
 	if l.err != nil {
-		return ActionResult{}, l.err
+		return workflows.ActionResult{}, l.err
 	}
 	v, _ := l.reg.GetVersion(context.Background(), ref)
 	switch {
-	case action == ActionExpire && v.State == registry.Active:
-		return ActionResult{}, &RejectedError{Message: fmt.Sprintf("version %s is the Active version and cannot be expired", ref.Label)}
-	case action == ActionExpire:
+	case action == workflows.UpdateExpire && v.State == registry.Active:
+		return workflows.ActionResult{}, &workflows.RejectedError{Message: fmt.Sprintf("version %s is the Active version and cannot be expired", ref.Label)}
+	case action == workflows.UpdateExpire:
 		l.reg.setState(ref, registry.Expired)
-		return ActionResult{State: registry.Expired, Message: "expired"}, nil
-	case action == ActionPromote && v.State != registry.Draining:
-		return ActionResult{}, &RejectedError{Message: fmt.Sprintf("version %s is %s: only a Draining version can be promoted", ref.Label, v.State)}
-	case action == ActionPromote:
+		return workflows.ActionResult{State: registry.Expired, Message: "expired"}, nil
+	case action == workflows.UpdatePromote && v.State != registry.Draining:
+		return workflows.ActionResult{}, &workflows.RejectedError{Message: fmt.Sprintf("version %s is %s: only a Draining version can be promoted", ref.Label, v.State)}
+	case action == workflows.UpdatePromote:
 		l.reg.setState(ref, registry.Active)
-		return ActionResult{State: registry.Active, Message: "promoted"}, nil
+		return workflows.ActionResult{State: registry.Active, Message: "promoted"}, nil
 	}
-	return ActionResult{}, &RejectedError{Message: "not staged"}
+	return workflows.ActionResult{}, &workflows.RejectedError{Message: "not staged"}
 }
 
 func (l *fakeLifecycle) PolicyChanged(_ context.Context, ref registry.VersionRef, actor registry.Actor) error {

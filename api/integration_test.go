@@ -150,15 +150,15 @@ func (l registryLifecycle) PolicyChanged(context.Context, registry.VersionRef, r
 	return nil
 }
 
-func (l registryLifecycle) Act(ctx context.Context, ref registry.VersionRef, action Action, req ActionRequest) (ActionResult, error) {
-	if action != ActionExpire {
-		return ActionResult{}, &RejectedError{Message: "only expire in this test"}
+func (l registryLifecycle) Act(ctx context.Context, ref registry.VersionRef, action string, req workflows.ActionRequest) (workflows.ActionResult, error) {
+	if action != workflows.UpdateExpire {
+		return workflows.ActionResult{}, &workflows.RejectedError{Message: "only expire in this test"}
 	}
 	tr, err := l.store.Expire(ctx, ref, req.Actor, req.Reason)
 	if err != nil {
-		return ActionResult{}, &RejectedError{Message: err.Error()}
+		return workflows.ActionResult{}, &workflows.RejectedError{Message: err.Error()}
 	}
-	return ActionResult{State: tr.Version.State, Message: "expired"}, nil
+	return workflows.ActionResult{State: tr.Version.State, Message: "expired"}, nil
 }
 
 // recordingStarter records the versions registrations start.
@@ -353,7 +353,7 @@ func TestRegistrationOnTheRealAPIServer(t *testing.T) {
 	t.Run("RBAC decides who may expire", func(t *testing.T) {
 		ctx := context.Background()
 		ref := registry.VersionRef{Namespace: c.ns, App: "web", Label: "1"}
-		_, _, err := live.store.ObserveVersion(ctx, registry.Observation{Ref: ref, ServiceName: "web-v1", ServicePort: 80},
+		_, _, err := live.store.ObserveVersion(ctx, registry.Observation{Ref: ref, Placement: registry.Placement{ServiceName: "web-v1", ServicePort: 80}},
 			registry.Actor{Type: registry.ActorPod, ID: "test"})
 		require.NoError(t, err)
 		denied := c.userToken(t, "dev")
@@ -399,7 +399,7 @@ func TestRealAgentRegisters(t *testing.T) {
 	t.Cleanup(tc.Close)
 	// A task queue nobody polls: the test checks that registration starts the workflow, the
 	// workflows' own tests cover what it then does.
-	temporal := NewTemporal(tc, "sgapi-test-"+randomHex(4), 0)
+	temporal := workflows.NewClient(tc, "sgapi-test-"+randomHex(4), 0)
 	live := startLive(t, c, temporal, func(*registry.Store) Lifecycle { return temporal })
 
 	labels := map[string]string{detect.LabelApp: "wattapp", detect.LabelVersion: "7"}

@@ -68,7 +68,7 @@ func TestRegistrationOfALiveVersionCostsNoRoundTrip(t *testing.T) {
 	actor := registry.Actor{Type: registry.ActorSystem, ID: "test"}
 	v1 := registry.VersionRef{Namespace: "shop", App: "web", Label: "1"}
 	v2 := registry.VersionRef{Namespace: "shop", App: "web", Label: "2"}
-	live, _, err := store.ObserveVersion(ctx, registry.Observation{Ref: v1, ServiceName: "web-v1", ServicePort: 80}, actor)
+	live, _, err := store.ObserveVersion(ctx, registry.Observation{Ref: v1, Placement: registry.Placement{ServiceName: "web-v1", ServicePort: 80}}, actor)
 	require.NoError(t, err)
 	_, err = store.Activate(ctx, v1, actor, "test")
 	require.NoError(t, err)
@@ -105,7 +105,7 @@ func TestRegistrationOfALiveVersionCostsNoRoundTrip(t *testing.T) {
 	require.Zero(t, h.starter.count())
 
 	// The worker supersedes and expires version 1.
-	_, _, err = store.ObserveVersion(ctx, registry.Observation{Ref: v2, ServiceName: "web-v2", ServicePort: 80}, actor)
+	_, _, err = store.ObserveVersion(ctx, registry.Observation{Ref: v2, Placement: registry.Placement{ServiceName: "web-v2", ServicePort: 80}}, actor)
 	require.NoError(t, err)
 	_, err = store.Activate(ctx, v2, actor, "test")
 	require.NoError(t, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/skewguard/skewguard/internal/apiwire"
 	"github.com/skewguard/skewguard/internal/auth"
 	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/workflows"
 )
 
 // Limits of the management requests.
@@ -51,9 +52,9 @@ type ActionOutcome struct {
 	Error   *Error         `json:"error,omitempty"`
 
 	Code     string `json:"code,omitempty"`     // CodeActionPending when pending
-	Action   Action `json:"action,omitempty"`   // when pending
+	Action   string `json:"action,omitempty"`   // the action (promote, expire, …), when pending
 	UpdateID string `json:"updateId,omitempty"` // the workflow Update's ID, when pending
-	Stage    string `json:"stage,omitempty"`    // StageAccepted or StageSent, when pending
+	Stage    string `json:"stage,omitempty"`    // workflows.StageAccepted or StageSent, when pending
 	Link     string `json:"link,omitempty"`     // the version resource, whose state tells the end
 }
 
@@ -205,7 +206,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 // act is POST …/versions/{version}/<action>.
-func (s *Server) act(action Action) http.HandlerFunc {
+func (s *Server) act(action string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ref, ok := versionRef(w, r)
 		if !ok {
@@ -247,7 +248,7 @@ func (s *Server) bulkExpire(w http.ResponseWriter, r *http.Request) {
 	res := BulkResult{Results: []ActionOutcome{}}
 	for _, label := range body.Versions {
 		ref := registry.VersionRef{Namespace: app.Namespace, App: app.Name, Label: label}
-		out, _ := s.runAction(r.Context(), ref, ActionExpire, body.Reason)
+		out, _ := s.runAction(r.Context(), ref, workflows.UpdateExpire, body.Reason)
 		res.add(out)
 	}
 	writeJSON(w, http.StatusOK, res)
@@ -284,7 +285,7 @@ func (s *Server) threshold(w http.ResponseWriter, r *http.Request) {
 		case body.DryRun:
 			res.Results = append(res.Results, ActionOutcome{Version: v.Label, OK: true, State: v.State, Message: "would expire"})
 		default:
-			out, _ := s.runAction(r.Context(), v.Ref(), ActionExpire, reason)
+			out, _ := s.runAction(r.Context(), v.Ref(), workflows.UpdateExpire, reason)
 			res.add(out)
 		}
 	}
@@ -303,7 +304,7 @@ func (res *BulkResult) add(out ActionOutcome) {
 
 // runAction acts on one version through its workflow and reports the outcome with the HTTP
 // status it deserves on its own. Expiring an expired version succeeds and changes nothing.
-func (s *Server) runAction(ctx context.Context, ref registry.VersionRef, action Action, reason string) (ActionOutcome, int) {
+func (s *Server) runAction(ctx context.Context, ref registry.VersionRef, action, reason string) (ActionOutcome, int) {
 	out := ActionOutcome{Version: ref.Label}
 	fail := func(status int, code, format string, args ...any) (ActionOutcome, int) {
 		out.Error = &Error{Code: code, Message: fmt.Sprintf(format, args...)}
@@ -316,53 +317,53 @@ func (s *Server) runAction(ctx context.Context, ref registry.VersionRef, action 
 	case err != nil:
 		s.log.Error("registry read failed", "version", ref.String(), "error", err)
 		return fail(http.StatusServiceUnavailable, CodeRegistryUnavailable, "the registry is unavailable; retry later")
-	case v.State == registry.Expired && action == ActionExpire:
+	case v.State == registry.Expired && action == workflows.UpdateExpire:
 		out.OK, out.State, out.Message = true, registry.Expired, "already expired"
 		return out, http.StatusOK
 	case v.State == registry.Expired:
 		return fail(http.StatusConflict, CodeActionRejected, "version %s is expired: it cannot be %s", ref.Label, pastTense(action))
 	}
 	id := caller(ctx)
-	res, err := s.opts.Lifecycle.Act(ctx, ref, action, ActionRequest{
+	res, err := s.opts.Lifecycle.Act(ctx, ref, action, workflows.ActionRequest{
 		Actor:  registry.Actor{Type: registry.ActorUser, ID: id.Username, Name: id.Username},
 		Reason: reason,
 	})
-	var rejected *RejectedError
-	var pending *PendingError
+	var rejected *workflows.RejectedError
+	var pending *workflows.PendingError
 	switch {
 	case errors.As(err, &pending):
-		s.log.Info("version action pending", "version", ref.String(), "action", string(action), "by", id.Username,
+		s.log.Info("version action pending", "version", ref.String(), "action", action, "by", id.Username,
 			"updateId", pending.UpdateID, "stage", pending.Stage)
 		out.Code, out.Action, out.UpdateID, out.Stage, out.Link = CodeActionPending, action, pending.UpdateID, pending.Stage, versionPath(ref)
 		out.Message = pendingMessage(action, ref, pending)
 		return out, http.StatusAccepted
 	case errors.As(err, &rejected):
 		return fail(http.StatusConflict, CodeActionRejected, "%s", rejected.Message)
-	case errors.Is(err, ErrWorkflowNotRunning):
+	case errors.Is(err, workflows.ErrWorkflowNotRunning):
 		return fail(http.StatusConflict, CodeWorkflowNotRunning, "version %s has no running workflow (state %s)", ref.Label, v.State)
 	case err != nil:
-		s.log.Error("version action failed", "version", ref.String(), "action", string(action), "error", err)
+		s.log.Error("version action failed", "version", ref.String(), "action", action, "error", err)
 		return fail(http.StatusServiceUnavailable, CodeTemporalUnavailable, "the action could not be run; retry later")
 	}
-	s.log.Info("version action", "version", ref.String(), "action", string(action), "by", id.Username, "state", string(res.State))
+	s.log.Info("version action", "version", ref.String(), "action", action, "by", id.Username, "state", string(res.State))
 	out.OK, out.State, out.Message = true, res.State, res.Message
 	return out, http.StatusOK
 }
 
-func pendingMessage(action Action, ref registry.VersionRef, p *PendingError) string {
+func pendingMessage(action string, ref registry.VersionRef, p *workflows.PendingError) string {
 	what := "was accepted by the version's workflow and has not finished"
-	if p.Stage == StageSent {
+	if p.Stage == workflows.StageSent {
 		what = "was sent to the version's workflow, which has not taken it up yet (its worker may be down or busy)"
 	}
 	return fmt.Sprintf("%s of version %s %s within %s; it goes on: GET the link for the version's state",
 		action, ref.Label, what, p.Wait)
 }
 
-func pastTense(a Action) string {
-	if strings.HasSuffix(string(a), "e") {
-		return string(a) + "d"
+func pastTense(action string) string {
+	if strings.HasSuffix(action, "e") {
+		return action + "d"
 	}
-	return string(a) + "ed"
+	return action + "ed"
 }
 
 // ParseAge parses a threshold age: a Go duration ("90m", "2h") or whole days ("7d"). It must be

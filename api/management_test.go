@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/workflows"
 )
 
 // seeded returns a harness whose registry holds shop/web v1 (draining, deployed 3h ago),
@@ -209,7 +210,7 @@ func TestActionWhenTemporalIsDown(t *testing.T) {
 		code   string
 	}{
 		{errors.New("dial tcp: connection refused"), http.StatusServiceUnavailable, CodeTemporalUnavailable},
-		{ErrWorkflowNotRunning, http.StatusConflict, CodeWorkflowNotRunning},
+		{workflows.ErrWorkflowNotRunning, http.StatusConflict, CodeWorkflowNotRunning},
 	}
 	for _, tc := range tests {
 		t.Run(tc.code, func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/skewguard/skewguard/internal/auth"
 	"github.com/skewguard/skewguard/internal/detect"
 	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/workflows"
 )
 
 // Registry is what the API reads from and writes to the version registry.
@@ -211,8 +212,8 @@ func (s *Server) routes() *mux.Router {
 	r.Handle(app+"/policy", s.authorized(auth.VerbUpdate, scopeApp, s.putPolicy)).Methods(http.MethodPut)
 	r.Handle(version, s.authorized(auth.VerbGet, scopeApp, s.getVersion)).Methods(http.MethodGet)
 	r.Handle(version+"/audit", s.authorized(auth.VerbGet, scopeApp, s.versionAudit)).Methods(http.MethodGet)
-	for _, a := range actions {
-		r.Handle(version+"/"+string(a), s.authorized(auth.VerbUpdate, scopeApp, s.act(a))).Methods(http.MethodPost)
+	for _, a := range workflows.Actions {
+		r.Handle(version+"/"+a, s.authorized(auth.VerbUpdate, scopeApp, s.act(a))).Methods(http.MethodPost)
 	}
 	return r
 }

@@ -57,18 +57,17 @@ func WorkflowID(ref registry.VersionRef) string {
 	return "skew/" + ref.Namespace + "/" + ref.App + "/" + ref.Label
 }
 
-// LifecycleInput starts a version's lifecycle.
+// LifecycleInput starts a version's lifecycle. Placement and Origin are embedded: their fields
+// stand at the top level of the JSON, as in the histories recorded before they were types of
+// their own (workflows/testdata), so running and recorded workflows decode it unchanged.
 type LifecycleInput struct {
-	Ref         registry.VersionRef `json:"ref"`
-	ServiceName string              `json:"serviceName"`
-	ServicePort int32               `json:"servicePort"`
-	PathPrefix  string              `json:"pathPrefix,omitempty"` // plt.dev/path ("" = default)
-	Hostname    string              `json:"hostname,omitempty"`   // plt.dev/hostname
-	Actor       registry.Actor      `json:"actor"`                // who detected it
-	// DeployedAt and PodsCreatedAt are the creation times of the version's Deployment and
-	// first pod (zero: unknown): among versions found together, the newest becomes Active.
-	DeployedAt    time.Time `json:"deployedAt,omitzero"`
-	PodsCreatedAt time.Time `json:"podsCreatedAt,omitzero"`
+	Ref registry.VersionRef `json:"ref"`
+	// Placement is where the version is reached (Service, port, plt.dev/path, plt.dev/hostname).
+	registry.Placement
+	Actor registry.Actor `json:"actor"` // who detected it
+	// Origin is when the version's Deployment and first pod were created (zero: unknown):
+	// among versions found together, the newest becomes Active.
+	registry.Origin
 	// Invalid is why detection found the version's routes impossible to render; such a version
 	// is marked Failed at once and never becomes Active.
 	Invalid string `json:"invalid,omitempty"`

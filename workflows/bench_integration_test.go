@@ -53,7 +53,7 @@ func activationFlips(tb testing.TB, n int) []time.Duration {
 	actor := registry.Actor{Type: registry.ActorWorkflow, ID: "bench"}
 	for _, l := range labels {
 		_, err := acts.Observe(ctx, activities.ObserveInput{Ref: registry.VersionRef{Namespace: ns, App: app, Label: l},
-			ServiceName: app + "-" + l, ServicePort: 80, Actor: actor})
+			Placement: registry.Placement{ServiceName: app + "-" + l, ServicePort: 80}, Actor: actor})
 		require.NoError(tb, err)
 	}
 	out := make([]time.Duration, 0, n)

@@ -203,9 +203,7 @@ func (w *lifecycle) run(ctx workflow.Context) (LifecycleResult, error) {
 // history must make the same calls.
 func (w *lifecycle) observe(ctx workflow.Context) error {
 	in := activities.ObserveInput{
-		Ref: w.in.Ref, ServiceName: w.in.ServiceName, ServicePort: w.in.ServicePort,
-		PathPrefix: w.in.PathPrefix, Hostname: w.in.Hostname, WorkflowID: w.id, Actor: w.in.Actor,
-		DeployedAt: w.in.DeployedAt, PodsCreatedAt: w.in.PodsCreatedAt,
+		Ref: w.in.Ref, Placement: w.in.Placement, Origin: w.in.Origin, WorkflowID: w.id, Actor: w.in.Actor,
 	}
 	var v registry.Version
 	if workflow.GetVersion(ctx, "admit", workflow.DefaultVersion, 1) == 1 {
@@ -366,7 +364,8 @@ func (w *lifecycle) failed(ctx workflow.Context) error {
 // registry takes new values of a Pending version).
 func (w *lifecycle) refreshPort(ctx workflow.Context) error {
 	err := workflow.ExecuteActivity(registryOptions(ctx, "record Service port"), a.Observe, activities.ObserveInput{
-		Ref: w.in.Ref, ServiceName: w.in.ServiceName, ServicePort: w.in.ServicePort, WorkflowID: w.id, Actor: w.self,
+		Ref: w.in.Ref, Placement: registry.Placement{ServiceName: w.in.ServiceName, ServicePort: w.in.ServicePort},
+		WorkflowID: w.id, Actor: w.self,
 	}).Get(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("record Service port of %s: %w", w.in.Ref, err)
@@ -623,8 +622,7 @@ func (w *lifecycle) finish(ctx workflow.Context) (LifecycleResult, error) {
 		// attached to this run, so this run carries on as the new life.
 		w.logger.Info("label redeployed while expiring: continuing as the new life", "life", newest.Life)
 		return w.result(), workflow.NewContinueAsNewError(ctx, WorkflowType, LifecycleInput{
-			Ref: w.in.Ref, ServiceName: newest.ServiceName, ServicePort: newest.ServicePort,
-			PathPrefix: newest.PathPrefix, Hostname: newest.Hostname,
+			Ref: w.in.Ref, Placement: newest.Placement,
 			Actor: registry.Actor{Type: registry.ActorSystem, Name: "redeploy"},
 		})
 	}

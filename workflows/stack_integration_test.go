@@ -147,7 +147,7 @@ func (s *stack) deploy(version string) {
 	}, metav1.CreateOptions{})
 	require.NoError(s.t, err)
 	_, err = workflows.Start(s.t.Context(), s.temporal, s.cfg.TaskQueue, workflows.LifecycleInput{
-		Ref: s.ref(version), ServiceName: name, ServicePort: 80, Hostname: s.host(),
+		Ref: s.ref(version), Placement: registry.Placement{ServiceName: name, ServicePort: 80, Hostname: s.host()},
 		Actor: registry.Actor{Type: registry.ActorPod, Name: name + "-test"},
 	})
 	require.NoError(s.t, err)

@@ -48,7 +48,7 @@ func ref(label string) registry.VersionRef {
 }
 
 func input(label string) LifecycleInput {
-	return LifecycleInput{Ref: ref(label), ServiceName: app + "-" + label, ServicePort: 80,
+	return LifecycleInput{Ref: ref(label), Placement: registry.Placement{ServiceName: app + "-" + label, ServicePort: 80},
 		Actor: registry.Actor{Type: registry.ActorPod, Name: app + "-" + label + "-pod"}}
 }
 
@@ -236,7 +236,7 @@ func (w *world) observe(_ context.Context, in activities.ObserveInput) (registry
 		life = v.Life + 1
 	}
 	v := &registry.Version{ID: int64(len(w.lives) + 1), Namespace: ns, App: app, Label: in.Ref.Label, Life: life,
-		State: registry.Pending, ServiceName: in.ServiceName, ServicePort: in.ServicePort, WorkflowID: in.WorkflowID,
+		State: registry.Pending, Placement: registry.Placement{ServiceName: in.ServiceName, ServicePort: in.ServicePort}, WorkflowID: in.WorkflowID,
 		PendingAt: w.now()}
 	w.lives = append(w.lives, v)
 	w.auditLocked(in.Ref.Label, "observed", in.Actor, "")

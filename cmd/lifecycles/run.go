@@ -209,7 +209,7 @@ func (p lifecyclePlan) input(i int) workflows.LifecycleInput {
 	actor := registry.Actor{Type: registry.ActorSystem, Name: "lifecycles"}
 	rng := rand.New(rand.NewPCG(uint64(i), 14))
 	activeAt := p.origin.Add(-2 * time.Hour)
-	in := workflows.LifecycleInput{Ref: ref, ServiceName: ref.App + "-" + ref.Label, ServicePort: 3000, Actor: actor}
+	in := workflows.LifecycleInput{Ref: ref, Placement: registry.Placement{ServiceName: ref.App + "-" + ref.Label, ServicePort: 3000}, Actor: actor}
 	r := &workflows.Resume{VersionID: int64(i + 1), Life: 1, Policy: p.policy,
 		Transitions: []workflows.StateChange{{State: registry.Active, At: activeAt, Actor: actor, Reason: "load"}}}
 	if v == p.perApp-1 {

@@ -61,7 +61,7 @@ func TestDetectionRefusesAClaimOutsideTheAllowlist(t *testing.T) {
 	validate := validateDetected(cfg, allow)
 	req := func(ns string) detect.StartRequest {
 		return detect.StartRequest{Ref: registry.VersionRef{Namespace: ns, App: "web", Label: "v1"},
-			ServiceName: "web-v1", ServicePort: 80, Hostname: host}
+			Placement: registry.Placement{ServiceName: "web-v1", ServicePort: 80, Hostname: host}}
 	}
 	assert.NoError(t, validate(req(nsA)), "A may claim its host")
 	err = validate(req(nsB))

@@ -17,6 +17,7 @@ import (
 	"github.com/skewguard/skewguard/api"
 	"github.com/skewguard/skewguard/internal/buildinfo"
 	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/workflows"
 )
 
 // The operator commands talk to a running skewguard's REST API (/api/v1). The server comes from
@@ -252,7 +253,7 @@ func runExpire(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return err
 	}
 	if len(pos) == 2 {
-		return act(ctx, f, app, pos[1], api.ActionExpire, *reason, stdout)
+		return act(ctx, f, app, pos[1], workflows.UpdateExpire, *reason, stdout)
 	}
 	res, err := f.client().BulkExpire(ctx, app, pos[1:], *reason)
 	if err != nil {
@@ -261,10 +262,10 @@ func runExpire(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	return printBulk(stdout, *f.output, res)
 }
 
-func actionCommand(action api.Action) func(context.Context, []string, io.Writer, io.Writer) error {
+func actionCommand(action string) func(context.Context, []string, io.Writer, io.Writer) error {
 	return func(ctx context.Context, args []string, stdout, _ io.Writer) error {
-		usage := string(action) + " <namespace>/<app> <version> [--reason R] [-o table|json]"
-		f := newCLIFlags(string(action))
+		usage := action + " <namespace>/<app> <version> [--reason R] [-o table|json]"
+		f := newCLIFlags(action)
 		reason := f.fs.String("reason", "", "why, for the audit trail")
 		pos, err := f.parse(args, usage)
 		if err != nil {
@@ -281,7 +282,7 @@ func actionCommand(action api.Action) func(context.Context, []string, io.Writer,
 	}
 }
 
-func act(ctx context.Context, f *cliFlags, app registry.AppRef, version string, action api.Action, reason string, stdout io.Writer) error {
+func act(ctx context.Context, f *cliFlags, app registry.AppRef, version, action, reason string, stdout io.Writer) error {
 	ref := registry.VersionRef{Namespace: app.Namespace, App: app.Name, Label: version}
 	out, err := f.client().Act(ctx, ref, action, reason)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"sort"
 	"syscall"
 
-	"github.com/skewguard/skewguard/api"
+	"github.com/skewguard/skewguard/workflows"
 )
 
 // command is one subcommand of the binary.
@@ -32,9 +32,9 @@ var commands = map[string]command{
 	"versions":  {"list an app's versions: versions <namespace>/<app>", runVersions},
 	"audit":     {"show an audit trail: audit <namespace>/<app> [<version>]", runAudit},
 	"expire":    {"expire versions now: expire <namespace>/<app> <version>... [--reason R]", runExpire},
-	"promote":   {"make a Draining version Active again: promote <namespace>/<app> <version>", actionCommand(api.ActionPromote)},
-	"approve":   {"make a Staged version Active: approve <namespace>/<app> <version>", actionCommand(api.ActionApprove)},
-	"reject":    {"expire a Staged version: reject <namespace>/<app> <version>", actionCommand(api.ActionReject)},
+	"promote":   {"make a Draining version Active again: promote <namespace>/<app> <version>", actionCommand(workflows.UpdatePromote)},
+	"approve":   {"make a Staged version Active: approve <namespace>/<app> <version>", actionCommand(workflows.UpdateApprove)},
+	"reject":    {"expire a Staged version: reject <namespace>/<app> <version>", actionCommand(workflows.UpdateReject)},
 	"threshold": {"expire live versions older than an age: threshold <namespace>/<app> --older-than 2h", runThreshold},
 }
 

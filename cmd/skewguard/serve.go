@@ -30,6 +30,7 @@ import (
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/temporalclient"
 	"github.com/skewguard/skewguard/worker"
+	"github.com/skewguard/skewguard/workflows"
 )
 
 // loadConfig reads and validates the environment; every problem is reported at once.
@@ -98,7 +99,7 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 		return fmt.Errorf("temporal client: %w", err)
 	}
 	defer tc.Close()
-	temporal := api.NewTemporal(tc, cfg.TaskQueue, cfg.ActionWait())
+	temporal := workflows.NewClient(tc, cfg.TaskQueue, cfg.ActionWait())
 	ready := []api.ReadyCheck{
 		{Name: "postgres", Check: store.Ping},
 		{Name: "temporal", Check: temporal.Ping},
@@ -166,7 +167,7 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 // startAPI builds the pod cache, detection, the pod watch and the API, and starts the cache
 // and the watch.
 func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube.Clients, store *registry.Store,
-	temporal *api.Temporal, allow *claims.Allowlist, ready *[]api.ReadyCheck, spawn func(string, func() error)) (http.Handler, error) {
+	temporal *workflows.Client, allow *claims.Allowlist, ready *[]api.ReadyCheck, spawn func(string, func() error)) (http.Handler, error) {
 	cache, err := detect.NewCache(kc.Kube, cfg.Namespaces, 10*time.Minute)
 	if err != nil {
 		return nil, err
@@ -239,9 +240,7 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 // reason. An allowlist not read yet refuses nothing here: the flip checks again, and waits for it.
 func validateDetected(cfg config.Config, allow *claims.Allowlist) func(detect.StartRequest) error {
 	return func(req detect.StartRequest) error {
-		v := registry.Version{Namespace: req.Ref.Namespace, App: req.Ref.App,
-			Label: req.Ref.Label, ServiceName: req.ServiceName, ServicePort: req.ServicePort,
-			PathPrefix: req.PathPrefix, Hostname: req.Hostname}
+		v := registry.Version{Namespace: req.Ref.Namespace, App: req.Ref.App, Label: req.Ref.Label, Placement: req.Placement}
 		if err := activities.ValidateVersion(cfg, v); err != nil {
 			return err
 		}

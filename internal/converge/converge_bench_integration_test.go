@@ -128,8 +128,8 @@ func BenchmarkConvergeRestart1000Apps(b *testing.B) {
 		app := "app" + strconv.Itoa(i)
 		for v := 1; v <= 2+i%2; v++ { // Active v2 or v3, one or two Draining before it
 			ref := registry.VersionRef{Namespace: ns, App: app, Label: "v" + strconv.Itoa(v)}
-			if _, _, err := store.ObserveVersion(ctx, registry.Observation{Ref: ref, ServiceName: app + "-v" + strconv.Itoa(v),
-				ServicePort: 80, PathPrefix: "/" + ns + "/" + app, WorkflowID: "skew/" + ref.String()}, actor); err != nil {
+			if _, _, err := store.ObserveVersion(ctx, registry.Observation{Ref: ref, Placement: registry.Placement{ServiceName: app + "-v" + strconv.Itoa(v), ServicePort: 80, PathPrefix: "/" + ns + "/" + app},
+				WorkflowID: "skew/" + ref.String()}, actor); err != nil {
 				return err
 			}
 			if _, err := store.Activate(ctx, ref, actor, "bench"); err != nil {

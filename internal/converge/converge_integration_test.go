@@ -94,8 +94,8 @@ func (w *world) run(t *testing.T) {
 func (w *world) deploy(t *testing.T, app, label string) registry.VersionRef {
 	t.Helper()
 	ref := registry.VersionRef{Namespace: w.ns, App: app, Label: label}
-	_, _, err := w.store.ObserveVersion(t.Context(), registry.Observation{Ref: ref, ServiceName: app + "-" + label,
-		ServicePort: 80, PathPrefix: w.prefix + "/" + app, WorkflowID: "skew/" + ref.String()},
+	_, _, err := w.store.ObserveVersion(t.Context(), registry.Observation{Ref: ref, Placement: registry.Placement{ServiceName: app + "-" + label, ServicePort: 80, PathPrefix: w.prefix + "/" + app},
+		WorkflowID: "skew/" + ref.String()},
 		registry.Actor{Type: registry.ActorSystem, Name: "test"})
 	require.NoError(t, err)
 	return ref

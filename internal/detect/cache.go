@@ -21,6 +21,8 @@ import (
 	listersappsv1 "k8s.io/client-go/listers/apps/v1"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/skewguard/skewguard/internal/registry"
 )
 
 // The labels (and, for the path, the annotation) skewguard reads from pods.
@@ -235,28 +237,28 @@ func (c *Cache) ServiceFor(pod *corev1.Pod) (*corev1.Service, int32, bool) {
 	return svc, servicePort(svc), true
 }
 
-// Origin is when a pod's version came to be, for ordering versions detected together.
-type Origin struct {
-	// DeployedAt is the creation time of the Deployment that owns the pod (pod → ReplicaSet →
-	// Deployment); of the ReplicaSet when it has no Deployment (or that is not cached); zero when
-	// the pod has no ReplicaSet owner, or that is not cached.
-	DeployedAt time.Time
-	// PodCreatedAt is the earliest creation time among pod and the cached Ready pods of its
-	// version (same namespace, app and version labels). The earliest, not pod's own, so it does
-	// not depend on which replica happened to be detected first.
-	PodCreatedAt time.Time
-}
+// Origin is when a pod's version came to be, for ordering versions detected together: the
+// registry's type, carried unchanged from detection to the registry.
+type Origin = registry.Origin
 
 // OriginOf returns when pod's version was deployed, read from the cached owners.
+//
+// DeployedAt is the creation time of the Deployment that owns the pod (pod → ReplicaSet →
+// Deployment); of the ReplicaSet when it has no Deployment (or that is not cached); zero when
+// the pod has no ReplicaSet owner, or that is not cached.
+//
+// PodsCreatedAt is the earliest creation time among pod and the cached Ready pods of its
+// version (same namespace, app and version labels). The earliest, not pod's own, so it does
+// not depend on which replica happened to be detected first.
 func (c *Cache) OriginOf(pod *corev1.Pod) Origin {
-	o := Origin{DeployedAt: c.deployedAt(pod), PodCreatedAt: pod.CreationTimestamp.Time}
+	o := Origin{DeployedAt: c.deployedAt(pod), PodsCreatedAt: pod.CreationTimestamp.Time}
 	app, version := pod.Labels[LabelApp], pod.Labels[LabelVersion]
 	if app == "" || version == "" {
 		return o
 	}
 	for _, p := range c.PodsSelectedBy(pod.Namespace, map[string]string{LabelApp: app, LabelVersion: version}) {
-		if p.DeletionTimestamp == nil && Ready(p) && p.CreationTimestamp.Time.Before(o.PodCreatedAt) {
-			o.PodCreatedAt = p.CreationTimestamp.Time
+		if p.DeletionTimestamp == nil && Ready(p) && p.CreationTimestamp.Time.Before(o.PodsCreatedAt) {
+			o.PodsCreatedAt = p.CreationTimestamp.Time
 		}
 	}
 	return o

@@ -31,19 +31,18 @@ type Registry interface {
 	UpsertPod(ctx context.Context, p registry.Pod) error
 }
 
-// StartRequest is what starting a version's lifecycle needs; it mirrors the workflow input.
+// StartRequest is what starting a version's lifecycle needs: the version, where it is reached
+// and when it came to be (registry.Placement and registry.Origin, handed on unchanged to the
+// workflow input, the first activity and the registry), who found it, and what detection
+// decided about it (After, Invalid).
 type StartRequest struct {
-	Ref         registry.VersionRef
-	ServiceName string
-	ServicePort int32
-	PathPrefix  string
-	Hostname    string
-	Actor       registry.Actor
-	// DeployedAt and PodCreatedAt order versions detected together (skew protection switched
-	// on over running versions, a restart, a missed event): the newest Deployment wins, then
-	// the newest pods. Zero when unknown; see Origin for where they come from.
-	DeployedAt   time.Time
-	PodCreatedAt time.Time
+	Ref registry.VersionRef
+	registry.Placement
+	Actor registry.Actor
+	// Origin orders versions detected together (skew protection switched on over running
+	// versions, a restart, a missed event): the newest Deployment wins, then the newest pods.
+	// Zero when unknown; see Cache.OriginOf for where it comes from.
+	registry.Origin
 	// After is the registry ID of the label's newest life, expired, that this start follows (0:
 	// the label was never recorded). The expired life's workflow may still be finishing; the
 	// Starter must make sure that it carries on as the new life rather than swallow the start.
@@ -209,11 +208,11 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		return finish(metrics.OutcomeNoService, "no Service in the namespace selects this pod's version yet", nil)
 	}
 	path, hostname := placement(pod)
-	origin := d.opts.Lookup.OriginOf(pod)
 	req := StartRequest{
-		Ref: res.Ref, ServiceName: svc.Name, ServicePort: port, PathPrefix: path, Hostname: hostname,
-		Actor:      registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
-		DeployedAt: origin.DeployedAt, PodCreatedAt: origin.PodCreatedAt,
+		Ref:       res.Ref,
+		Placement: registry.Placement{ServiceName: svc.Name, ServicePort: port, PathPrefix: path, Hostname: hostname},
+		Actor:     registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
+		Origin:    d.opts.Lookup.OriginOf(pod),
 	}
 	if found {
 		req.After = newest.ID
@@ -234,7 +233,7 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		return finish(metrics.OutcomeInvalid, req.Invalid, nil)
 	}
 	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "service", svc.Name, "port", port,
-		"deployedAt", req.DeployedAt, "podCreatedAt", req.PodCreatedAt)
+		"deployedAt", req.DeployedAt, "podCreatedAt", req.PodsCreatedAt)
 	return finish(metrics.OutcomeStarted, "", nil)
 }
 

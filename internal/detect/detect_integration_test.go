@@ -38,8 +38,7 @@ type observingStarter struct {
 }
 
 func (s *observingStarter) StartVersion(ctx context.Context, req detect.StartRequest) error {
-	if _, _, err := s.store.ObserveVersion(ctx, registry.Observation{Ref: req.Ref, ServiceName: req.ServiceName,
-		ServicePort: req.ServicePort, PathPrefix: req.PathPrefix, Hostname: req.Hostname}, req.Actor); err != nil {
+	if _, _, err := s.store.ObserveVersion(ctx, registry.Observation{Ref: req.Ref, Placement: req.Placement}, req.Actor); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -101,7 +100,7 @@ func TestScaleUpAfterExpiryStartsTheNextLife(t *testing.T) {
 	assert.Equal(t, ns+".detect.test", first.Hostname)
 	assert.True(t, first.DeployedAt.Equal(dep.CreationTimestamp.Time),
 		"DeployedAt %s is the Deployment's creation time %s", first.DeployedAt, dep.CreationTimestamp.Time)
-	assert.False(t, first.PodCreatedAt.IsZero())
+	assert.False(t, first.PodsCreatedAt.IsZero())
 
 	_, err = store.Expire(ctx, ref, registry.Actor{Type: registry.ActorUser, Name: "detect-integration"}, "test")
 	require.NoError(t, err)

@@ -74,7 +74,7 @@ func TestStartRequestsCarryDeployTimes(t *testing.T) {
 	require.Len(t, reqs, 3)
 	for _, r := range reqs {
 		assert.Equal(t, deployed[r.Ref.Label], r.DeployedAt, "version %s", r.Ref.Label)
-		assert.Equal(t, podCreated[r.Ref.Label], r.PodCreatedAt, "version %s", r.Ref.Label)
+		assert.Equal(t, podCreated[r.Ref.Label], r.PodsCreatedAt, "version %s", r.Ref.Label)
 	}
 	slices.SortFunc(reqs, func(a, b StartRequest) int { return a.DeployedAt.Compare(b.DeployedAt) })
 	var order []string
@@ -124,7 +124,7 @@ func TestOriginOf(t *testing.T) {
 			c, _ := startedCache(t, append(tc.objs, tc.pod)...)
 			o := c.OriginOf(tc.pod)
 			assert.Equal(t, tc.deployedAt, o.DeployedAt)
-			assert.Equal(t, tc.podCreated, o.PodCreatedAt)
+			assert.Equal(t, tc.podCreated, o.PodsCreatedAt)
 		})
 	}
 }

@@ -47,7 +47,7 @@ func TestConcurrentActivationsKeepOneActive(t *testing.T) {
 
 	errs := runAll(n, func(i int) error {
 		label := strconv.Itoa(i)
-		if _, _, err := s.ObserveVersion(ctx, registry.Observation{Ref: ref(label), ServiceName: "web-v" + label, ServicePort: 80},
+		if _, _, err := s.ObserveVersion(ctx, registry.Observation{Ref: ref(label), Placement: registry.Placement{ServiceName: "web-v" + label, ServicePort: 80}},
 			registry.Actor{Type: registry.ActorPod, ID: "pod-" + label}); err != nil {
 			return err
 		}
@@ -138,7 +138,7 @@ func TestConcurrentObservationsOfOneLabel(t *testing.T) {
 	created := 0
 	ids := map[int64]bool{}
 	errs := runAll(n, func(i int) error {
-		v, c, err := s.ObserveVersion(ctx, registry.Observation{Ref: ref("1"), ServiceName: "web-v1", ServicePort: 80},
+		v, c, err := s.ObserveVersion(ctx, registry.Observation{Ref: ref("1"), Placement: registry.Placement{ServiceName: "web-v1", ServicePort: 80}},
 			registry.Actor{Type: registry.ActorPod, ID: "pod-" + strconv.Itoa(i)})
 		mu.Lock()
 		defer mu.Unlock()

@@ -103,7 +103,7 @@ func TestLiveCacheAnswersFromMemoryAndFollowsEveryChange(t *testing.T) {
 	// another app that follows it.
 	other := registry.VersionRef{Namespace: "shop", App: "other", Label: "1"}
 	announced(t, c, func() {
-		_, _, err := worker.ObserveVersion(ctx, registry.Observation{Ref: other, ServiceName: "other-v1", ServicePort: 80}, system)
+		_, _, err := worker.ObserveVersion(ctx, registry.Observation{Ref: other, Placement: registry.Placement{ServiceName: "other-v1", ServicePort: 80}}, system)
 		require.NoError(t, err)
 	})
 	assert.Equal(t, registry.Active, live(t, c, ref("2")))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -152,26 +153,60 @@ func (c Claim) Nests(o Claim) bool {
 	return covers(c.Path, o.Path) || covers(o.Path, c.Path)
 }
 
+// Placement is where a version's requests go and which of them it serves: its Service and
+// port, and its plt.dev/path and plt.dev/hostname. It is the one description of a version's
+// placement from detection to the registry: detection reads it (detect.StartRequest), the
+// lifecycle workflow carries it (workflows.LifecycleInput), its first activity hands it on
+// (activities.ObserveInput) and the registry records it (Observation, Version). Each of those
+// embeds it, so its fields keep their JSON names at the top level of every payload; a new
+// fact about where a version is reached is added here, once.
+//
+// What detection finds besides where the version is reached is not placement: who found it
+// (an Actor), when its Deployment and pods were created (Origin, which orders versions found
+// together), why its routes cannot be rendered, and which life it follows.
+type Placement struct {
+	ServiceName string `json:"serviceName"`
+	ServicePort int32  `json:"servicePort"`          // 0: not known yet (the registry keeps the last known)
+	PathPrefix  string `json:"pathPrefix,omitempty"` // from plt.dev/path; empty means the default
+	Hostname    string `json:"hostname,omitempty"`   // from plt.dev/hostname
+}
+
+// checkPort returns an ErrInvalid error when the port cannot be a Service port.
+func (p Placement) checkPort(ref VersionRef) error {
+	if p.ServicePort < 0 || p.ServicePort > math.MaxUint16 {
+		return invalid("version %s: service port %d out of range", ref, p.ServicePort)
+	}
+	return nil
+}
+
+// Origin is when a version came to be, as detection saw it: the creation times of the
+// Deployment that runs it and of its first pod (zero: unknown). Among versions found together
+// the newest becomes Active (Version.newerThan). Like Placement it is embedded in every payload
+// from detection to the registry, its fields at the top level.
+type Origin struct {
+	DeployedAt    time.Time `json:"deployedAt,omitzero"`
+	PodsCreatedAt time.Time `json:"podsCreatedAt,omitzero"`
+}
+
 // Version is one life of one version label. A label that expired and is deployed again gets a
 // new row (a new life); the old row and its audit trail are kept.
 type Version struct {
-	ID          int64      `json:"id"`
-	AppID       int64      `json:"appId"`
-	Namespace   string     `json:"namespace"`
-	App         string     `json:"app"`
-	Label       string     `json:"version"`
-	Life        int        `json:"life"`
-	State       State      `json:"state"`
-	ServiceName string     `json:"serviceName"`
-	ServicePort int32      `json:"servicePort"`
-	PathPrefix  string     `json:"pathPrefix,omitempty"` // from plt.dev/path; empty means the default
-	Hostname    string     `json:"hostname,omitempty"`   // from plt.dev/hostname
-	WorkflowID  string     `json:"workflowId"`
-	PendingAt   time.Time  `json:"pendingAt"`
-	StagedAt    *time.Time `json:"stagedAt,omitempty"`
-	ActiveAt    *time.Time `json:"activeAt,omitempty"`
-	DrainingAt  *time.Time `json:"drainingAt,omitempty"`
-	ExpiredAt   *time.Time `json:"expiredAt,omitempty"`
+	ID        int64  `json:"id"`
+	AppID     int64  `json:"appId"`
+	Namespace string `json:"namespace"`
+	App       string `json:"app"`
+	Label     string `json:"version"`
+	Life      int    `json:"life"`
+	State     State  `json:"state"`
+	// Placement is where the version is reached, as last recorded (its fields are the
+	// version's own in JSON).
+	Placement
+	WorkflowID string     `json:"workflowId"`
+	PendingAt  time.Time  `json:"pendingAt"`
+	StagedAt   *time.Time `json:"stagedAt,omitempty"`
+	ActiveAt   *time.Time `json:"activeAt,omitempty"`
+	DrainingAt *time.Time `json:"drainingAt,omitempty"`
+	ExpiredAt  *time.Time `json:"expiredAt,omitempty"`
 	// LastRPS is the last request-rate reading while draining (nil until one succeeded).
 	LastRPS   *float64   `json:"lastRps,omitempty"`
 	LastRPSAt *time.Time `json:"lastRpsAt,omitempty"`

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -65,4 +66,18 @@ func TestIllegalTransitionErrorMessage(t *testing.T) {
 		(&IllegalTransitionError{Version: ref, From: Active, To: Expired}).Error())
 	assert.Equal(t, "version ns/app@7: activate does not move draining → active",
 		(&IllegalTransitionError{Version: ref, From: Draining, To: Active, Op: "activate"}).Error())
+}
+
+// TestVersionJSONKeepsPlacementFlat: Version embeds Placement, and its JSON (the API's, and the
+// activity results in recorded workflow histories) keeps the placement at the top level.
+func TestVersionJSONKeepsPlacementFlat(t *testing.T) {
+	const old = `{"id":7,"appId":3,"namespace":"shop","app":"web","version":"v2","life":1,"state":"pending",
+		"serviceName":"web-v2","servicePort":8080,"pathPrefix":"/shop","hostname":"shop.example",
+		"workflowId":"skew/shop/web/v2","pendingAt":"2026-01-02T03:04:05Z"}`
+	var v Version
+	require.NoError(t, json.Unmarshal([]byte(old), &v))
+	assert.Equal(t, Placement{ServiceName: "web-v2", ServicePort: 8080, PathPrefix: "/shop", Hostname: "shop.example"}, v.Placement)
+	out, err := json.Marshal(v)
+	require.NoError(t, err)
+	assert.JSONEq(t, old, string(out))
 }

@@ -29,8 +29,8 @@ func observeAt(t *testing.T, s *registry.Store, a registry.AppRef, label string,
 func observePods(t *testing.T, s *registry.Store, a registry.AppRef, label string, deployed, pods time.Time) registry.Version {
 	t.Helper()
 	v, _, err := s.ObserveVersion(context.Background(), registry.Observation{
-		Ref: registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: label}, ServiceName: a.Name + "-v" + label,
-		ServicePort: 80, DeployedAt: deployed, PodsCreatedAt: pods}, podActor)
+		Ref: registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: label}, Placement: registry.Placement{ServiceName: a.Name + "-v" + label, ServicePort: 80},
+		Origin: registry.Origin{DeployedAt: deployed, PodsCreatedAt: pods}}, podActor)
 	require.NoError(t, err)
 	return v
 }
@@ -213,8 +213,7 @@ func TestClaims(t *testing.T) {
 	claimOf := func(v registry.Version) registry.Claim { return registry.Claim{Host: v.Hostname, Path: v.PathPrefix} }
 	activate := func(a registry.AppRef, label, host, path string) (registry.Transition, error) {
 		ref := registry.VersionRef{Namespace: a.Namespace, App: a.Name, Label: label}
-		_, _, err := s.ObserveVersion(ctx, registry.Observation{Ref: ref, ServiceName: a.Name + "-v" + label, ServicePort: 80,
-			PathPrefix: path, Hostname: host}, podActor)
+		_, _, err := s.ObserveVersion(ctx, registry.Observation{Ref: ref, Placement: registry.Placement{ServiceName: a.Name + "-v" + label, ServicePort: 80, PathPrefix: path, Hostname: host}}, podActor)
 		require.NoError(t, err)
 		return s.Flip(ctx, registry.FlipRequest{Ref: ref, Op: registry.OpActivate, Actor: podActor, Reason: "ready",
 			ClaimOf: claimOf, OwnCookie: "own_" + a.Name})

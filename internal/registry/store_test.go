@@ -32,7 +32,7 @@ func ref(label string) registry.VersionRef {
 func observe(t *testing.T, s *registry.Store, label string) registry.Version {
 	t.Helper()
 	v, _, err := s.ObserveVersion(context.Background(), registry.Observation{
-		Ref: ref(label), ServiceName: "web-v" + label, ServicePort: 3000,
+		Ref: ref(label), Placement: registry.Placement{ServiceName: "web-v" + label, ServicePort: 3000},
 		WorkflowID: "skew/shop/web/" + label}, registry.Actor{Type: registry.ActorPod, ID: "web-v" + label + "-abc"})
 	require.NoError(t, err)
 	return v
@@ -57,8 +57,8 @@ func TestObserveVersionIsIdempotent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := registrytest.New(t)
-	o := registry.Observation{Ref: ref("42"), ServiceName: "web-v42", ServicePort: 3042, PathPrefix: "/web",
-		Hostname: "shop.example", WorkflowID: "skew/shop/web/42"}
+	o := registry.Observation{Ref: ref("42"), Placement: registry.Placement{ServiceName: "web-v42", ServicePort: 3042, PathPrefix: "/web", Hostname: "shop.example"},
+		WorkflowID: "skew/shop/web/42"}
 
 	first, created, err := s.ObserveVersion(ctx, o, system)
 	require.NoError(t, err)
@@ -99,7 +99,7 @@ func TestObserveRefreshesOnlyPending(t *testing.T) {
 	s := registrytest.New(t)
 	observe(t, s, "1")
 
-	v, created, err := s.ObserveVersion(ctx, registry.Observation{Ref: ref("1"), ServiceName: "web-v1-new", PathPrefix: "/shop"}, system)
+	v, created, err := s.ObserveVersion(ctx, registry.Observation{Ref: ref("1"), Placement: registry.Placement{ServiceName: "web-v1-new", PathPrefix: "/shop"}}, system)
 	require.NoError(t, err)
 	assert.False(t, created)
 	assert.Equal(t, "web-v1-new", v.ServiceName)
@@ -108,7 +108,7 @@ func TestObserveRefreshesOnlyPending(t *testing.T) {
 	assert.Equal(t, "skew/shop/web/1", v.WorkflowID)
 
 	activate(t, s, "1")
-	v, _, err = s.ObserveVersion(ctx, registry.Observation{Ref: ref("1"), ServiceName: "other"}, system)
+	v, _, err = s.ObserveVersion(ctx, registry.Observation{Ref: ref("1"), Placement: registry.Placement{ServiceName: "other"}}, system)
 	require.NoError(t, err)
 	assert.Equal(t, "web-v1-new", v.ServiceName, "an active version is not changed by an observation")
 
@@ -325,7 +325,7 @@ func TestRedeployExpiredLabelKeepsHistory(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, ok, "an expired label has no live life")
 
-	v, created, err := s.ObserveVersion(ctx, registry.Observation{Ref: ref("1"), ServiceName: "web-v1", ServicePort: 3000}, system)
+	v, created, err := s.ObserveVersion(ctx, registry.Observation{Ref: ref("1"), Placement: registry.Placement{ServiceName: "web-v1", ServicePort: 3000}}, system)
 	require.NoError(t, err)
 	assert.True(t, created)
 	assert.Equal(t, 2, v.Life)
@@ -397,7 +397,7 @@ func TestInvalidInputIsRefused(t *testing.T) {
 	s := registrytest.New(t)
 	_, _, err := s.ObserveVersion(ctx, registry.Observation{Ref: registry.VersionRef{Namespace: "shop", App: "web"}}, system)
 	assert.ErrorIs(t, err, registry.ErrInvalid)
-	_, _, err = s.ObserveVersion(ctx, registry.Observation{Ref: ref("1"), ServicePort: 70000}, system)
+	_, _, err = s.ObserveVersion(ctx, registry.Observation{Ref: ref("1"), Placement: registry.Placement{ServicePort: 70000}}, system)
 	assert.ErrorIs(t, err, registry.ErrInvalid)
 	_, _, err = s.ObserveVersion(ctx, registry.Observation{Ref: ref("1")}, registry.Actor{Type: "robot"})
 	assert.ErrorIs(t, err, registry.ErrInvalid)

@@ -12,18 +12,13 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Observation is what a pod's labels and its Service say about a version.
+// Observation is what a pod's labels and its Service say about a version: where it is
+// reached, when it came to be, and the workflow that runs its lifecycle.
 type Observation struct {
-	Ref         VersionRef
-	ServiceName string
-	ServicePort int32
-	PathPrefix  string // plt.dev/path; empty means the default
-	Hostname    string // plt.dev/hostname
-	WorkflowID  string
-	// DeployedAt and PodsCreatedAt are the creation times of the Deployment that runs the
-	// version and of its pod (zero: unknown); they order versions found together.
-	DeployedAt    time.Time
-	PodsCreatedAt time.Time
+	Ref VersionRef
+	Placement
+	Origin
+	WorkflowID string
 }
 
 func optTime(t time.Time) *time.Time {
@@ -37,10 +32,7 @@ func (o Observation) validate() error {
 	if err := validateRef(o.Ref); err != nil {
 		return err
 	}
-	if o.ServicePort < 0 || o.ServicePort > math.MaxUint16 {
-		return invalid("version %s: service port %d out of range", o.Ref, o.ServicePort)
-	}
-	return nil
+	return o.checkPort(o.Ref)
 }
 
 // refreshes reports whether o carries a value that differs from v's. Empty values never clear

@@ -1,10 +1,9 @@
-package api
+package workflows
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -18,7 +17,6 @@ import (
 
 	"github.com/skewguard/skewguard/internal/detect"
 	"github.com/skewguard/skewguard/internal/registry"
-	"github.com/skewguard/skewguard/workflows"
 )
 
 func TestTemporalAct(t *testing.T) {
@@ -51,15 +49,15 @@ func TestTemporalAct(t *testing.T) {
 			c := &mocks.Client{}
 			h := &mocks.WorkflowUpdateHandle{}
 			c.On("UpdateWorkflow", mock.Anything, mock.MatchedBy(func(o client.UpdateWorkflowOptions) bool {
-				req, ok := o.Args[0].(workflows.ActionRequest)
-				return o.WorkflowID == "skew/shop/web/1" && o.UpdateName == workflows.UpdateExpire &&
+				req, ok := o.Args[0].(ActionRequest)
+				return o.WorkflowID == "skew/shop/web/1" && o.UpdateName == UpdateExpire &&
 					o.WaitForStage == client.WorkflowUpdateStageAccepted && o.UpdateID != "" && ok && req.Actor == actor && req.Reason == "why"
 			})).Return(h, tc.updateErr).Once()
 			h.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
-				*args.Get(1).(*workflows.ActionResult) = workflows.ActionResult{State: registry.Expired, Message: "expired"}
+				*args.Get(1).(*ActionResult) = ActionResult{State: registry.Expired, Message: "expired"}
 			}).Return(tc.getErr).Maybe()
 
-			res, err := NewTemporal(c, "skewguard", 0).Act(context.Background(), ref, ActionExpire, ActionRequest{Actor: actor, Reason: "why"})
+			res, err := NewClient(c, "skewguard", 0).Act(context.Background(), ref, UpdateExpire, ActionRequest{Actor: actor, Reason: "why"})
 			c.AssertExpectations(t)
 			if tc.wantErr != nil {
 				require.Error(t, err)
@@ -76,18 +74,18 @@ func TestTemporalStartVersion(t *testing.T) {
 	c := &mocks.Client{}
 	c.On("ExecuteWorkflow", mock.Anything, mock.MatchedBy(func(o client.StartWorkflowOptions) bool {
 		return o.ID == "skew/shop/web/2" && o.TaskQueue == "q"
-	}), workflows.WorkflowType, mock.MatchedBy(func(in workflows.LifecycleInput) bool {
+	}), WorkflowType, mock.MatchedBy(func(in LifecycleInput) bool {
 		return in.ServiceName == "web-v2" && in.ServicePort == 80 && in.PathPrefix == "/web"
 	})).Return(&mocks.WorkflowRun{}, nil).Once()
-	err := NewTemporal(c, "q", 0).StartVersion(context.Background(), detectStart("shop", "web", "2"))
+	err := NewClient(c, "q", 0).StartVersion(context.Background(), detectStart("shop", "web", "2"))
 	require.NoError(t, err)
 	c.AssertExpectations(t)
 }
 
 func detectStart(ns, app, version string) detect.StartRequest {
 	return detect.StartRequest{Ref: registry.VersionRef{Namespace: ns, App: app, Label: version},
-		ServiceName: app + "-v" + version, ServicePort: 80, PathPrefix: "/" + app,
-		Actor: registry.Actor{Type: registry.ActorPod, ID: ns + "/" + app}}
+		Placement: registry.Placement{ServiceName: app + "-v" + version, ServicePort: 80, PathPrefix: "/" + app},
+		Actor:     registry.Actor{Type: registry.ActorPod, ID: ns + "/" + app}}
 }
 
 // blockUntilDone makes a mocked call wait, like a Temporal long poll, until its context ends.
@@ -130,7 +128,7 @@ func TestTemporalActWaitRunsOut(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			start := time.Now()
-			_, err := NewTemporal(c, "q", 100*time.Millisecond).Act(ctx, ref, ActionExpire, ActionRequest{})
+			_, err := NewClient(c, "q", 100*time.Millisecond).Act(ctx, ref, UpdateExpire, ActionRequest{})
 			require.NoError(t, ctx.Err(), "Act waited until the caller's deadline")
 			assert.Less(t, time.Since(start), 3*time.Second)
 			c.AssertExpectations(t)
@@ -159,8 +157,8 @@ func TestTemporalActCallerGone(t *testing.T) {
 		cancel()
 		blockUntilDone(args)
 	}).Return(context.Canceled).Once()
-	_, err := NewTemporal(c, "q", time.Minute).Act(ctx, registry.VersionRef{Namespace: "shop", App: "web", Label: "1"},
-		ActionExpire, ActionRequest{})
+	_, err := NewClient(c, "q", time.Minute).Act(ctx, registry.VersionRef{Namespace: "shop", App: "web", Label: "1"},
+		UpdateExpire, ActionRequest{})
 	require.Error(t, err)
 	var pending *PendingError
 	assert.False(t, errors.As(err, &pending))
@@ -175,7 +173,7 @@ func TestTemporalCallsBounded(t *testing.T) {
 	c.On("SignalWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Run(blockUntilDone).
 		Return(context.DeadlineExceeded).Once()
 	c.On("CheckHealth", mock.Anything, mock.Anything).Run(blockUntilDone).Return(nil, context.DeadlineExceeded).Once()
-	tp := NewTemporal(c, "q", 100*time.Millisecond)
+	tp := NewClient(c, "q", 100*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ref := registry.VersionRef{Namespace: "shop", App: "web", Label: "1"}
@@ -184,38 +182,6 @@ func TestTemporalCallsBounded(t *testing.T) {
 	assert.Error(t, tp.Ping(ctx))
 	require.NoError(t, ctx.Err(), "a call waited until the caller's deadline")
 	c.AssertExpectations(t)
-}
-
-// TestActionAnswers202WhenTheWorkflowIsStuck is the API's answer to an action on a workflow
-// whose Update handler blocks: 202 within the wait, with the update ID and a link (body and
-// Location) to the version, which a GET then shows.
-func TestActionAnswers202WhenTheWorkflowIsStuck(t *testing.T) {
-	c := &mocks.Client{}
-	h := &mocks.WorkflowUpdateHandle{}
-	var sentID string
-	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
-		sentID = args.Get(1).(client.UpdateWorkflowOptions).UpdateID
-	}).Return(h, nil).Once()
-	h.On("Get", mock.Anything, mock.Anything).Run(blockUntilDone).Return(context.DeadlineExceeded).Once()
-	hs := newHarness(t, harnessOptions{lifecycle: NewTemporal(c, "q", 200*time.Millisecond)})
-	hs.reg.addVersion(registry.Version{Namespace: "shop", App: "web", Label: "1", State: registry.Draining})
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req := hs.request("POST", "/api/v1/apps/shop/web/versions/1/expire", tokenAdmin, `{"reason":"stuck"}`).WithContext(ctx)
-	rec := hs.serve(req)
-	require.NoError(t, ctx.Err(), "the action waited until the test's deadline")
-	require.Equal(t, http.StatusAccepted, rec.Code, "body: %s", rec.Body.String())
-	assert.Equal(t, "/api/v1/apps/shop/web/versions/1", rec.Header().Get("Location"))
-	out := decode[ActionOutcome](t, rec)
-	assert.Equal(t, ActionOutcome{Version: "1", Code: CodeActionPending, Action: ActionExpire, UpdateID: sentID,
-		Stage: StageAccepted, Link: "/api/v1/apps/shop/web/versions/1", Message: out.Message}, out)
-	assert.Contains(t, out.Message, "within 200ms")
-	assert.NotEmpty(t, sentID)
-
-	got := hs.do(t, "GET", rec.Header().Get("Location"), tokenAdmin, "")
-	require.Equal(t, http.StatusOK, got.Code, "the link resolves: %s", got.Body.String())
-	assert.Equal(t, registry.Draining, decode[registry.Version](t, got).State)
 }
 
 // The server (or gRPC) answers DEADLINE_EXCEEDED to the same deadline as our wait, sometimes a

@@ -1,11 +1,14 @@
 //go:build integration
 
-package api
+package workflows
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -19,7 +22,6 @@ import (
 
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/testenv"
-	"github.com/skewguard/skewguard/workflows"
 )
 
 const queryAccepted = "accepted-updates"
@@ -31,12 +33,12 @@ func stuckWorkflow(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, queryAccepted, func() ([]string, error) { return accepted, nil }); err != nil {
 		return err
 	}
-	err := workflow.SetUpdateHandlerWithOptions(ctx, workflows.UpdateExpire,
-		func(ctx workflow.Context, _ workflows.ActionRequest) (workflows.ActionResult, error) {
+	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateExpire,
+		func(ctx workflow.Context, _ ActionRequest) (ActionResult, error) {
 			accepted = append(accepted, workflow.GetCurrentUpdateInfo(ctx).ID)
-			return workflows.ActionResult{}, workflow.Await(ctx, func() bool { return false })
+			return ActionResult{}, workflow.Await(ctx, func() bool { return false })
 		},
-		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, req workflows.ActionRequest) error {
+		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, req ActionRequest) error {
 			if req.Reason == "refuse" {
 				return temporal.NewApplicationError("refused by the validator", "")
 			}
@@ -67,24 +69,24 @@ func TestActionWaitOnRealTemporal(t *testing.T) {
 
 	start := func(t *testing.T, queue string) registry.VersionRef {
 		ref := registry.VersionRef{Namespace: "sgapi-wait", App: "app-" + randomHex(4), Label: "1"}
-		_, err := tc.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: workflows.WorkflowID(ref),
+		_, err := tc.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: WorkflowID(ref),
 			TaskQueue: queue, WorkflowExecutionTimeout: 5 * time.Minute}, "sgapi-stuck")
 		require.NoError(t, err)
-		t.Cleanup(func() { _ = tc.TerminateWorkflow(context.Background(), workflows.WorkflowID(ref), "", "test over") })
+		t.Cleanup(func() { _ = tc.TerminateWorkflow(context.Background(), WorkflowID(ref), "", "test over") })
 		return ref
 	}
 	const wait = 2 * time.Second
-	tp := NewTemporal(tc, queue, wait)
+	tp := NewClient(tc, queue, wait)
 
 	t.Run("handler never finishes", func(t *testing.T) {
 		ref := start(t, queue)
 		began := time.Now()
-		_, err := tp.Act(context.Background(), ref, ActionExpire, ActionRequest{Reason: "block"})
+		_, err := tp.Act(context.Background(), ref, UpdateExpire, ActionRequest{Reason: "block"})
 		var pending *PendingError
 		require.ErrorAs(t, err, &pending)
 		assert.Less(t, time.Since(began), wait+5*time.Second)
 		assert.Equal(t, StageAccepted, pending.Stage)
-		v, err := tc.QueryWorkflow(context.Background(), workflows.WorkflowID(ref), "", queryAccepted)
+		v, err := tc.QueryWorkflow(context.Background(), WorkflowID(ref), "", queryAccepted)
 		require.NoError(t, err)
 		var ids []string
 		require.NoError(t, v.Get(&ids))
@@ -93,7 +95,7 @@ func TestActionWaitOnRealTemporal(t *testing.T) {
 	t.Run("validator refuses at once", func(t *testing.T) {
 		ref := start(t, queue)
 		began := time.Now()
-		_, err := tp.Act(context.Background(), ref, ActionExpire, ActionRequest{Reason: "refuse"})
+		_, err := tp.Act(context.Background(), ref, UpdateExpire, ActionRequest{Reason: "refuse"})
 		var rejected *RejectedError
 		require.ErrorAs(t, err, &rejected, "%v", err)
 		assert.Equal(t, "refused by the validator", rejected.Message)
@@ -101,9 +103,22 @@ func TestActionWaitOnRealTemporal(t *testing.T) {
 	})
 	t.Run("no worker", func(t *testing.T) {
 		ref := start(t, queue+"-nobody")
-		_, err := tp.Act(context.Background(), ref, ActionExpire, ActionRequest{Reason: "block"})
+		_, err := tp.Act(context.Background(), ref, UpdateExpire, ActionRequest{Reason: "block"})
 		var pending *PendingError
 		require.True(t, errors.As(err, &pending), "%v", err)
 		assert.Equal(t, StageSent, pending.Stage)
 	})
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
