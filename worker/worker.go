@@ -44,7 +44,7 @@ type Deps struct {
 	// writer (made from Kube.Gateway only when skew protection is enabled).
 	Kube *kube.Clients
 	// Routes overrides the route writer (tests).
-	Routes activities.RouteApplier
+	Routes activities.RouteWriter
 	// Traffic overrides the Prometheus querier built from the configuration (tests).
 	Traffic *traffic.Querier
 	// Claims is the operator's allowlist of hostnames and paths; nil refuses every claim.
@@ -119,7 +119,7 @@ func Activities(cfg config.Config, deps Deps) (*activities.Activities, error) {
 		if err != nil {
 			return nil, err
 		}
-		routes = activities.KubeRoutes(w)
+		routes = w
 	}
 	querier := deps.Traffic
 	if querier == nil {

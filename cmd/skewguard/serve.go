@@ -292,7 +292,7 @@ func routeConvergence(cfg config.Config, log *slog.Logger, deps worker.Deps) (*c
 		return nil, err
 	}
 	// SyncRoutes reads only the registry, the configuration and the route writer.
-	acts := &activities.Activities{Registry: deps.Registry, Routes: activities.KubeRoutes(w), Config: cfg,
+	acts := &activities.Activities{Registry: deps.Registry, Routes: w, Config: cfg,
 		Log: log.With("component", "route-convergence")}
 	return converge.New(converge.Options{
 		Gateway:    deps.Kube.Gateway,
