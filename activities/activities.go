@@ -77,7 +77,8 @@ type Activities struct {
 	Workloads kube.Workloads
 	// Readiness, when set, answers WaitReady from informer events; nil polls Workloads.
 	Readiness *kube.ReadinessWatcher
-	Routes    RouteApplier
+	// Routes writes the rendered HTTPRoutes; nil with skew protection off (no Gateway API call).
+	Routes RouteWriter
 	// Traffic is nil when no Prometheus is configured: every reading is then unknown.
 	Traffic *traffic.Querier
 	Config  config.Config

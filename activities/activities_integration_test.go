@@ -39,7 +39,7 @@ func realActivities(t *testing.T) (*Activities, *kube.Clients, string) {
 	cfg, err := config.LoadFrom(t.Context(), mapLookuper{"PLT_FEATURE_SKEW_PROTECTION": "true", "PLT_SKEW_GATEWAY_PARENT_REFS": ns + "/no-such-gateway"})
 	require.NoError(t, err)
 	return &Activities{Registry: registrytest.New(t), Config: cfg, Workloads: kube.Workloads{Client: clients.Kube},
-		Routes: KubeRoutes(kube.NewRouteWriter(clients.Gateway)), Claims: claims.AllowAll()}, clients, ns
+		Routes: kube.NewRouteWriter(clients.Gateway), Claims: claims.AllowAll()}, clients, ns
 }
 
 // TestActivitiesAreIdempotent repeats every step, as a retry after a lost reply would, and checks

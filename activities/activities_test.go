@@ -188,12 +188,14 @@ func TestSyncRoutes(t *testing.T) {
 	var gen int64
 	a := &Activities{Registry: reg, Config: config.Config{SkewProtection: true, CookieName: "__plt_dpl", CookieMaxAge: 43200,
 		ParentRefs: []config.ParentRef{{Namespace: "gw", Name: "main"}}},
-		Routes: RouteApplierFunc(func(_ context.Context, ns, app string, g int64, desired []gatewayv1.HTTPRoute) (RouteOutcome, error) {
+		Routes: routeWriterFunc(func(_ context.Context, ns, app string, g int64, desired []gatewayv1.HTTPRoute) (kube.RouteApplyResult, error) {
 			gen = g
+			var res kube.RouteApplyResult
 			for _, r := range desired {
 				wrote = append(wrote, r.Namespace+"/"+r.Name)
+				res.Created = append(res.Created, r.Name)
 			}
-			return RouteOutcome{Outcome: RoutesApplied}, nil
+			return res, nil
 		})}
 	cause := registry.VersionRef{Namespace: "shop", App: "myapp", Label: "2"}
 	res, err := a.SyncRoutes(t.Context(), SyncInput{App: cause.AppRef(), Cause: cause, Actor: registry.Actor{Type: registry.ActorWorkflow}, Reason: "activated"})
@@ -206,9 +208,9 @@ func TestSyncRoutes(t *testing.T) {
 	assert.Contains(t, reg.audits[0], "2 routes-synced by workflow: activated")
 
 	t.Run("feature off: no Gateway API call", func(t *testing.T) {
-		a := &Activities{Registry: reg, Routes: RouteApplierFunc(func(context.Context, string, string, int64, []gatewayv1.HTTPRoute) (RouteOutcome, error) {
+		a := &Activities{Registry: reg, Routes: routeWriterFunc(func(context.Context, string, string, int64, []gatewayv1.HTTPRoute) (kube.RouteApplyResult, error) {
 			t.Fatal("route writer called with skew protection off")
-			return RouteOutcome{}, nil
+			return kube.RouteApplyResult{}, nil
 		})}
 		res, err := a.SyncRoutes(t.Context(), SyncInput{App: cause.AppRef(), Cause: cause})
 		require.NoError(t, err)
@@ -221,6 +223,13 @@ func TestSyncRoutes(t *testing.T) {
 		require.ErrorAs(t, err, &app, "no parent refs")
 		assert.Equal(t, ErrTypeRoutesInvalid, app.Type())
 	})
+}
+
+// routeWriterFunc is a fake RouteWriter: ApplyRoutes calls the function.
+type routeWriterFunc func(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (kube.RouteApplyResult, error)
+
+func (f routeWriterFunc) ApplyRoutes(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (kube.RouteApplyResult, error) {
+	return f(ctx, namespace, app, generation, desired)
 }
 
 func TestRouteOutcome(t *testing.T) {

@@ -143,13 +143,13 @@ func TestFlipWhenPostgresDropsTheConnection(t *testing.T) {
 	write := f.a.Routes
 	entered, release := make(chan struct{}), make(chan struct{})
 	first := true
-	f.a.Routes = RouteApplierFunc(func(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (RouteOutcome, error) {
+	f.a.Routes = routeWriterFunc(func(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (kube.RouteApplyResult, error) {
 		if first {
 			first = false
 			close(entered)
 			<-release
 		}
-		return write.Apply(ctx, namespace, app, generation, desired)
+		return write.ApplyRoutes(ctx, namespace, app, generation, desired)
 	})
 
 	done := make(chan error, 1)
@@ -250,11 +250,11 @@ func TestFlipWhenTheRouteWriteFails(t *testing.T) {
 			before := f.state(t)
 			write := f.a.Routes
 			fail := true
-			f.a.Routes = RouteApplierFunc(func(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (RouteOutcome, error) {
+			f.a.Routes = routeWriterFunc(func(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (kube.RouteApplyResult, error) {
 				if fail {
-					return RouteOutcome{}, tt.err
+					return kube.RouteApplyResult{}, tt.err
 				}
-				return write.Apply(ctx, namespace, app, generation, desired)
+				return write.ApplyRoutes(ctx, namespace, app, generation, desired)
 			})
 			_, err := f.a.Activate(ctx, TransitionInput{Ref: f.ref("2"), VersionID: f.v2.ID, Actor: f.wf})
 			require.Error(t, err)

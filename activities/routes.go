@@ -17,19 +17,15 @@ import (
 	"github.com/skewguard/skewguard/internal/routes"
 )
 
-// RouteApplier writes the complete set of an app's HTTPRoutes, fenced by generation: a write
-// never replaces routes written from a newer generation.
-type RouteApplier interface {
-	Apply(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (RouteOutcome, error)
+// RouteWriter writes the complete set of an app's rendered HTTPRoutes, fenced by generation: a
+// write never replaces routes written from a newer generation. *kube.RouteWriter is the
+// implementation; the routes it is given carry the labels and the generation annotation the
+// renderer (routes.Render) put on them, and it adds none of its own.
+type RouteWriter interface {
+	ApplyRoutes(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (kube.RouteApplyResult, error)
 }
 
-// RouteApplierFunc adapts a function to RouteApplier.
-type RouteApplierFunc func(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (RouteOutcome, error)
-
-// Apply calls f.
-func (f RouteApplierFunc) Apply(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (RouteOutcome, error) {
-	return f(ctx, namespace, app, generation, desired)
-}
+var _ RouteWriter = (*kube.RouteWriter)(nil)
 
 // Outcomes of a route write (the label values of skewguard_route_writes_total).
 const (
@@ -39,7 +35,9 @@ const (
 	RoutesDisabled  = "disabled"  // skew protection is off: no Gateway API call made
 )
 
-// RouteOutcome is what a route write did.
+// RouteOutcome is what a route write did: the summary of a kube.RouteApplyResult that
+// SyncResult carries (it is recorded in workflow histories, so its shape stays as it is) and
+// skewguard_route_writes_total counts.
 type RouteOutcome struct {
 	Outcome string   `json:"outcome"`
 	Applied []string `json:"applied,omitempty"`
@@ -131,7 +129,7 @@ func (a *Activities) publish(ctx context.Context, snap registry.Snapshot) (SyncR
 	if err != nil {
 		return SyncResult{}, &RoutesInvalidError{Err: err}
 	}
-	out, err := a.Routes.Apply(ctx, app.Namespace, app.Name, snap.Generation, desired)
+	written, err := a.Routes.ApplyRoutes(ctx, app.Namespace, app.Name, snap.Generation, desired)
 	if err != nil {
 		metrics.RouteWrite("error")
 		err = fmt.Errorf("write routes of %s (generation %d): %w", app, snap.Generation, err)
@@ -140,6 +138,7 @@ func (a *Activities) publish(ctx context.Context, snap registry.Snapshot) (SyncR
 		}
 		return SyncResult{}, err
 	}
+	out := routeOutcome(written)
 	metrics.RouteWrite(out.Outcome)
 	if out.Outcome == RoutesStale {
 		// Only a write whose transaction did not commit after it reached the API server leaves
@@ -226,17 +225,8 @@ func RouteInput(cfg config.Config, snap registry.Snapshot) routes.Input {
 	return in
 }
 
-// KubeRoutes adapts the Kubernetes route writer to RouteApplier.
-func KubeRoutes(w *kube.RouteWriter) RouteApplier {
-	return RouteApplierFunc(func(ctx context.Context, namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) (RouteOutcome, error) {
-		res, err := w.ApplyRoutes(ctx, namespace, app, generation, desired)
-		if err != nil {
-			return RouteOutcome{}, err
-		}
-		return routeOutcome(res), nil
-	})
-}
-
+// routeOutcome summarises what the writer did: stale if a newer generation was there first,
+// applied if any route was created, changed, restamped or deleted, else unchanged.
 func routeOutcome(res kube.RouteApplyResult) RouteOutcome {
 	out := RouteOutcome{Outcome: RoutesUnchanged, Deleted: res.Deleted}
 	out.Applied = append(append(out.Applied, res.Created...), res.Updated...)

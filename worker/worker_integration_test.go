@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/skewguard/skewguard/activities"
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/registry/registrytest"
 	"github.com/skewguard/skewguard/internal/testenv"
@@ -33,13 +34,12 @@ func TestRunStopsWhenItsContextEnds(t *testing.T) {
 	clients, err := kube.NewClients(vals[1])
 	require.NoError(t, err)
 	queue := fmt.Sprintf("skewguard-worker-test-%08x", rand.Uint32())
-	cfg := defaultConfig(t, map[string]string{"PLT_SKEW_TASK_QUEUE": queue})
+	acts := &activities.Activities{Registry: registrytest.New(t), Workloads: kube.Workloads{Client: clients.Kube}, Log: quiet}
+	w := New(c, queue, acts, Options{Logger: quiet, StopTimeout: time.Second})
 
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, cfg, Deps{Temporal: c, Registry: registrytest.New(t), Kube: clients, Logger: quiet, StopTimeout: time.Second})
-	}()
+	go func() { done <- w.Run(ctx) }()
 
 	polling := func() bool {
 		d, err := c.DescribeTaskQueue(t.Context(), queue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)

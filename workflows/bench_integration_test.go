@@ -47,7 +47,7 @@ func activationFlips(tb testing.TB, n int) []time.Duration {
 	cfg, err := config.LoadFrom(ctx, lookuper{"PLT_FEATURE_SKEW_PROTECTION": "true", "PLT_SKEW_GATEWAY_PARENT_REFS": ns + "/no-such-gateway"})
 	require.NoError(tb, err)
 	reg := registrytest.New(tb)
-	acts := &activities.Activities{Registry: reg, Config: cfg, Routes: activities.KubeRoutes(kube.NewRouteWriter(clients.Gateway)),
+	acts := &activities.Activities{Registry: reg, Config: cfg, Routes: kube.NewRouteWriter(clients.Gateway),
 		Claims: claims.AllowAll()}
 	labels := []string{"a", "b"}
 	actor := registry.Actor{Type: registry.ActorWorkflow, ID: "bench"}

@@ -33,13 +33,16 @@ import (
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/skewguard/skewguard/activities"
 	"github.com/skewguard/skewguard/internal/claims"
 	"github.com/skewguard/skewguard/internal/config"
+	"github.com/skewguard/skewguard/internal/converge"
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/registry/registrytest"
 	"github.com/skewguard/skewguard/internal/routes"
 	"github.com/skewguard/skewguard/internal/testenv"
+	"github.com/skewguard/skewguard/internal/traffic"
 	"github.com/skewguard/skewguard/worker"
 	"github.com/skewguard/skewguard/workflows"
 )
@@ -100,14 +103,31 @@ func newStack(t *testing.T, env map[string]string) *stack {
 	require.NoError(t, err)
 	t.Cleanup(s.temporal.Close)
 
-	querier, err := worker.Querier(cfg, quiet)
+	// The activities as cmd/skewguard builds them (wire.go), with every claim allowed.
+	tmpl, err := traffic.Select(cfg.TrafficPreset, cfg.TrafficQuery)
 	require.NoError(t, err)
+	querier, err := traffic.NewQuerier(cfg.PrometheusURL, tmpl)
+	require.NoError(t, err)
+	querier.Log, querier.Timeout = quiet, 15*time.Second
 	// The stack scrapes every second: rate() needs two samples in its range, so a 1 s traffic
 	// window is widened to 5 s for the query.
 	querier.MinRange = 5 * time.Second
-	w, err := worker.New(cfg, worker.Deps{Temporal: s.temporal, Registry: s.reg, Kube: s.kube, Traffic: querier,
-		Claims: claims.AllowAll(), Logger: quiet, StopTimeout: time.Second})
+	ready, err := kube.NewReadinessWatcher(s.kube.Kube, cfg.Namespaces)
 	require.NoError(t, err)
+	ready.Probe = cfg.ReadinessTCPProbe
+	ready.Start(context.Background())
+	acts := &activities.Activities{
+		Registry:  s.reg,
+		Workloads: kube.Workloads{Client: s.kube.Kube, Gateway: s.kube.Gateway},
+		Readiness: ready,
+		Routes:    kube.NewRouteWriter(s.kube.Gateway).WithFence(converge.RegistryFence(s.reg)),
+		Traffic:   querier,
+		Claims:    claims.AllowAll(),
+		Config:    cfg,
+		Log:       quiet,
+		AllRoutes: kube.AllRoutes(s.kube.Gateway),
+	}
+	w := worker.New(s.temporal, cfg.TaskQueue, acts, worker.Options{Logger: quiet, StopTimeout: time.Second})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	return s

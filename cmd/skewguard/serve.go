@@ -29,7 +29,6 @@ import (
 	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/temporalclient"
-	"github.com/skewguard/skewguard/worker"
 	"github.com/skewguard/skewguard/workflows"
 )
 
@@ -134,8 +133,14 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 		handler = opsHandler(log, ready, cfg.MetricsAddress == "")
 	}
 	if r.worker {
-		deps := worker.Deps{Temporal: tc, Registry: store, Kube: kc, Claims: allow, Logger: log.With("component", "worker")}
-		spawn("worker", func() error { return worker.Run(ctx, cfg, deps) })
+		deps := workerDeps{Temporal: tc, Registry: store, Kube: kc, Claims: allow, Logger: log.With("component", "worker")}
+		spawn("worker", func() error {
+			w, err := newWorker(cfg, deps)
+			if err != nil {
+				return err
+			}
+			return w.Run(ctx)
+		})
 		if cfg.SkewProtection {
 			c, err := routeConvergence(cfg, log, deps)
 			if err != nil {
@@ -285,13 +290,13 @@ func claimsAllowlist(ctx context.Context, cfg config.Config, log *slog.Logger, k
 // routeConvergence builds the controller that repairs drift of the app's HTTPRoutes from the
 // registry. It runs next to the Temporal worker, writing through the same fenced route writer
 // as the worker's activities.
-func routeConvergence(cfg config.Config, log *slog.Logger, deps worker.Deps) (*converge.Controller, error) {
-	w, err := worker.RouteWriter(deps)
+func routeConvergence(cfg config.Config, log *slog.Logger, deps workerDeps) (*converge.Controller, error) {
+	w, err := routeWriter(deps)
 	if err != nil {
 		return nil, err
 	}
 	// SyncRoutes reads only the registry, the configuration and the route writer.
-	acts := &activities.Activities{Registry: deps.Registry, Routes: activities.KubeRoutes(w), Config: cfg,
+	acts := &activities.Activities{Registry: deps.Registry, Routes: w, Config: cfg,
 		Log: log.With("component", "route-convergence")}
 	return converge.New(converge.Options{
 		Gateway:    deps.Kube.Gateway,

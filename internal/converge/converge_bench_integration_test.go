@@ -119,7 +119,7 @@ func BenchmarkConvergeRestart1000Apps(b *testing.B) {
 		b.Fatal(err)
 	}
 	setupActs := &activities.Activities{Registry: store, Config: cfg,
-		Routes: activities.KubeRoutes(kube.NewRouteWriter(setupGW).WithFence(RegistryFence(store)))}
+		Routes: kube.NewRouteWriter(setupGW).WithFence(RegistryFence(store))}
 
 	actor := registry.Actor{Type: registry.ActorSystem, Name: "bench"}
 	setup := time.Now()
@@ -149,7 +149,7 @@ func BenchmarkConvergeRestart1000Apps(b *testing.B) {
 		b.Fatal(err)
 	}
 	acts := &activities.Activities{Registry: store, Config: cfg,
-		Routes: activities.KubeRoutes(kube.NewRouteWriter(gw).WithFence(RegistryFence(store)))}
+		Routes: kube.NewRouteWriter(gw).WithFence(RegistryFence(store))}
 	restart := func(label string, cached bool) time.Duration {
 		b.Helper()
 		var mu sync.Mutex

@@ -68,7 +68,7 @@ func newWorld(t *testing.T) *world {
 	})
 	require.NoError(t, err)
 	writer := kube.NewRouteWriter(clients.Gateway).WithFence(RegistryFence(w.store))
-	w.acts = &activities.Activities{Registry: w.store, Config: cfg, Routes: activities.KubeRoutes(writer)}
+	w.acts = &activities.Activities{Registry: w.store, Config: cfg, Routes: writer}
 	return w
 }
 

@@ -51,7 +51,7 @@ var clusterScoped = map[string]bool{
 // grants exactly these reads (get, list, watch) and the cluster-scoped calls, nothing else.
 var clusterWideReads = map[string]string{
 	"gateway.networking.k8s.io/httproutes": "claims of a host and path are checked against every HTTPRoute attached to " +
-		"skewguard's Gateways, in any namespace (activities/claims.go checkClaim, fed by worker/worker.go allRoutes)",
+		"skewguard's Gateways, in any namespace (activities/claims.go checkClaim, fed by internal/kube/routelister.go AllRoutes)",
 	"gateway.networking.k8s.io/gateways": "the parent Gateways, which may live in any namespace",
 }
 
@@ -59,7 +59,7 @@ var clusterWideReads = map[string]string{
 // the whole cluster even when PLT_SKEW_NAMESPACES limits skewguard: file -> the resource it reads.
 // Each must be a clusterWideRead.
 var clusterWideInformers = map[string]string{
-	"worker/worker.go": "gateway.networking.k8s.io/httproutes",
+	"internal/kube/routelister.go": "gateway.networking.k8s.io/httproutes",
 }
 
 // calledResources finds every Kubernetes API the product's code calls: resource -> "file:line".

@@ -93,8 +93,10 @@ func (w *RouteWriter) WithFence(f FenceFunc) *RouteWriter {
 	return &c
 }
 
-// ApplyRoutes makes the app's managed HTTPRoutes in namespace equal desired, each carrying
-// generation in its routes.GenerationAnnotation:
+// ApplyRoutes makes the app's managed HTTPRoutes in namespace equal desired, as routes.Render
+// returned them for generation: each carries the app's labels and generation in its
+// routes.GenerationAnnotation, which the renderer alone puts on it (a route that lacks them, or
+// is labelled for another app or generation, is refused before anything is read or written):
 //   - a route that is missing is created;
 //   - a live route is updated (resourceVersion precondition, re-read and retried on conflict)
 //     only if its generation is ≤ generation, and only if it differs; one whose spec is already
@@ -518,8 +520,10 @@ func (w *RouteWriter) deleteRoute(ctx context.Context, client gatewayv1client.HT
 	return outcome, nil
 }
 
-// prepareRoutes copies desired into what will be written: in namespace, with the app's labels
-// and the generation annotation.
+// prepareRoutes copies desired into what will be written, in namespace. It checks, and does not
+// add, what the renderer puts on every route (routes.Render): the app's labels (the writer finds
+// the app's routes by them) and the generation annotation (the fence between writers), which must
+// be the generation this write is fenced with.
 func prepareRoutes(namespace, app string, generation int64, desired []gatewayv1.HTTPRoute) ([]gatewayv1.HTTPRoute, error) {
 	want := make([]gatewayv1.HTTPRoute, len(desired))
 	seen := make(map[string]bool, len(desired))
@@ -538,12 +542,16 @@ func prepareRoutes(namespace, app string, generation int64, desired []gatewayv1.
 		case r.Annotations[routes.GenerationAnnotation] != "" && r.Annotations[routes.GenerationAnnotation] != gen:
 			return nil, fmt.Errorf("apply HTTPRoutes of %s/%s: route %s was rendered for generation %s, not %s",
 				namespace, app, r.Name, r.Annotations[routes.GenerationAnnotation], gen)
+		case !managedRoute(r, app):
+			return nil, fmt.Errorf("apply HTTPRoutes of %s/%s: route %s lacks the labels %v routes.Render puts on it",
+				namespace, app, r.Name, routes.Labels(app))
+		case r.Annotations[routes.GenerationAnnotation] == "":
+			return nil, fmt.Errorf("apply HTTPRoutes of %s/%s: route %s lacks the %s annotation routes.Render puts on it",
+				namespace, app, r.Name, routes.GenerationAnnotation)
 		}
 		seen[r.Name] = true
 		r.Namespace = namespace
 		r.ResourceVersion, r.UID = "", ""
-		r.Labels = routeMergeMaps(r.Labels, routes.Labels(app))
-		r.Annotations = routeMergeMaps(r.Annotations, map[string]string{routes.GenerationAnnotation: gen})
 		want[i] = *r
 	}
 	return want, nil

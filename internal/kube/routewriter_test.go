@@ -509,6 +509,14 @@ func TestApplyRoutesRejectsInconsistentInput(t *testing.T) {
 			rs[0].Name = ""
 			return rs
 		}, "has no name"},
+		{"not labelled", func(rs []gatewayv1.HTTPRoute) []gatewayv1.HTTPRoute {
+			delete(rs[0].Labels, routes.ManagedByLabel)
+			return rs
+		}, "lacks the labels"},
+		{"no generation", func(rs []gatewayv1.HTTPRoute) []gatewayv1.HTTPRoute {
+			rs[0].Annotations = nil
+			return rs
+		}, "lacks the " + routes.GenerationAnnotation + " annotation"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,8 +11,9 @@ import (
 	"github.com/skewguard/skewguard/internal/validate"
 )
 
-// Labels and annotations skewguard puts on every HTTPRoute it writes. The route writer finds
-// an app's routes by ManagedByLabel and AppLabel together, never by name.
+// Labels and annotations the renderer (and nothing else) puts on every HTTPRoute skewguard
+// writes. The route writer finds an app's routes by ManagedByLabel and AppLabel together, never
+// by name, and refuses to write a route that lacks them or the GenerationAnnotation.
 const (
 	ManagedByLabel       = "app.kubernetes.io/managed-by"
 	ManagedByValue       = "skewguard"
