@@ -134,7 +134,7 @@ func TestClassify(t *testing.T) {
 
 func TestRouteInput(t *testing.T) {
 	cfg := config.Config{CookieName: "__plt_dpl", CookieMaxAge: 43200, RewritePathPrefix: true,
-		ParentRefs: []config.ParentRef{{Namespace: "gw", Name: "main", SectionName: "web"}}}
+		ParentRefs: []routes.ParentRef{{Namespace: "gw", Name: "main", SectionName: "web"}}}
 	v := func(id int64, label string, state registry.State, path, host string) registry.Version {
 		return registry.Version{ID: id, Namespace: "shop", App: "myapp", Label: label, State: state,
 			Placement: registry.Placement{ServiceName: "myapp-" + label, ServicePort: 80, PathPrefix: path, Hostname: host}}
@@ -187,7 +187,7 @@ func TestSyncRoutes(t *testing.T) {
 	var wrote []string
 	var gen int64
 	a := &Activities{Registry: reg, Config: config.Config{SkewProtection: true, CookieName: "__plt_dpl", CookieMaxAge: 43200,
-		ParentRefs: []config.ParentRef{{Namespace: "gw", Name: "main"}}},
+		ParentRefs: []routes.ParentRef{{Namespace: "gw", Name: "main"}}},
 		Routes: routeWriterFunc(func(_ context.Context, ns, app string, g int64, desired []gatewayv1.HTTPRoute) (kube.RouteApplyResult, error) {
 			gen = g
 			var res kube.RouteApplyResult

@@ -12,6 +12,7 @@ import (
 	"github.com/skewguard/skewguard/internal/claims"
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/internal/routes"
 )
 
 func httpRoute(ns, name string, labels map[string]string, gwNS, gw string, hosts []string, prefixes ...string) *gatewayv1.HTTPRoute {
@@ -37,7 +38,7 @@ func TestCheckClaimRefusesWhatAnotherRouteServes(t *testing.T) {
 		httpRoute("team-e", "wild", nil, "gw-ns", "gw", []string{"*.wild.example.com"}, "/w"),
 	}
 	a := &Activities{
-		Config:    config.Config{ParentRefs: []config.ParentRef{{Namespace: "gw-ns", Name: "gw"}}},
+		Config:    config.Config{ParentRefs: []routes.ParentRef{{Namespace: "gw-ns", Name: "gw"}}},
 		AllRoutes: func() ([]*gatewayv1.HTTPRoute, error) { return others, nil },
 	}
 	app := registry.AppRef{Namespace: "shop", Name: "web"}

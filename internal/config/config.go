@@ -45,11 +45,11 @@ type Config struct {
 	MetricsAddress string `env:"PLT_SKEW_METRICS_ADDRESS"` // empty: /metrics is served on ListenAddress
 	TaskQueue      string `env:"PLT_SKEW_TASK_QUEUE, default=skewguard"`
 	// ParentRefs lists the Gateways routes attach to: "namespace/name[:sectionName]", comma separated.
-	ParentRefs         []ParentRef `env:"PLT_SKEW_GATEWAY_PARENT_REFS"`
-	CookieName         string      `env:"PLT_SKEW_COOKIE_NAME, default=__plt_dpl"`
-	RewritePathPrefix  bool        `env:"PLT_SKEW_REWRITE_PATH_PREFIX, default=true"`
-	RequireApproval    bool        `env:"PLT_SKEW_REQUIRE_APPROVAL, default=false"`
-	ReadinessTimeoutMS int64       `env:"PLT_SKEW_READINESS_TIMEOUT_MS, default=600000"`
+	ParentRefs         []routes.ParentRef `env:"PLT_SKEW_GATEWAY_PARENT_REFS"`
+	CookieName         string             `env:"PLT_SKEW_COOKIE_NAME, default=__plt_dpl"`
+	RewritePathPrefix  bool               `env:"PLT_SKEW_REWRITE_PATH_PREFIX, default=true"`
+	RequireApproval    bool               `env:"PLT_SKEW_REQUIRE_APPROVAL, default=false"`
+	ReadinessTimeoutMS int64              `env:"PLT_SKEW_READINESS_TIMEOUT_MS, default=600000"`
 	// ReadinessTCPProbe also dials a ready endpoint from the worker before activation; its
 	// failure is reported, never fatal (readiness is the EndpointSlice's ready condition).
 	ReadinessTCPProbe bool `env:"PLT_SKEW_READINESS_TCP_PROBE, default=false"`
@@ -126,11 +126,6 @@ func (c Config) TrafficWindow() time.Duration {
 func (c Config) ReadinessTimeout() time.Duration {
 	return bounds.ReadinessTimeout.Duration(c.ReadinessTimeoutMS)
 }
-
-// ParentRef names a Gateway (and optionally one of its listeners) that routes attach to:
-// routes.ParentRef, the one type the renderer writes, read from the environment by its
-// EnvDecode (routes.ParseParentRef).
-type ParentRef = routes.ParentRef
 
 // Problems lists every configuration problem found, each naming its variable.
 type Problems []string

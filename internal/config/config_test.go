@@ -11,6 +11,8 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/skewguard/skewguard/internal/routes"
 )
 
 func load(t *testing.T, env map[string]string) (Config, error) {
@@ -105,7 +107,7 @@ var setCases = []struct {
 	{"PLT_SKEW_METRICS_ADDRESS", "127.0.0.1:9001", func(c Config) any { return c.MetricsAddress }, "127.0.0.1:9001"},
 	{"PLT_SKEW_TASK_QUEUE", "skew-q", func(c Config) any { return c.TaskQueue }, "skew-q"},
 	{"PLT_SKEW_GATEWAY_PARENT_REFS", "infra/gw:http", func(c Config) any { return c.ParentRefs },
-		[]ParentRef{{Namespace: "infra", Name: "gw", SectionName: "http"}}},
+		[]routes.ParentRef{{Namespace: "infra", Name: "gw", SectionName: "http"}}},
 	{"PLT_SKEW_COOKIE_NAME", "__dpl", func(c Config) any { return c.CookieName }, "__dpl"},
 	{"PLT_SKEW_REWRITE_PATH_PREFIX", "false", func(c Config) any { return c.RewritePathPrefix }, false},
 	{"PLT_SKEW_REQUIRE_APPROVAL", "true", func(c Config) any { return c.RequireApproval }, true},
@@ -337,7 +339,7 @@ func TestParentRefsFromEnvironment(t *testing.T) {
 		"PLT_SKEW_GATEWAY_PARENT_REFS": "infra/gw:http, edge/public",
 	})
 	require.NoError(t, err)
-	assert.Equal(t, []ParentRef{
+	assert.Equal(t, []routes.ParentRef{
 		{Namespace: "infra", Name: "gw", SectionName: "http"},
 		{Namespace: "edge", Name: "public"},
 	}, cfg.ParentRefs)

@@ -10,8 +10,7 @@ import (
 
 // ParentRef names a Gateway (and optionally one of its listeners) that routes attach to. It is
 // skewguard's one description of a parent: the configuration reads it (PLT_SKEW_GATEWAY_PARENT_REFS,
-// through EnvDecode; config.ParentRef is this type), the renderer writes it into every
-// HTTPRoute as a gatewayv1.ParentReference of group gateway.networking.k8s.io and kind Gateway.
+// through EnvDecode), the renderer writes it into every HTTPRoute as a gatewayv1.ParentReference of group gateway.networking.k8s.io and kind Gateway.
 type ParentRef struct {
 	Namespace   string `json:"namespace"`
 	Name        string `json:"name"`
