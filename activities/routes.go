@@ -201,9 +201,7 @@ func RouteInput(cfg config.Config, snap registry.Snapshot) routes.Input {
 	if snap.Policy.CookieMaxAge != nil {
 		in.CookieMaxAge = *snap.Policy.CookieMaxAge
 	}
-	for _, p := range cfg.ParentRefs {
-		in.ParentRefs = append(in.ParentRefs, routes.ParentRef{Namespace: p.Namespace, Name: p.Name, SectionName: p.SectionName})
-	}
+	in.ParentRefs = append(in.ParentRefs, cfg.ParentRefs...) // a copy: the renderer may not share the configuration's array
 	var source *registry.Version
 	if snap.Active != nil {
 		source = snap.Active
