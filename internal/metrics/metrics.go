@@ -19,21 +19,10 @@ const namespace = "skewguard"
 // Registry holds every skewguard collector plus the Go and process collectors.
 var Registry = prometheus.NewRegistry()
 
-// Outcomes of a registration (the agent, the pod watch or a WebSocket reconnect).
-const (
-	OutcomeFastPath   = "fast_path"   // the version was already live: answered from the registry
-	OutcomeStarted    = "started"     // a new (or redeployed) version: its workflow was started
-	OutcomeDeduped    = "deduped"     // started moments ago by another registration
-	OutcomeFeatureOff = "feature_off" // skew protection disabled: answered, nothing recorded
-	OutcomeNoLabels   = "no_labels"   // the pod lacks app.kubernetes.io/name or plt.dev/version
-	OutcomeNoService  = "no_service"  // no Service selects the version's pods yet
-	OutcomeStale      = "stale"       // the pod predates the expiry of its version
-	OutcomeInvalid    = "invalid"     // started, but refused by validation: it will not be activated
-	OutcomeError      = "error"
-)
-
 var (
-	// Registrations counts registrations by source (agent, pod_watch, websocket) and outcome.
+	// Registrations counts registrations by source (agent, pod_watch, websocket, retry) and
+	// outcome (detect.Outcome's labels: fast_path, started, deduped, feature_off, no_labels,
+	// no_service, stale, invalid, error).
 	Registrations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace,
 		Name:      "registrations_total",
@@ -121,7 +110,7 @@ func init() {
 // Refusal records one step refused for good, by kind.
 func Refusal(kind string) { Refusals.WithLabelValues(kind).Inc() }
 
-// Registration records one registration outcome from source.
+// Registration records one registration from source; outcome is its label (detect.Outcome.String).
 func Registration(source, outcome string) { Registrations.WithLabelValues(source, outcome).Inc() }
 
 // Transition records one version state transition.
