@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -13,7 +14,6 @@ import (
 	"github.com/skewguard/skewguard/internal/auth"
 	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/detect"
-	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
 )
 
@@ -33,27 +33,16 @@ type InstanceResponse struct {
 
 // registerInstance is POST /control-plane/pods/{podId}/instance.
 func (s *Server) registerInstance(w http.ResponseWriter, r *http.Request) {
-	podID := mux.Vars(r)["podId"]
-	caller, ok := s.podCaller(w, r)
-	if !ok {
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, agentBodyLimit))
-	if err != nil {
-		decodeError(w, err)
-		return
-	}
-	req, p := apiwire.ParseInstanceBody(body, podID)
-	if p != nil {
-		writeProblem(w, p)
-		return
-	}
-	pod, ok := s.resolvePod(w, podID, caller)
+	var req InstanceRequest
+	pod, ok := s.agentRequest(w, r, func(body []byte, podID string) (p *apiwire.Problem) {
+		req, p = apiwire.ParseInstanceBody(body, podID)
+		return p
+	})
 	if !ok {
 		return
 	}
 	res, err := s.opts.Detector.Detect(r.Context(), pod, detect.SourceAgent, detect.Hint{ApplicationName: req.ApplicationName})
-	if err != nil || res.Outcome == metrics.OutcomeNoService {
+	if err != nil || res.Outcome == detect.OutcomeNoService {
 		// The pod's labels already say what it runs, so it gets its answer and boots; the
 		// detection itself is retried in the background.
 		s.retry(pod)
@@ -72,22 +61,11 @@ func (s *Server) registerInstance(w http.ResponseWriter, r *http.Request) {
 // saveInstanceState is POST /control-plane/pods/{podId}/instance/state: the agent reports its
 // services and runtime metadata, stored as is on the pod's row. The agent needs a JSON answer.
 func (s *Server) saveInstanceState(w http.ResponseWriter, r *http.Request) {
-	podID := mux.Vars(r)["podId"]
-	caller, ok := s.podCaller(w, r)
-	if !ok {
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, agentBodyLimit))
-	if err != nil {
-		decodeError(w, err)
-		return
-	}
-	state, p := apiwire.ParseStateBody(body)
-	if p != nil {
-		writeProblem(w, p)
-		return
-	}
-	pod, ok := s.resolvePod(w, podID, caller)
+	var state json.RawMessage
+	pod, ok := s.agentRequest(w, r, func(body []byte, _ string) (p *apiwire.Problem) {
+		state, p = apiwire.ParseStateBody(body)
+		return p
+	})
 	if !ok {
 		return
 	}
@@ -97,6 +75,30 @@ func (s *Server) saveInstanceState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// agentRequest takes a request of the agent about the pod {podId} through the steps every one
+// of them takes, in this order: authenticate the caller (podCaller), read the body (at most
+// agentBodyLimit), parse it (parse returns the problem to answer, nil when the body is good),
+// and find the pod (resolvePod). A failed step answers the request itself, and agentRequest
+// returns false.
+func (s *Server) agentRequest(w http.ResponseWriter, r *http.Request,
+	parse func(body []byte, podID string) *apiwire.Problem) (*corev1.Pod, bool) {
+	podID := mux.Vars(r)["podId"]
+	caller, ok := s.podCaller(w, r)
+	if !ok {
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, agentBodyLimit))
+	if err != nil {
+		decodeError(w, err)
+		return nil, false
+	}
+	if p := parse(body, podID); p != nil {
+		writeProblem(w, p)
+		return nil, false
+	}
+	return s.resolvePod(w, podID, caller)
 }
 
 func (s *Server) retry(pod *corev1.Pod) {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/gorilla/mux"
 )
 
 // Health is the body of /healthz.
@@ -27,14 +29,34 @@ type Readiness struct {
 const readyTimeout = 3 * time.Second
 
 // healthz answers while the process serves HTTP.
-func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+func healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, Health{Status: "ok"})
 }
 
-// ReadyHandler answers /readyz: it runs every check (PostgreSQL, Temporal, informers synced)
+// opsRoutes adds the operations routes to r: /healthz, /readyz (the checks in ready) and, with
+// withMetrics, /metrics. They are the same in every role: the API's router and OpsHandler both
+// get them from here.
+func opsRoutes(r *mux.Router, log *slog.Logger, ready []ReadyCheck, withMetrics bool) {
+	r.HandleFunc("/healthz", healthz).Methods(http.MethodGet)
+	r.Handle("/readyz", readyHandler(log, ready)).Methods(http.MethodGet)
+	if withMetrics {
+		r.Handle("/metrics", metricsHandler()).Methods(http.MethodGet)
+	}
+}
+
+// OpsHandler serves the operations routes alone, for a process that serves no API (the worker
+// role): /healthz, /readyz and, with withMetrics, /metrics, with the answers the API gives on
+// them, and its JSON 404 and 405 on any other path or method.
+func OpsHandler(log *slog.Logger, ready []ReadyCheck, withMetrics bool) http.Handler {
+	r := newRouter()
+	opsRoutes(r, log, ready, withMetrics)
+	return r
+}
+
+// readyHandler answers /readyz: it runs every check (PostgreSQL, Temporal, informers synced)
 // concurrently, answers 200 or 503 with the names of the failed checks, and logs each failure
 // with its error.
-func ReadyHandler(log *slog.Logger, checks []ReadyCheck) http.Handler {
+func readyHandler(log *slog.Logger, checks []ReadyCheck) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()

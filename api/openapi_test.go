@@ -12,8 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
-
-	"github.com/skewguard/skewguard/internal/metrics"
 )
 
 // TestOpenAPIMatchesTheRouter fails on any route the document lacks or any operation the router
@@ -21,7 +19,7 @@ import (
 func TestOpenAPIMatchesTheRouter(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	var served []string
-	err := h.server.Router().Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+	err := h.server.router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
 		tpl, err := route.GetPathTemplate()
 		require.NoError(t, err)
 		methods, err := route.GetMethods()
@@ -99,12 +97,12 @@ func TestMetricsUseRouteTemplates(t *testing.T) {
 	assert.Contains(t, body, `skewguard_http_request_duration_seconds_count{code="200",method="POST",route="/control-plane/pods/{podId}/instance"}`)
 	assert.Contains(t, body, `route="unmatched"`)
 	assert.NotContains(t, body, "web-v1-a", "no pod names in labels")
-	assert.Contains(t, body, `skewguard_registrations_total{outcome="`+metrics.OutcomeStarted+`",source="agent"}`)
+	assert.Contains(t, body, `skewguard_registrations_total{outcome="started",source="agent"}`)
 }
 
 func TestPanicsBecomeJSON500(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	h.server.Router().HandleFunc("/boom", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	h.server.router.HandleFunc("/boom", func(http.ResponseWriter, *http.Request) { panic("boom") })
 	rec := h.do(t, "GET", "/boom", "", "")
 	require.Equal(t, http.StatusInternalServerError, rec.Code)
 	assert.Equal(t, CodeInternal, errorCode(t, rec))

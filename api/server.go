@@ -158,9 +158,6 @@ func New(opts Options) (*Server, error) {
 // Handler is the whole API, instrumented.
 func (s *Server) Handler() http.Handler { return s.instrument(s.router) }
 
-// Router exposes the bare router (the OpenAPI test walks it).
-func (s *Server) Router() *mux.Router { return s.router }
-
 // Close ends every open WebSocket and waits for them, at most until ctx ends. http.Server's
 // Shutdown does not track hijacked connections, so call this beside it.
 func (s *Server) Close(ctx context.Context) error {
@@ -175,17 +172,23 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 }
 
-func (s *Server) routes() *mux.Router {
-	// Paths are not cleaned: a redirect would turn an agent's POST into a GET elsewhere; an
-	// unclean path simply matches nothing or fails validation.
+// newRouter returns an empty router that answers an unknown path or method in JSON, with a
+// stable code. Paths are not cleaned: a redirect would turn an agent's POST into a GET
+// elsewhere; an unclean path simply matches nothing or fails validation.
+func newRouter() *mux.Router {
 	r := mux.NewRouter().SkipClean(true)
-	r.Use(nameRoute, s.limitAuthFailures)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path)
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
 	})
+	return r
+}
+
+func (s *Server) routes() *mux.Router {
+	r := newRouter()
+	r.Use(nameRoute, s.limitAuthFailures)
 
 	// The agent's protocol (Platformatic ICC paths, as watt-extra calls them).
 	r.HandleFunc("/control-plane/pods/{podId}/instance", s.registerInstance).Methods(http.MethodPost)
@@ -193,11 +196,7 @@ func (s *Server) routes() *mux.Router {
 	r.HandleFunc("/api/updates/applications/{applicationId}", s.updates).Methods(http.MethodGet)
 
 	// Operations.
-	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
-	r.Handle("/readyz", ReadyHandler(s.log, s.opts.Ready)).Methods(http.MethodGet)
-	if s.opts.ServeMetrics {
-		r.Handle("/metrics", metricsHandler()).Methods(http.MethodGet)
-	}
+	opsRoutes(r, s.log, s.opts.Ready, s.opts.ServeMetrics)
 	r.HandleFunc("/api/v1/openapi.yaml", serveOpenAPI).Methods(http.MethodGet)
 
 	// Management.

@@ -143,7 +143,7 @@ func (s *Server) redetect(ctx context.Context, pod *corev1.Pod) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if res, err := s.opts.Detector.Detect(ctx, pod, detect.SourceWebSocket, detect.Hint{}); err != nil ||
-		res.Outcome == metrics.OutcomeNoService {
+		res.Outcome == detect.OutcomeNoService {
 		s.retry(pod)
 	}
 }

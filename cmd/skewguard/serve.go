@@ -130,7 +130,8 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 		}
 		handler = h
 	} else {
-		handler = opsHandler(log, ready, cfg.MetricsAddress == "")
+		// The API's own /healthz, /readyz and (without a metrics address) /metrics.
+		handler = api.OpsHandler(log, ready, cfg.MetricsAddress == "")
 	}
 	if r.worker {
 		deps := workerDeps{Temporal: tc, Registry: store, Kube: kc, Claims: allow, Logger: log.With("component", "worker")}
@@ -306,21 +307,6 @@ func routeConvergence(cfg config.Config, log *slog.Logger, deps workerDeps) (*co
 		Namespaces: cfg.Namespaces,
 		Logger:     log.With("component", "route-convergence"),
 	})
-}
-
-// opsHandler serves health, readiness and metrics for a worker-only process.
-func opsHandler(log *slog.Logger, ready []api.ReadyCheck, withMetrics bool) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
-	})
-	// The same readiness answer as the API's: the failed checks' names; their errors are logged.
-	mux.Handle("GET /readyz", api.ReadyHandler(log, ready))
-	if withMetrics {
-		mux.Handle("GET /metrics", metrics.Handler())
-	}
-	return mux
 }
 
 // listenerLimits bound every listener (api.DefaultLimits; tests shorten them).

@@ -70,7 +70,7 @@ func TestServeHTTPCutsOffSlowBodies(t *testing.T) {
 	t.Cleanup(func() { listenerLimits = saved })
 	const deadline = 300 * time.Millisecond
 	listenerLimits.ReadTimeout = deadline
-	addr := startServeHTTP(t, opsHandler(slog.New(slog.DiscardHandler), nil, false))
+	addr := startServeHTTP(t, api.OpsHandler(slog.New(slog.DiscardHandler), nil, false))
 
 	conn, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
@@ -88,7 +88,7 @@ func TestServeHTTPCutsOffSlowBodies(t *testing.T) {
 }
 
 func TestServeHTTPRefusesOversizedHeaders(t *testing.T) {
-	addr := startServeHTTP(t, opsHandler(slog.New(slog.DiscardHandler), nil, false))
+	addr := startServeHTTP(t, api.OpsHandler(slog.New(slog.DiscardHandler), nil, false))
 	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/healthz", nil)
 	require.NoError(t, err)
 	req.Header.Set("X-Padding", strings.Repeat("a", 2*api.DefaultLimits.MaxHeaderBytes))

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/skewguard/skewguard/api"
 	"github.com/skewguard/skewguard/internal/config"
 )
 
@@ -63,7 +64,7 @@ func startTLS(t *testing.T, certFile, keyFile string) string {
 	t.Helper()
 	tc, err := serverTLS(config.Config{TLSCertFile: certFile, TLSKeyFile: keyFile}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	return startServeHTTPS(t, opsHandler(slog.New(slog.DiscardHandler), nil, false), tc)
+	return startServeHTTPS(t, api.OpsHandler(slog.New(slog.DiscardHandler), nil, false), tc)
 }
 
 // leafOf connects to addr and returns the certificate the server presents.

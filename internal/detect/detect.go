@@ -74,9 +74,49 @@ type Result struct {
 	Ref registry.VersionRef
 	// DeploymentVersion is what the agent is told (empty: tell it nothing).
 	DeploymentVersion string
-	Outcome           string
+	Outcome           Outcome
 	// Reason explains outcomes that are not a plain success, for logs.
 	Reason string
+}
+
+// Outcome is what detection did with one pod. Callers branch on it; its String is the outcome
+// label of skewguard_registrations_total, which dashboards and alerts name, so a label value
+// never changes once published. The zero value is no outcome: Detect always sets one.
+type Outcome int
+
+// Outcomes of a detection (the agent, the pod watch, a WebSocket reconnect or a retry).
+const (
+	OutcomeFastPath   Outcome = iota + 1 // the version was already live: the pod is recorded against it
+	OutcomeStarted                       // a new (or redeployed) version: its workflow was started
+	OutcomeDeduped                       // another detection holds the start of this life (moments ago)
+	OutcomeFeatureOff                    // skew protection disabled: answered, nothing recorded
+	OutcomeNoLabels                      // the pod lacks app.kubernetes.io/name or plt.dev/version
+	OutcomeNoService                     // no Service selects the version's pods yet: worth trying again
+	OutcomeStale                         // the pod predates the expiry of its version
+	OutcomeInvalid                       // started, but refused by validation: it will not be activated
+	OutcomeError                         // the registry or the workflow start failed; Detect returns the error
+)
+
+// outcomeLabels are the metric label values, indexed by Outcome.
+var outcomeLabels = [...]string{
+	OutcomeFastPath:   "fast_path",
+	OutcomeStarted:    "started",
+	OutcomeDeduped:    "deduped",
+	OutcomeFeatureOff: "feature_off",
+	OutcomeNoLabels:   "no_labels",
+	OutcomeNoService:  "no_service",
+	OutcomeStale:      "stale",
+	OutcomeInvalid:    "invalid",
+	OutcomeError:      "error",
+}
+
+// String is the outcome's metric label ("fast_path", "no_service", ...); an Outcome outside
+// the constants above (a bug) reads "Outcome(n)".
+func (o Outcome) String() string {
+	if o > 0 && int(o) < len(outcomeLabels) {
+		return outcomeLabels[o]
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
 }
 
 // Options configure a Detector.
@@ -94,7 +134,7 @@ type Options struct {
 	// Validate, when set, checks a version before its workflow starts. A refusal does not drop
 	// the version, which would leave nothing in the registry to say why its pods get no
 	// traffic: it is started with StartRequest.Invalid set, logged as a warning and counted as
-	// metrics.OutcomeInvalid.
+	// OutcomeInvalid.
 	Validate func(StartRequest) error
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -141,41 +181,41 @@ type Hint struct {
 func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, hint Hint) (Result, error) {
 	res := identify(pod, hint)
 	log := d.opts.Logger.With("pod", pod.Namespace+"/"+pod.Name, "source", source)
-	finish := func(outcome, reason string, err error) (Result, error) {
+	finish := func(outcome Outcome, reason string, err error) (Result, error) {
 		res.Outcome, res.Reason = outcome, reason
-		metrics.Registration(source, outcome)
+		metrics.Registration(source, outcome.String())
 		switch {
 		case err != nil:
 			log.Error("detection failed", "app", res.AppName, "version", res.Ref.Label, "error", err)
-		case outcome == metrics.OutcomeInvalid:
+		case outcome == OutcomeInvalid:
 			log.Warn("version refused at detection: started so that the refusal is recorded; it will not be activated",
 				"app", res.AppName, "version", res.Ref.Label, "reason", reason)
 		case reason != "":
-			log.Info("pod registered without tracking", "app", res.AppName, "outcome", outcome, "reason", reason)
+			log.Info("pod registered without tracking", "app", res.AppName, "outcome", outcome.String(), "reason", reason)
 		default:
-			log.Debug("pod registered", "app", res.AppName, "version", res.Ref.Label, "outcome", outcome)
+			log.Debug("pod registered", "app", res.AppName, "version", res.Ref.Label, "outcome", outcome.String())
 		}
 		return res, err
 	}
 
 	if !d.opts.Enabled {
-		return finish(metrics.OutcomeFeatureOff, "skew protection is disabled (PLT_FEATURE_SKEW_PROTECTION=false)", nil)
+		return finish(OutcomeFeatureOff, "skew protection is disabled (PLT_FEATURE_SKEW_PROTECTION=false)", nil)
 	}
 	if res.Ref.App == "" || res.Ref.Label == "" {
 		err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace})
-		return finish(metrics.OutcomeNoLabels, fmt.Sprintf("pod lacks the %s or %s label", LabelApp, LabelVersion), err)
+		return finish(OutcomeNoLabels, fmt.Sprintf("pod lacks the %s or %s label", LabelApp, LabelVersion), err)
 	}
 	res.DeploymentVersion = res.Ref.Label
 
 	live, ok, err := d.opts.Registry.LiveVersion(ctx, res.Ref)
 	if err != nil {
-		return finish(metrics.OutcomeError, "", err)
+		return finish(OutcomeError, "", err)
 	}
 	if ok {
 		return d.fastPath(ctx, pod, live, finish)
 	}
 	if err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace}); err != nil {
-		return finish(metrics.OutcomeError, "", err)
+		return finish(OutcomeError, "", err)
 	}
 	// The start is reserved for the life that follows the newest one recorded, not for the
 	// label: a label started, recorded and expired moments ago may start its next life at once.
@@ -183,19 +223,19 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 	// come out deduped, and nothing looked at the pod again.)
 	newest, found, err := d.newestLife(ctx, res.Ref)
 	if err != nil {
-		return finish(metrics.OutcomeError, "", err)
+		return finish(OutcomeError, "", err)
 	}
 	if found && newest.State.Live() {
 		// Recorded between the two reads: the workflow's first activity has just run.
 		return d.fastPath(ctx, pod, newest, finish)
 	}
 	if found && predatesExpiry(pod, newest) {
-		return finish(metrics.OutcomeStale, "the pod was created before its version expired; only new pods bring it back", nil)
+		return finish(OutcomeStale, "the pod was created before its version expired; only new pods bring it back", nil)
 	}
 	key := lifeKey{ref: res.Ref, after: newest.ID}
 	now := d.opts.Now()
 	if !d.recent.reserve(key, now, now.Add(d.opts.DedupeTTL)) {
-		return finish(metrics.OutcomeDeduped, "", nil)
+		return finish(OutcomeDeduped, "", nil)
 	}
 	started := false
 	defer func() {
@@ -205,7 +245,7 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 	}()
 	svc, port, ok := d.opts.Lookup.ServiceFor(pod)
 	if !ok {
-		return finish(metrics.OutcomeNoService, "no Service in the namespace selects this pod's version yet", nil)
+		return finish(OutcomeNoService, "no Service in the namespace selects this pod's version yet", nil)
 	}
 	path, hostname := placement(pod)
 	req := StartRequest{
@@ -226,33 +266,33 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		}
 	}
 	if err := d.opts.Starter.StartVersion(ctx, req); err != nil {
-		return finish(metrics.OutcomeError, "", fmt.Errorf("start lifecycle of %s: %w", res.Ref, err))
+		return finish(OutcomeError, "", fmt.Errorf("start lifecycle of %s: %w", res.Ref, err))
 	}
 	started = true
 	if req.Invalid != "" {
-		return finish(metrics.OutcomeInvalid, req.Invalid, nil)
+		return finish(OutcomeInvalid, req.Invalid, nil)
 	}
 	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "service", svc.Name, "port", port,
-		"deployedAt", req.DeployedAt, "podCreatedAt", req.PodsCreatedAt)
-	return finish(metrics.OutcomeStarted, "", nil)
+		"deployedAt", req.DeployedAt, "podsCreatedAt", req.PodsCreatedAt)
+	return finish(OutcomeStarted, "", nil)
 }
 
 // fastPath writes pod's row against live, its version's live life, at most once per
 // PodRecordTTL: last_seen is that coarse.
 func (d *Detector) fastPath(ctx context.Context, pod *corev1.Pod, live registry.Version,
-	finish func(outcome, reason string, err error) (Result, error)) (Result, error) {
+	finish func(outcome Outcome, reason string, err error) (Result, error)) (Result, error) {
 	now := d.opts.Now()
 	rec := podRecord{uid: string(pod.UID), versionID: live.ID}
 	if !d.recorded.reserve(rec, now, now.Add(d.opts.PodRecordTTL)) {
-		return finish(metrics.OutcomeFastPath, "", nil)
+		return finish(OutcomeFastPath, "", nil)
 	}
 	err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace,
 		AppID: &live.AppID, VersionID: &live.ID})
 	if err != nil {
 		d.recorded.release(rec)
-		return finish(metrics.OutcomeError, "", err)
+		return finish(OutcomeError, "", err)
 	}
-	return finish(metrics.OutcomeFastPath, "", nil)
+	return finish(OutcomeFastPath, "", nil)
 }
 
 // newestLife returns the newest life of ref, whatever its state; found is false when the

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
 )
 
@@ -268,34 +267,34 @@ func TestDetect(t *testing.T) {
 		existing  *registry.Version
 		regErr    error
 		startErr  error
-		outcome   string
+		outcome   Outcome
 		wantStart bool
 		wantErr   bool
 		version   string
 		after     int64 // the expired life the start must name
 	}{
 		{name: "feature off answers without tracking", enabled: false, pod: newPod(base), services: []runtime.Object{svc},
-			outcome: metrics.OutcomeFeatureOff},
+			outcome: OutcomeFeatureOff},
 		{name: "pod without labels", enabled: true, pod: pod("shop", "plain", nil, true, base),
-			outcome: metrics.OutcomeNoLabels},
+			outcome: OutcomeNoLabels},
 		{name: "new version starts its workflow", enabled: true, pod: newPod(base), services: []runtime.Object{svc},
-			outcome: metrics.OutcomeStarted, wantStart: true, version: "2"},
+			outcome: OutcomeStarted, wantStart: true, version: "2"},
 		{name: "live version takes the fast path", enabled: true, pod: newPod(base), services: []runtime.Object{svc},
 			existing: &registry.Version{ID: 7, AppID: 3, Namespace: "shop", App: "web", Label: "2", State: registry.Active},
-			outcome:  metrics.OutcomeFastPath, version: "2"},
+			outcome:  OutcomeFastPath, version: "2"},
 		{name: "expired label coming back starts again", enabled: true, pod: newPod(expiredAt.Add(time.Minute)),
 			services: []runtime.Object{svc},
 			existing: &registry.Version{ID: 41, Namespace: "shop", App: "web", Label: "2", State: registry.Expired, ExpiredAt: &expiredAt},
-			outcome:  metrics.OutcomeStarted, wantStart: true, version: "2", after: 41},
+			outcome:  OutcomeStarted, wantStart: true, version: "2", after: 41},
 		{name: "a pod older than the expiry does not revive it", enabled: true, pod: newPod(base),
 			services: []runtime.Object{svc},
 			existing: &registry.Version{Namespace: "shop", App: "web", Label: "2", State: registry.Expired, ExpiredAt: &expiredAt},
-			outcome:  metrics.OutcomeStale, version: "2"},
-		{name: "no Service yet", enabled: true, pod: newPod(base), outcome: metrics.OutcomeNoService, version: "2"},
+			outcome:  OutcomeStale, version: "2"},
+		{name: "no Service yet", enabled: true, pod: newPod(base), outcome: OutcomeNoService, version: "2"},
 		{name: "registry down", enabled: true, pod: newPod(base), services: []runtime.Object{svc},
-			regErr: errors.New("connection refused"), outcome: metrics.OutcomeError, wantErr: true, version: "2"},
+			regErr: errors.New("connection refused"), outcome: OutcomeError, wantErr: true, version: "2"},
 		{name: "Temporal down", enabled: true, pod: newPod(base), services: []runtime.Object{svc},
-			startErr: errors.New("unavailable"), outcome: metrics.OutcomeError, wantErr: true, version: "2"},
+			startErr: errors.New("unavailable"), outcome: OutcomeError, wantErr: true, version: "2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -310,7 +309,9 @@ func TestDetect(t *testing.T) {
 			d := NewDetector(Options{Registry: reg, Starter: st, Lookup: c, Enabled: tc.enabled,
 				Now: func() time.Time { return base }})
 
+			counted := registrations(t, SourceAgent, tc.outcome)
 			res, err := d.Detect(context.Background(), tc.pod, SourceAgent, Hint{})
+			assert.Equal(t, counted+1, registrations(t, SourceAgent, tc.outcome), "counted under its outcome's label")
 			if tc.wantErr {
 				assert.Error(t, err)
 			} else {
@@ -374,7 +375,7 @@ func TestDetectRetriesAfterAFailedStart(t *testing.T) {
 	st.mu.Unlock()
 	res, err := d.Detect(context.Background(), p, SourceAgent, Hint{})
 	require.NoError(t, err)
-	assert.Equal(t, metrics.OutcomeStarted, res.Outcome, "a failed start must not be remembered as started")
+	assert.Equal(t, OutcomeStarted, res.Outcome, "a failed start must not be remembered as started")
 }
 
 func TestIdentify(t *testing.T) {
@@ -428,7 +429,7 @@ func TestFastPathWritesThePodRowOncePerTTL(t *testing.T) {
 	for range 3 {
 		res, err := d.Detect(context.Background(), p, SourcePodWatch, Hint{})
 		require.NoError(t, err)
-		assert.Equal(t, metrics.OutcomeFastPath, res.Outcome)
+		assert.Equal(t, OutcomeFastPath, res.Outcome)
 	}
 	assert.Equal(t, 1, upserts(), "repeats within the TTL only read")
 	clock = clock.Add(time.Minute + time.Second)

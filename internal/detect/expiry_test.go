@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
 )
 
@@ -30,7 +29,7 @@ func TestDetectNewLifeRightAfterExpiry(t *testing.T) {
 
 	res, err := d.Detect(context.Background(), first, SourcePodWatch, Hint{})
 	require.NoError(t, err)
-	require.Equal(t, metrics.OutcomeStarted, res.Outcome)
+	require.Equal(t, OutcomeStarted, res.Outcome)
 
 	// Expired five seconds later (well inside the 30 s window of the first start), scaled to 0
 	// and back to 1: the new pod is created after the expiry.
@@ -39,7 +38,7 @@ func TestDetectNewLifeRightAfterExpiry(t *testing.T) {
 	second := pod("shop", "web-v5-b", versionLabels("web", "5"), true, base.Add(7*time.Second))
 	res, err = d.Detect(context.Background(), second, SourcePodWatch, Hint{})
 	require.NoError(t, err)
-	assert.Equal(t, metrics.OutcomeStarted, res.Outcome, "the new life starts at once")
+	assert.Equal(t, OutcomeStarted, res.Outcome, "the new life starts at once")
 	require.Len(t, st.requests(), 2)
 	assert.Equal(t, ref, st.requests()[1].Ref)
 
@@ -47,7 +46,7 @@ func TestDetectNewLifeRightAfterExpiry(t *testing.T) {
 	third := pod("shop", "web-v5-c", versionLabels("web", "5"), true, base.Add(7*time.Second))
 	res, err = d.Detect(context.Background(), third, SourcePodWatch, Hint{})
 	require.NoError(t, err)
-	assert.Equal(t, metrics.OutcomeFastPath, res.Outcome)
+	assert.Equal(t, OutcomeFastPath, res.Outcome)
 	assert.Len(t, st.requests(), 2)
 }
 
@@ -59,10 +58,10 @@ func TestDetectPodCreatedInTheSecondOfTheExpiry(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		created time.Time
-		outcome string
+		outcome Outcome
 	}{
-		{"created in the second of the expiry", expiredAt.Truncate(time.Second), metrics.OutcomeStarted},
-		{"created the second before", expiredAt.Truncate(time.Second).Add(-time.Second), metrics.OutcomeStale},
+		{"created in the second of the expiry", expiredAt.Truncate(time.Second), OutcomeStarted},
+		{"created the second before", expiredAt.Truncate(time.Second).Add(-time.Second), OutcomeStale},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := pod("shop", "web-v6-a", versionLabels("web", "6"), true, tc.created)

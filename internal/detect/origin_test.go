@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
 )
 
@@ -67,7 +66,7 @@ func TestStartRequestsCarryDeployTimes(t *testing.T) {
 	for _, i := range []int{2, 0, 1} {
 		res, err := d.Detect(context.Background(), pods[i], SourcePodWatch, Hint{})
 		require.NoError(t, err)
-		require.Equal(t, metrics.OutcomeStarted, res.Outcome)
+		require.Equal(t, OutcomeStarted, res.Outcome)
 	}
 
 	reqs := st.requests()
@@ -161,12 +160,12 @@ func TestValidateRefusalIsStartedWithItsReason(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		validate func(StartRequest) error
-		outcome  string
+		outcome  Outcome
 		invalid  string
 	}{
-		{name: "no validation", outcome: metrics.OutcomeStarted},
-		{name: "accepted", validate: func(StartRequest) error { return nil }, outcome: metrics.OutcomeStarted},
-		{name: "refused", outcome: metrics.OutcomeInvalid, invalid: `path prefix "/a b" is not a valid path`,
+		{name: "no validation", outcome: OutcomeStarted},
+		{name: "accepted", validate: func(StartRequest) error { return nil }, outcome: OutcomeStarted},
+		{name: "refused", outcome: OutcomeInvalid, invalid: `path prefix "/a b" is not a valid path`,
 			validate: func(r StartRequest) error {
 				if r.ServiceName != "web-v9" {
 					return fmt.Errorf("validation saw service %q", r.ServiceName)

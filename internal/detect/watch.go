@@ -10,8 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
-
-	"github.com/skewguard/skewguard/internal/metrics"
 )
 
 // item is one pod to detect, and why.
@@ -164,13 +162,13 @@ func (w *Watcher) next(parent context.Context) bool {
 	res, err := w.detector.Detect(ctx, pod, it.source, Hint{})
 	switch {
 	case err != nil && parent.Err() == nil,
-		err == nil && res.Outcome == metrics.OutcomeNoService && it.source == SourceRetry,
+		err == nil && res.Outcome == OutcomeNoService && it.source == SourceRetry,
 		// Another detection holds the start of this life. Should that start fail with its pod
 		// gone, or its workflow never record the life (a start that attached to a run just
 		// finishing), no event would bring this pod back: look again, with backoff, until
 		// the life is live or this pod starts it.
-		err == nil && res.Outcome == metrics.OutcomeDeduped:
-		w.log.Debug("detection queued again", "pod", it.namespace+"/"+it.name, "outcome", res.Outcome,
+		err == nil && res.Outcome == OutcomeDeduped:
+		w.log.Debug("detection queued again", "pod", it.namespace+"/"+it.name, "outcome", res.Outcome.String(),
 			"attempts", w.queue.NumRequeues(it)+1)
 		w.queue.AddRateLimited(it)
 	default:

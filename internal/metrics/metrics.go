@@ -19,65 +19,42 @@ const namespace = "skewguard"
 // Registry holds every skewguard collector plus the Go and process collectors.
 var Registry = prometheus.NewRegistry()
 
-// Outcomes of a registration (the agent, the pod watch or a WebSocket reconnect).
-const (
-	OutcomeFastPath   = "fast_path"   // the version was already live: answered from the registry
-	OutcomeStarted    = "started"     // a new (or redeployed) version: its workflow was started
-	OutcomeDeduped    = "deduped"     // started moments ago by another registration
-	OutcomeFeatureOff = "feature_off" // skew protection disabled: answered, nothing recorded
-	OutcomeNoLabels   = "no_labels"   // the pod lacks app.kubernetes.io/name or plt.dev/version
-	OutcomeNoService  = "no_service"  // no Service selects the version's pods yet
-	OutcomeStale      = "stale"       // the pod predates the expiry of its version
-	OutcomeInvalid    = "invalid"     // started, but refused by validation: it will not be activated
-	OutcomeError      = "error"
-)
-
 var (
-	// Registrations counts registrations by source (agent, pod_watch, websocket) and outcome.
-	Registrations = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace,
-		Name:      "registrations_total",
-		Help:      "Pod registrations by source (agent, pod_watch, websocket) and outcome.",
-	}, []string{"source", "outcome"})
+	// Registrations counts registrations by source (agent, pod_watch, websocket, retry) and
+	// outcome (detect.Outcome's labels: fast_path, started, deduped, feature_off, no_labels,
+	// no_service, stale, invalid, error).
+	Registrations = counterVec("registrations_total",
+		"Pod registrations by source (agent, pod_watch, websocket) and outcome.",
+		"source", "outcome")
 
 	// Transitions counts version state transitions.
-	Transitions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace,
-		Name:      "version_transitions_total",
-		Help:      "Version state transitions by from and to state.",
-	}, []string{"from", "to"})
+	Transitions = counterVec("version_transitions_total",
+		"Version state transitions by from and to state.",
+		"from", "to")
 
 	// RouteWrites counts HTTPRoute writes by outcome (applied, unchanged, stale, error).
-	RouteWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace,
-		Name:      "route_writes_total",
-		Help:      "HTTPRoute writes by outcome: applied, unchanged, stale (a newer generation was already written), error.",
-	}, []string{"outcome"})
+	RouteWrites = counterVec("route_writes_total",
+		"HTTPRoute writes by outcome: applied, unchanged, stale (a newer generation was already written), error.",
+		"outcome")
 
 	// RouteReconciles counts the route convergence controller's reconciles of an app by
 	// outcome: applied (drift was repaired), unchanged, stale, disabled, error.
-	RouteReconciles = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace,
-		Name:      "route_reconciles_total",
-		Help:      "Reconciles of an app's HTTPRoutes by the convergence controller, by outcome: applied (drift repaired), unchanged, stale, disabled, error.",
-	}, []string{"outcome"})
+	RouteReconciles = counterVec("route_reconciles_total",
+		"Reconciles of an app's HTTPRoutes by the convergence controller, by outcome: applied (drift repaired), unchanged, stale, disabled, error.",
+		"outcome")
 
 	// ActivityFailures counts failed Temporal activity attempts by activity name.
-	ActivityFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace,
-		Name:      "activity_failures_total",
-		Help:      "Failed activity attempts by activity name (each retry counts).",
-	}, []string{"activity"})
+	ActivityFailures = counterVec("activity_failures_total",
+		"Failed activity attempts by activity name (each retry counts).",
+		"activity")
 
 	// Refusals counts writes the API server (or an admission webhook) refused and that skewguard
 	// will not retry as they are, and versions refused before they could be routed, by kind
 	// (the error type the workflow sees: RoutesRefused, RoutesInvalid, ClaimConflict,
 	// WorkloadsRefused, ...). Each refusal is also in the version's audit and workflow details.
-	Refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace,
-		Name:      "refusals_total",
-		Help:      "Steps refused for good (not retried as they are) by kind: RoutesRefused, RoutesInvalid, ClaimConflict, WorkloadsRefused.",
-	}, []string{"kind"})
+	Refusals = counterVec("refusals_total",
+		"Steps refused for good (not retried as they are) by kind: RoutesRefused, RoutesInvalid, ClaimConflict, WorkloadsRefused.",
+		"kind")
 
 	// HTTPDuration is the latency of HTTP requests by route template, method and status code.
 	HTTPDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -88,18 +65,14 @@ var (
 	}, []string{"route", "method", "code"})
 
 	// TokenReviews counts token authentications by result: cache_hit, reviewed, error, malformed, wrong_audience.
-	TokenReviews = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace,
-		Name:      "token_reviews_total",
-		Help:      "Bearer token authentications by result: cache_hit, reviewed (a TokenReview call), error, malformed and wrong_audience (refused without a TokenReview).",
-	}, []string{"result"})
+	TokenReviews = counterVec("token_reviews_total",
+		"Bearer token authentications by result: cache_hit, reviewed (a TokenReview call), error, malformed and wrong_audience (refused without a TokenReview).",
+		"result")
 
 	// AccessReviews counts authorization decisions by result: cache_hit, reviewed, error.
-	AccessReviews = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace,
-		Name:      "access_reviews_total",
-		Help:      "SubjectAccessReview decisions by result: cache_hit, reviewed (a SubjectAccessReview call), error.",
-	}, []string{"result"})
+	AccessReviews = counterVec("access_reviews_total",
+		"SubjectAccessReview decisions by result: cache_hit, reviewed (a SubjectAccessReview call), error.",
+		"result")
 
 	// AgentConnections is the number of open agent update WebSockets.
 	AgentConnections = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -108,6 +81,11 @@ var (
 		Help:      "Open agent update WebSocket connections.",
 	})
 )
+
+// counterVec is a skewguard counter (the name without the namespace) with the given labels.
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+}
 
 func init() {
 	Registry.MustRegister(
@@ -121,7 +99,7 @@ func init() {
 // Refusal records one step refused for good, by kind.
 func Refusal(kind string) { Refusals.WithLabelValues(kind).Inc() }
 
-// Registration records one registration outcome from source.
+// Registration records one registration from source; outcome is its label (detect.Outcome.String).
 func Registration(source, outcome string) { Registrations.WithLabelValues(source, outcome).Inc() }
 
 // Transition records one version state transition.

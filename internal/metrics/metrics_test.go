@@ -18,8 +18,8 @@ func TestRecordersFeedTheRegistry(t *testing.T) {
 		record func()
 		read   func() float64
 	}{
-		{"registration", func() { Registration("agent", OutcomeFastPath) },
-			func() float64 { return counterValue(Registrations.WithLabelValues("agent", OutcomeFastPath)) }},
+		{"registration", func() { Registration("agent", "fast_path") },
+			func() float64 { return counterValue(Registrations.WithLabelValues("agent", "fast_path")) }},
 		{"transition", func() { Transition("active", "draining") },
 			func() float64 { return counterValue(Transitions.WithLabelValues("active", "draining")) }},
 		{"route write", func() { RouteWrite("applied") },
@@ -40,7 +40,7 @@ func TestRecordersFeedTheRegistry(t *testing.T) {
 
 func TestHandlerExposesEveryFamily(t *testing.T) {
 	ObserveHTTP("/healthz", "GET", 200, time.Millisecond)
-	Registration("pod_watch", OutcomeStarted)
+	Registration("pod_watch", "started")
 	Transition("pending", "active")
 	RouteWrite("stale")
 	RouteReconcile("unchanged")
