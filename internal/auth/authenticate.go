@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -82,13 +81,6 @@ func first(vs []string) string {
 		return ""
 	}
 	return vs[0]
-}
-
-// BearerToken returns the bearer token of r (ParseBearer of its Authorization header). The
-// agent sends the literal "Bearer undefined" when it has no token; that counts as none.
-func BearerToken(r *http.Request) (string, bool) {
-	token, err := ParseBearer(r.Header.Get("Authorization"))
-	return token, err == nil
 }
 
 // AuthenticatorOptions tunes the TokenReview cache.

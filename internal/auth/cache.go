@@ -69,12 +69,6 @@ func (c *ttlCache[K, V]) put(k K, v V, expires time.Time) {
 	}
 }
 
-func (c *ttlCache[K, V]) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.order.Len()
-}
-
 // reviews holds the API server's answers of one kind (token reviews, access reviews) by the hash
 // of what was asked, and asks at most once at a time per hash: concurrent callers with the same new
 // question share one review (x/sync/singleflight), so a burst of requests carrying the same new
