@@ -90,7 +90,7 @@ tools_plan() {
   # Debian's packages are not in the cache, but a fresh machine installs them first.
   [[ -z $(apt_missing) ]] || plan_add "apt-packages" "$APT_FIGURE"
   if [[ ${#todo[@]} == 0 ]]; then
-    progress_log "tool cache $SKEWGUARD_CACHE is warm: all $all tools built, nothing to build"
+    progress_log "tool cache $SKEWGUARD_CACHE is warm: all $all tools built, nothing to download or build but the stack's own programs (seconds)"
     return 0
   fi
   local state=cold from="typical first builds on 2 cores, hack/README.md" list
