@@ -184,8 +184,9 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 	spawn("live version cache", func() error { return live.Run(ctx) })
 	det := detect.NewDetector(detect.Options{
 		Registry: live, Starter: temporal, Lookup: cache, Enabled: cfg.SkewProtection,
-		Logger:   log.With("component", "detect"),
-		Validate: validateDetected(cfg, allow),
+		VersionFromImage: cfg.VersionFromImage,
+		Logger:           log.With("component", "detect"),
+		Validate:         validateDetected(cfg, allow),
 	})
 	// Without skew protection there is nothing to detect: the watch stays off, retries are moot.
 	watcher, err := detect.NewWatcher(cache, det, cfg.WatchPods && cfg.SkewProtection, log.With("component", "pod-watch"))

@@ -59,6 +59,11 @@ type Config struct {
 	TrafficQuery  string `env:"PLT_SKEW_TRAFFIC_QUERY"`
 	// WatchPods turns on agent-free detection: pods carrying both labels that turn Ready.
 	WatchPods bool `env:"PLT_SKEW_WATCH_PODS, default=true"`
+	// VersionFromImage gives a pod without the plt.dev/version label a version derived from its
+	// first container's image (digest, else tag; latest refused), as if every pod carried the
+	// annotation plt.dev/version-from=image; a pod opts out with plt.dev/version-from=label.
+	// Off, only annotated pods get one (detect.ImageVersion, detect.AnnotationVersionFrom).
+	VersionFromImage bool `env:"PLT_SKEW_VERSION_FROM_IMAGE, default=false"`
 	// Namespaces limits detection (pod informer and watch) to these namespaces; empty means all.
 	Namespaces []string `env:"PLT_SKEW_NAMESPACES"`
 	// InsecureSkipPodAuth turns off the proof that a registering caller is the pod it names.

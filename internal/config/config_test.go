@@ -117,6 +117,7 @@ var setCases = []struct {
 	{"PLT_SKEW_TRAFFIC_QUERY", `sum(rate(x{v="{{.Version}}"}[5m]))`, func(c Config) any { return c.TrafficQuery },
 		`sum(rate(x{v="{{.Version}}"}[5m]))`},
 	{"PLT_SKEW_WATCH_PODS", "false", func(c Config) any { return c.WatchPods }, false},
+	{"PLT_SKEW_VERSION_FROM_IMAGE", "true", func(c Config) any { return c.VersionFromImage }, true},
 	{"PLT_SKEW_NAMESPACES", "shop,blog", func(c Config) any { return c.Namespaces }, []string{"shop", "blog"}},
 	{"PLT_SKEW_INSECURE_SKIP_POD_AUTH", "true", func(c Config) any { return c.InsecureSkipPodAuth }, true},
 	{"PLT_SKEW_INSECURE_SKIP_API_AUTH", "true", func(c Config) any { return c.InsecureSkipAPIAuth }, true},
@@ -182,6 +183,7 @@ func TestInvalidValueNamesItsVariable(t *testing.T) {
 		{"PLT_SKEW_NAMESPACES", "shop,Bad_NS", "is not a namespace name"},
 		{"PLT_SKEW_REWRITE_PATH_PREFIX", "nope", "is not true or false"},
 		{"PLT_SKEW_WATCH_PODS", "on", "is not true or false"},
+		{"PLT_SKEW_VERSION_FROM_IMAGE", "yes", "is not true or false"},
 		{"PLT_SKEW_LOG_LEVEL", "verbose", "is not one of debug, info, warn, error"},
 		{"PLT_SKEW_LOG_FORMAT", "xml", "is not one of json, text"},
 	}
