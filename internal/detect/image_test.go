@@ -171,7 +171,9 @@ func TestVersionOf(t *testing.T) {
 // nothing changes; a refusal is recorded like a pod without labels, with its reason.
 func TestDetectVersionFromImage(t *testing.T) {
 	base := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
-	sel := func(instance string) map[string]string { return map[string]string{LabelApp: "web", "instance": instance} }
+	sel := func(instance string) map[string]string {
+		return map[string]string{LabelApp: "web", "instance": instance}
+	}
 	for _, tc := range []struct {
 		name     string
 		global   bool
