@@ -70,8 +70,8 @@ func (w Workloads) unlabelledDeployments(ctx context.Context, namespace, app str
 	var out []string
 	for _, d := range list.Items {
 		if tl := d.Spec.Template.Labels; tl[AppLabel] == app && tl[VersionLabel] == "" && d.DeletionTimestamp == nil {
-			out = append(out, d.Name+": its pod template carries no "+VersionLabel+" label (a version derived from "+
-				"the image): skewguard cannot tell which version it runs and leaves it alone")
+			out = append(out, d.Name+": its pod template carries no "+VersionLabel+" label: skewguard cannot tell "+
+				"which version it runs (a version derived from the image is never retired) and leaves it alone")
 		}
 	}
 	slices.Sort(out)
