@@ -238,7 +238,7 @@ func TestPodsNamedAcrossNamespaces(t *testing.T) {
 func TestCacheSlimsObjects(t *testing.T) {
 	p := pod("a", "p", versionLabels("web", "1"), true, time.Now())
 	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
-	p.Annotations = map[string]string{"big": "x", LabelPath: "/shop"}
+	p.Annotations = map[string]string{"big": "x", LabelPath: "/shop", AnnotationVersionFrom: "image"}
 	p.Spec.Containers = []corev1.Container{{Name: "app", Image: "img", Command: []string{"serve"},
 		Env: []corev1.EnvVar{{Name: "A", Value: "b"}}}}
 	c, _ := startedCache(t, p)
@@ -247,7 +247,7 @@ func TestCacheSlimsObjects(t *testing.T) {
 	assert.Empty(t, got.ManagedFields)
 	assert.Equal(t, []corev1.Container{{Name: "app", Image: "img"}}, got.Spec.Containers,
 		"a container's name and image only: a version may be derived from an image")
-	assert.Equal(t, map[string]string{LabelPath: "/shop"}, got.Annotations)
+	assert.Equal(t, map[string]string{LabelPath: "/shop", AnnotationVersionFrom: "image"}, got.Annotations)
 	assert.Equal(t, "default", got.Spec.ServiceAccountName)
 	assert.True(t, Ready(got))
 }
