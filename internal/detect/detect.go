@@ -212,6 +212,7 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 	}
 
 	if !d.opts.Enabled {
+		derr = nil // nothing is derived or recorded: not worth a warning
 		return finish(OutcomeFeatureOff, "skew protection is disabled (PLT_FEATURE_SKEW_PROTECTION=false)", nil)
 	}
 	if res.Ref.App == "" || res.Ref.Label == "" {
