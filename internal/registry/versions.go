@@ -228,8 +228,8 @@ type FlipRequest struct {
 	Publish func(ctx context.Context, snap Snapshot) error
 	// MaxVersions is the global cap on the app's Draining versions (PLT_SKEW_MAX_VERSIONS),
 	// applied when the app's policy sets no maxVersions of its own; 0 is no cap. An Activate or
-	// Promote that leaves more Draining versions than the cap expires the oldest of them
-	// (by recording) in its own transaction: never the Active version, never the version being
+	// Promote that leaves more Draining versions than the cap expires those Draining the longest
+	// in its own transaction: never the Active version, never the version being
 	// flipped, never a Pending, Staged or Failed one.
 	MaxVersions int64
 }
@@ -461,7 +461,9 @@ func supersede(ctx context.Context, tx pgx.Tx, cur, next Version, actor Actor) (
 
 // enforceMaxVersions expires the oldest Draining versions of the app beyond its maxVersions
 // (the policy's, else global; 0 is no cap) now that by, the version just flipped, is Active or
-// Draining. by itself is counted but never expired; the caller holds the app lock. Each expiry
+// Draining. Oldest means Draining the longest (then recorded first): after a rollback, the
+// version just displaced has the most recent sessions pinned to it and is kept, where the age
+// of its deployment would have made it the first to go. by itself is counted but never expired; the caller holds the app lock. Each expiry
 // is audited with the cap and the version that exceeded it.
 func enforceMaxVersions(ctx context.Context, tx pgx.Tx, appID int64, by Version, global int64, actor Actor) ([]Version, error) {
 	p, err := readPolicy(ctx, tx, appID)
@@ -476,7 +478,7 @@ func enforceMaxVersions(ctx context.Context, tx pgx.Tx, appID int64, by Version,
 		return nil, nil
 	}
 	rows, err := tx.Query(ctx, `SELECT `+versionColumns+versionsFrom+`
-		WHERE v.app_id = $1 AND v.state = 'draining' ORDER BY v.pending_at, v.id`, appID)
+		WHERE v.app_id = $1 AND v.state = 'draining' ORDER BY v.draining_at, v.id`, appID)
 	if err != nil {
 		return nil, fmt.Errorf("read draining versions: %w", err)
 	}
@@ -517,7 +519,7 @@ func cappedWith(ctx context.Context, tx pgx.Tx, appID int64, v Version) ([]Versi
 	}
 	rows, err := tx.Query(ctx, `SELECT `+versionColumns+versionsFrom+`
 		WHERE v.app_id = $1 AND v.state = 'expired' AND v.expired_at = $2 AND v.id <> $3
-		ORDER BY v.pending_at, v.id`, appID, *v.ActiveAt, v.ID)
+		ORDER BY v.draining_at, v.id`, appID, *v.ActiveAt, v.ID)
 	if err != nil {
 		return nil, fmt.Errorf("read capped versions: %w", err)
 	}
