@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -167,17 +168,25 @@ func TestPolicyResolved(t *testing.T) {
 
 	rec = h.do(t, "GET", "/api/v1/apps/shop/web/policy", tokenViewer, "")
 	require.Equal(t, http.StatusOK, rec.Code)
-	assert.JSONEq(t, `{
-		"overrides": {"gracePeriodMs": 60000, "autoCleanup": false},
-		"resolved": {
-			"gracePeriodMs":   {"value": 60000,    "source": "override"},
-			"autoCleanup":     {"value": false,    "source": "override"},
-			"maxAliveMs":      {"value": 7200000,  "source": "default", "setting": "PLT_SKEW_HTTP_MAX_ALIVE_MS"},
-			"checkIntervalMs": {"value": 60000,    "source": "default", "setting": "PLT_SKEW_CHECK_INTERVAL_MS"},
-			"trafficWindowMs": {"value": 300000,   "source": "default", "setting": "PLT_SKEW_TRAFFIC_WINDOW_MS"},
-			"cookieMaxAge":    {"value": 43200,    "source": "default", "setting": "PLT_SKEW_COOKIE_MAX_AGE"},
-			"requireApproval": {"value": false,    "source": "default", "setting": "PLT_SKEW_REQUIRE_APPROVAL"}
-		}}`, rec.Body.String())
+	var view struct {
+		Overrides json.RawMessage            `json:"overrides"`
+		Resolved  map[string]json.RawMessage `json:"resolved"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &view), rec.Body.String())
+	assert.JSONEq(t, `{"gracePeriodMs": 60000, "autoCleanup": false}`, string(view.Overrides))
+	// Every field of the policy is resolved (a new field joins without a change here).
+	assert.Len(t, view.Resolved, reflect.TypeFor[registry.Policy]().NumField())
+	for name, want := range map[string]string{
+		"gracePeriodMs":   `{"value": 60000,   "source": "override"}`,
+		"autoCleanup":     `{"value": false,   "source": "override"}`,
+		"maxAliveMs":      `{"value": 7200000, "source": "default", "setting": "PLT_SKEW_HTTP_MAX_ALIVE_MS"}`,
+		"checkIntervalMs": `{"value": 60000,   "source": "default", "setting": "PLT_SKEW_CHECK_INTERVAL_MS"}`,
+		"trafficWindowMs": `{"value": 300000,  "source": "default", "setting": "PLT_SKEW_TRAFFIC_WINDOW_MS"}`,
+		"cookieMaxAge":    `{"value": 43200,   "source": "default", "setting": "PLT_SKEW_COOKIE_MAX_AGE"}`,
+		"requireApproval": `{"value": false,   "source": "default", "setting": "PLT_SKEW_REQUIRE_APPROVAL"}`,
+	} {
+		assert.JSONEq(t, want, string(view.Resolved[name]), name)
+	}
 }
 
 // TestResolveCoversEveryPolicyField: a field added to registry.Policy shows in resolved without
