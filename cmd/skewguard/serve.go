@@ -199,13 +199,24 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 		}
 		return nil
 	}})
+	// The request-rate series runs the lifecycle's traffic query; without Prometheus it answers 503.
+	var rates api.Traffic
+	querier, err := newQuerier(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if querier != nil {
+		rates = querier
+	}
 	srv, err := api.New(api.Options{
-		Logger:    log.With("component", "api"),
-		Registry:  store,
-		Pods:      cache,
-		Detector:  det,
-		Lifecycle: temporal,
-		Retry:     watcher.Retry,
+		Logger:         log.With("component", "api"),
+		Registry:       store,
+		Pods:           cache,
+		Detector:       det,
+		Lifecycle:      temporal,
+		Traffic:        rates,
+		PolicyDefaults: api.DefaultsFromConfig(cfg),
+		Retry:          watcher.Retry,
 		// Management callers bring a person's token for the API server's own audience (their
 		// kubeconfig's), in whatever form their cluster issues (not always a JWT).
 		Authenticator: auth.NewAuthenticator(kc.Kube, auth.AuthenticatorOptions{}),
