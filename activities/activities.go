@@ -109,6 +109,9 @@ type Policy struct {
 	ReadinessTimeout time.Duration `json:"readinessTimeout"`
 	AutoCleanup      bool          `json:"autoCleanup"`
 	RequireApproval  bool          `json:"requireApproval"`
+	// MaxVersions caps the app's Draining versions (0: no cap). The registry applies it at each
+	// activation; the lifecycle only shows it.
+	MaxVersions int64 `json:"maxVersions,omitempty"`
 }
 
 // ResolvePolicy applies the per-app overrides p to the global configuration. An override is
@@ -128,7 +131,7 @@ func ResolvePolicy(cfg config.Config, p registry.Policy) Policy {
 		}
 		return global
 	}
-	return Policy{
+	pol := Policy{
 		GracePeriod:      ms(p.GracePeriodMS, bounds.GracePeriod, cfg.GracePeriod()),
 		MaxAlive:         ms(p.MaxAliveMS, bounds.MaxAlive, cfg.MaxAlive()),
 		CheckInterval:    ms(p.CheckIntervalMS, bounds.CheckInterval, cfg.CheckInterval()),
@@ -136,7 +139,12 @@ func ResolvePolicy(cfg config.Config, p registry.Policy) Policy {
 		ReadinessTimeout: cfg.ReadinessTimeout(),
 		AutoCleanup:      flag(p.AutoCleanup, cfg.AutoCleanup),
 		RequireApproval:  flag(p.RequireApproval, cfg.RequireApproval),
+		MaxVersions:      bounds.MaxVersions.Clamp(cfg.MaxVersions),
 	}
+	if p.MaxVersions != nil {
+		pol.MaxVersions = bounds.MaxVersions.Clamp(*p.MaxVersions)
+	}
+	return pol
 }
 
 func (a *Activities) log() *slog.Logger {

@@ -60,6 +60,9 @@ type TransitionResult struct {
 	// KeptBy is the newer version that stayed Active when this one, found together with it,
 	// went to Draining instead of taking over.
 	KeptBy *registry.Version `json:"keptBy,omitempty"`
+	// Capped are the Draining versions the change expired (routes included) because the app's
+	// maxVersions was exceeded; their workflows must be told to retire them.
+	Capped []registry.Version `json:"capped,omitempty"`
 }
 
 // Activate makes the version Active and its predecessor Draining in one transaction, together
@@ -109,7 +112,7 @@ func (a *Activities) Fail(ctx context.Context, in TransitionInput) (TransitionRe
 
 // flip runs one registry operation with the app's routes published inside its transaction.
 func (a *Activities) flip(ctx context.Context, in TransitionInput, op registry.Op) (registry.Transition, error) {
-	req := registry.FlipRequest{Ref: in.Ref, Op: op, Actor: in.Actor, Reason: in.Reason}
+	req := registry.FlipRequest{Ref: in.Ref, Op: op, Actor: in.Actor, Reason: in.Reason, MaxVersions: a.Config.MaxVersions}
 	var written SyncResult
 	if err := a.checkAllowed(ctx, in.Ref, op); err != nil {
 		return registry.Transition{}, err
@@ -147,13 +150,17 @@ func (a *Activities) finish(ctx context.Context, in TransitionInput, t registry.
 	if in.VersionID != 0 && t.Version.ID != in.VersionID {
 		return TransitionResult{}, staleLife(in.Ref, in.VersionID, t.Version.ID)
 	}
-	res := TransitionResult{Version: t.Version, Previous: t.Previous, Generation: t.Generation, Changed: t.Changed, KeptBy: t.KeptBy}
+	res := TransitionResult{Version: t.Version, Previous: t.Previous, Generation: t.Generation, Changed: t.Changed,
+		KeptBy: t.KeptBy, Capped: t.Capped}
 	if t.Changed {
 		if in.From != "" {
 			metrics.Transition(string(in.From), string(t.Version.State))
 		}
 		if t.Previous != nil {
 			metrics.Transition(string(registry.Active), string(registry.Draining))
+		}
+		for range t.Capped {
+			metrics.Transition(string(registry.Draining), string(registry.Expired))
 		}
 	}
 	if !t.Changed && t.Version.State == registry.Active && res.Previous == nil {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/skewguard/skewguard/internal/registry"
 )
@@ -40,10 +41,48 @@ func (c *Client) ListApps(ctx context.Context) (AppList, error) {
 	return out, c.call(ctx, http.MethodGet, "/api/v1/apps", nil, &out)
 }
 
-// Versions lists an app's versions, newest first.
-func (c *Client) Versions(ctx context.Context, app registry.AppRef) (VersionList, error) {
+// Versions lists one page of an app's versions, the Active one first, then the newest: those in
+// opts.States (none: every state), opts.Limit of them (0: the server's default) after skipping
+// opts.Offset.
+func (c *Client) Versions(ctx context.Context, app registry.AppRef, opts registry.ListVersionsOptions) (VersionList, error) {
+	q := url.Values{}
+	if len(opts.States) > 0 {
+		states := make([]string, 0, len(opts.States))
+		for _, s := range opts.States {
+			states = append(states, string(s))
+		}
+		q.Set("state", strings.Join(states, ","))
+	}
+	if opts.Limit != 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	if opts.Offset != 0 {
+		q.Set("offset", strconv.Itoa(opts.Offset))
+	}
+	path := appPath(app) + "/versions"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
 	var out VersionList
-	return out, c.call(ctx, http.MethodGet, appPath(app)+"/versions", nil, &out)
+	return out, c.call(ctx, http.MethodGet, path, nil, &out)
+}
+
+// RPS returns a version's request-rate series over window, one point per step (zero: the
+// server's defaults).
+func (c *Client) RPS(ctx context.Context, ref registry.VersionRef, window, step time.Duration) (RPSSeries, error) {
+	q := url.Values{}
+	if window != 0 {
+		q.Set("window", window.String())
+	}
+	if step != 0 {
+		q.Set("step", step.String())
+	}
+	path := versionPath(ref) + "/rps"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out RPSSeries
+	return out, c.call(ctx, http.MethodGet, path, nil, &out)
 }
 
 // Version returns a version's newest life.
@@ -86,9 +125,9 @@ func (c *Client) Threshold(ctx context.Context, app registry.AppRef, body Thresh
 	return out, c.call(ctx, http.MethodPost, appPath(app)+"/threshold", body, &out)
 }
 
-// Policy returns an app's policy overrides.
-func (c *Client) Policy(ctx context.Context, app registry.AppRef) (registry.Policy, error) {
-	var out registry.Policy
+// Policy returns an app's policy: its overrides, and the value of every setting that applies.
+func (c *Client) Policy(ctx context.Context, app registry.AppRef) (PolicyView, error) {
+	var out PolicyView
 	return out, c.call(ctx, http.MethodGet, appPath(app)+"/policy", nil, &out)
 }
 

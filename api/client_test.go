@@ -26,9 +26,13 @@ func TestClientAgainstTheRouter(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, apps.Apps, 2)
 
-	vs, err := viewer.Versions(ctx, app)
+	vs, err := viewer.Versions(ctx, app, registry.ListVersionsOptions{})
 	require.NoError(t, err)
 	assert.Len(t, vs.Versions, 4)
+	vs, err = viewer.Versions(ctx, app, registry.ListVersionsOptions{States: []registry.State{registry.Draining, registry.Active}, Limit: 1, Offset: 1})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"1"}, labels(vs.Versions), "the second of Active 2 and Draining 1")
+	assert.Equal(t, 2, vs.Total)
 
 	_, err = viewer.Act(ctx, registry.VersionRef{Namespace: "shop", App: "web", Label: "1"}, workflows.UpdateExpire, "no")
 	var apiErr *APIError
@@ -53,7 +57,8 @@ func TestClientAgainstTheRouter(t *testing.T) {
 	require.NoError(t, err)
 	p, err := viewer.Policy(ctx, app)
 	require.NoError(t, err)
-	assert.Equal(t, &grace, p.GracePeriodMS)
+	assert.Equal(t, &grace, p.Overrides.GracePeriodMS)
+	assert.Equal(t, ResolvedSetting{Value: float64(grace), Source: SourceOverride}, p.Resolved["gracePeriodMs"])
 
 	audit, err := viewer.Audit(ctx, registry.VersionRef{Namespace: "shop", App: "web", Label: "1"})
 	require.NoError(t, err)

@@ -35,7 +35,7 @@ var (
 
 // sharedHarness is built once per process: fuzzing runs the target millions of times.
 func sharedHarness(t testing.TB) *harness {
-	fuzzOnce.Do(func() { fuzzHarness = newHarness(&testing.T{}, harnessOptions{}) })
+	fuzzOnce.Do(func() { fuzzHarness = newHarness(&testing.T{}, harnessOptions{traffic: &fakeTraffic{}}) })
 	if fuzzHarness == nil {
 		t.Fatal("harness")
 	}
@@ -184,11 +184,28 @@ func FuzzManagementPath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ns, app, version string) {
 		h := sharedHarness(t)
 		base := "/api/v1/apps/" + url.PathEscape(ns) + "/" + url.PathEscape(app)
-		for _, p := range []string{"/versions", "/versions/" + url.PathEscape(version), "/versions/" + url.PathEscape(version) + "/audit", "/policy", "/audit"} {
+		for _, p := range []string{"/versions", "/versions/" + url.PathEscape(version), "/versions/" + url.PathEscape(version) + "/audit",
+			"/versions/" + url.PathEscape(version) + "/rps", "/policy", "/audit"} {
 			checkAnswer(t, h.serve(h.request("GET", base+p, tokenViewer, "")))
 		}
 		// The viewer may not act: these exercise validation and authorization only.
 		checkAnswer(t, h.serve(h.request("POST", base+"/versions/"+url.PathEscape(version)+"/expire", tokenViewer, "")))
+	})
+}
+
+// FuzzListAndSeriesQuery: any query string of the version list and the request-rate series is
+// answered 200 or a 4xx JSON error, never a 5xx.
+func FuzzListAndSeriesQuery(f *testing.F) {
+	f.Add("draining,staged", "10", "5", "1h", "1m")
+	f.Add("Active", "0", "-1", "7d", "1s")
+	f.Add(",", "1e3", "99999999999999999999", "1.5h", "0.5s")
+	f.Add("expired&state=failed", "", "", "-5m", "2h")
+	f.Fuzz(func(t *testing.T, state, limit, offset, window, step string) {
+		h := sharedHarness(t)
+		q := url.Values{"state": {state}, "limit": {limit}, "offset": {offset}}
+		checkAnswer(t, h.serve(h.request("GET", "/api/v1/apps/shop/web/versions?"+q.Encode(), tokenViewer, "")))
+		q = url.Values{"window": {window}, "step": {step}}
+		checkAnswer(t, h.serve(h.request("GET", "/api/v1/apps/shop/web/versions/1/rps?"+q.Encode(), tokenViewer, "")))
 	})
 }
 

@@ -107,6 +107,41 @@ func (f *fakeRegistry) ListVersions(_ context.Context, app registry.AppRef) ([]r
 	return out, f.err
 }
 
+// ListVersionsPage filters and pages ListVersions in memory, in the registry's order.
+func (f *fakeRegistry) ListVersionsPage(ctx context.Context, app registry.AppRef, opts registry.ListVersionsOptions) (registry.VersionPage, error) {
+	if err := opts.Check(); err != nil {
+		return registry.VersionPage{}, err
+	}
+	all, err := f.ListVersions(ctx, app)
+	if err != nil {
+		return registry.VersionPage{}, err
+	}
+	var match []registry.Version
+	for _, v := range all {
+		if len(opts.States) == 0 || slices.Contains(opts.States, v.State) {
+			match = append(match, v)
+		}
+	}
+	slices.SortStableFunc(match, func(a, b registry.Version) int {
+		if (a.State == registry.Active) != (b.State == registry.Active) {
+			if a.State == registry.Active {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	limit := opts.Limit
+	if limit == 0 {
+		limit = registry.DefaultVersionsLimit
+	}
+	page := registry.VersionPage{Total: len(match)}
+	if opts.Offset < len(match) {
+		page.Versions = match[opts.Offset:min(len(match), opts.Offset+limit)]
+	}
+	return page, nil
+}
+
 func (f *fakeRegistry) newest(ref registry.VersionRef) (registry.Version, bool) {
 	for i := len(f.versions) - 1; i >= 0; i-- {
 		if f.versions[i].Ref() == ref {
@@ -365,6 +400,10 @@ type harnessOptions struct {
 	pingInterval time.Duration
 	// lifecycle replaces the fake lifecycle (e.g. a Temporal on a mock client).
 	lifecycle Lifecycle
+	// traffic answers the request-rate series (nil: no Prometheus).
+	traffic Traffic
+	// defaults are the configured policy values (zero: the documented defaults).
+	defaults PolicyDefaults
 	// registry replaces the in-memory registry (the PostgreSQL benchmark).
 	registry interface {
 		Registry
@@ -434,6 +473,8 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		Pods:                cache,
 		Detector:            det,
 		Lifecycle:           lifecycle,
+		Traffic:             o.traffic,
+		PolicyDefaults:      o.defaults,
 		Authenticator:       auth.NewAuthenticator(kube, auth.AuthenticatorOptions{}),
 		Authorizer:          auth.NewAuthorizer(kube, auth.AuthorizerOptions{}),
 		InsecureSkipPodAuth: o.insecurePod,

@@ -27,12 +27,6 @@ type AppList struct {
 	Apps []registry.Application `json:"apps"`
 }
 
-// VersionList is the answer of GET …/versions: every life of every label, newest first.
-type VersionList struct {
-	App      registry.AppRef    `json:"app"`
-	Versions []registry.Version `json:"versions"`
-}
-
 // AuditList is the answer of the audit endpoints, oldest entry first.
 type AuditList struct {
 	Entries []registry.AuditEntry `json:"entries"`
@@ -107,16 +101,6 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) {
-	app, _ := appRef(w, r) // checked by authorized
-	vs, err := s.opts.Registry.ListVersions(r.Context(), app)
-	if err != nil {
-		s.registryError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, VersionList{App: app, Versions: nonNil(vs)})
-}
-
 func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) {
 	ref, ok := versionRef(w, r)
 	if !ok {
@@ -160,16 +144,6 @@ func (s *Server) appAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, AuditList{Entries: nonNil(entries)})
-}
-
-func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
-	app, _ := appRef(w, r)
-	p, err := s.opts.Registry.GetPolicy(r.Context(), app)
-	if err != nil {
-		s.registryError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, p)
 }
 
 func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -112,7 +114,9 @@ func TestReadEndpoints(t *testing.T) {
 		list := decode[VersionList](t, rec)
 		assert.Equal(t, registry.AppRef{Namespace: "shop", Name: "web"}, list.App)
 		require.Len(t, list.Versions, 4)
-		assert.Equal(t, "3", list.Versions[0].Label, "newest first")
+		assert.Equal(t, []string{"2", "3", "1", "0"}, labels(list.Versions), "the Active version first, then the newest")
+		assert.Equal(t, 4, list.Total)
+		assert.Equal(t, registry.DefaultVersionsLimit, list.Limit, "no limit given: the default")
 	})
 	t.Run("unknown app has no versions", func(t *testing.T) {
 		rec := h.do(t, "GET", "/api/v1/apps/shop/nope/versions", tokenViewer, "")
@@ -310,12 +314,13 @@ func TestPolicy(t *testing.T) {
 	h := seeded(t, harnessOptions{})
 	rec := h.do(t, "GET", "/api/v1/apps/shop/web/policy", tokenViewer, "")
 	require.Equal(t, http.StatusOK, rec.Code)
-	assert.JSONEq(t, `{}`, rec.Body.String(), "no overrides")
+	assert.JSONEq(t, `{}`, overridesOf(t, rec), "no overrides")
 
 	rec = h.do(t, "PUT", "/api/v1/apps/shop/web/policy", tokenAdmin, `{"gracePeriodMs":60000,"autoCleanup":true}`)
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"gracePeriodMs":60000,"autoCleanup":true}`, rec.Body.String(), "PUT answers the stored policy, as before")
 	rec = h.do(t, "GET", "/api/v1/apps/shop/web/policy", tokenViewer, "")
-	assert.JSONEq(t, `{"gracePeriodMs":60000,"autoCleanup":true}`, rec.Body.String())
+	assert.JSONEq(t, `{"gracePeriodMs":60000,"autoCleanup":true}`, overridesOf(t, rec))
 
 	tests := []struct {
 		name, body, contentType string
@@ -340,7 +345,7 @@ func TestPolicy(t *testing.T) {
 		})
 	}
 	rec = h.do(t, "GET", "/api/v1/apps/shop/web/policy", tokenViewer, "")
-	assert.JSONEq(t, `{"gracePeriodMs":60000,"autoCleanup":true}`, rec.Body.String(), "nothing half-written")
+	assert.JSONEq(t, `{"gracePeriodMs":60000,"autoCleanup":true}`, overridesOf(t, rec), "nothing half-written")
 }
 
 func TestInsecureAPIAuth(t *testing.T) {
@@ -349,4 +354,24 @@ func TestInsecureAPIAuth(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	require.Len(t, h.lifecycle.actions(), 1)
 	assert.Contains(t, h.lifecycle.actions()[0], "PLT_SKEW_INSECURE_SKIP_API_AUTH", "the audit says who acted: nobody verified")
+}
+
+func labels(vs []registry.Version) []string {
+	out := make([]string, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, v.Label)
+	}
+	return out
+}
+
+// overridesOf returns the overrides of a GET …/policy answer, as JSON.
+func overridesOf(t *testing.T, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	var view struct {
+		Overrides json.RawMessage `json:"overrides"`
+		Resolved  map[string]any  `json:"resolved"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &view), rec.Body.String())
+	require.NotEmpty(t, view.Resolved, "the answer resolves the policy: %s", rec.Body.String())
+	return string(view.Overrides)
 }

@@ -29,6 +29,8 @@ func TestPolicyOutOfRange(t *testing.T) {
 		{`{"cookieMaxAge":34560001}`, []string{"cookieMaxAge", "between 1 and 34560000 seconds (1s to 400d)"}},
 		{`{"cookieMaxAge":9223372036854775807}`, []string{"cookieMaxAge", "got 9223372036854775807"}},
 		{`{"gracePeriodMs":7200000,"maxAliveMs":3600000}`, []string{"maxAliveMs: 3600000 is shorter than gracePeriodMs 7200000"}},
+		{`{"maxVersions":-1}`, []string{"maxVersions: must be between 0 and 1000, got -1"}},
+		{`{"maxVersions":1001}`, []string{"maxVersions", "got 1001"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.body, func(t *testing.T) {
@@ -43,7 +45,7 @@ func TestPolicyOutOfRange(t *testing.T) {
 		})
 	}
 	rec := h.do(t, "GET", "/api/v1/apps/shop/web/policy", tokenViewer, "")
-	assert.JSONEq(t, `{}`, rec.Body.String(), "nothing stored")
+	assert.JSONEq(t, `{}`, overridesOf(t, rec), "nothing stored")
 
 	for _, body := range []string{`{"maxAliveMs":2592000000,"gracePeriodMs":2592000000}`,
 		`{"checkIntervalMs":1000,"trafficWindowMs":1000,"cookieMaxAge":34560000,"gracePeriodMs":0,"maxAliveMs":1000}`} {

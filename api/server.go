@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/sethvargo/go-envconfig"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skewguard/skewguard/internal/auth"
+	"github.com/skewguard/skewguard/internal/config"
 	"github.com/skewguard/skewguard/internal/detect"
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/workflows"
@@ -27,6 +29,7 @@ import (
 type Registry interface {
 	ListApps(ctx context.Context) ([]registry.Application, error)
 	ListVersions(ctx context.Context, app registry.AppRef) ([]registry.Version, error)
+	ListVersionsPage(ctx context.Context, app registry.AppRef, opts registry.ListVersionsOptions) (registry.VersionPage, error)
 	GetVersion(ctx context.Context, ref registry.VersionRef) (registry.Version, error)
 	Audit(ctx context.Context, ref registry.VersionRef) ([]registry.AuditEntry, error)
 	AppAudit(ctx context.Context, app registry.AppRef, limit int) ([]registry.AuditEntry, error)
@@ -69,6 +72,13 @@ type Options struct {
 	Pods      Pods
 	Detector  Detector
 	Lifecycle Lifecycle
+	// Traffic answers the request-rate series of a version (GET …/versions/{version}/rps); nil
+	// when no Prometheus is configured (that endpoint then answers 503).
+	Traffic Traffic
+	// PolicyDefaults are the global values an app's policy overrides (GET …/policy shows them
+	// where the app sets nothing); zero: the documented defaults (DefaultsFromConfig of an
+	// empty environment).
+	PolicyDefaults PolicyDefaults
 	// Retry, when set, is handed pods whose registration could not be completed (registry or
 	// Temporal down, no Service yet), to be detected again later (detect.Watcher.Retry).
 	Retry         func(*corev1.Pod)
@@ -147,6 +157,13 @@ func New(opts Options) (*Server, error) {
 	if opts.AgentAuthenticator == nil {
 		opts.AgentAuthenticator = opts.Authenticator
 	}
+	if opts.PolicyDefaults.Settings == nil {
+		cfg, err := config.LoadFrom(context.Background(), envconfig.MapLookuper(nil))
+		if err != nil {
+			return nil, fmt.Errorf("api: the documented defaults do not load: %w", err)
+		}
+		opts.PolicyDefaults = DefaultsFromConfig(cfg)
+	}
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = 30 * time.Second
 	}
@@ -210,6 +227,7 @@ func (s *Server) routes() *mux.Router {
 	r.Handle(app+"/policy", s.authorized(auth.VerbGet, scopeApp, s.getPolicy)).Methods(http.MethodGet)
 	r.Handle(app+"/policy", s.authorized(auth.VerbUpdate, scopeApp, s.putPolicy)).Methods(http.MethodPut)
 	r.Handle(version, s.authorized(auth.VerbGet, scopeApp, s.getVersion)).Methods(http.MethodGet)
+	r.Handle(version+"/rps", s.authorized(auth.VerbGet, scopeApp, s.versionRPS)).Methods(http.MethodGet)
 	r.Handle(version+"/audit", s.authorized(auth.VerbGet, scopeApp, s.versionAudit)).Methods(http.MethodGet)
 	for _, a := range workflows.Actions {
 		r.Handle(version+"/"+a, s.authorized(auth.VerbUpdate, scopeApp, s.act(a))).Methods(http.MethodPost)

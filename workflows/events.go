@@ -214,6 +214,21 @@ func (w *lifecycle) onSuperseded(ctx workflow.Context, s Superseded) error {
 // onForceExpire expires the version, unless it is Active (or already Expired): a signal cannot
 // be refused, so the refusal is logged, audited and shown in the state view.
 func (w *lifecycle) onForceExpire(ctx workflow.Context, req ActionRequest) error {
+	if w.state == registry.Active && workflow.GetVersion(ctx, "force-expire-rereads-active", workflow.DefaultVersion, 1) == 1 {
+		// The registry may be further along than this workflow: superseded and then expired for
+		// maxVersions by two flips whose signals crossed. Expire only what the registry no
+		// longer has Active.
+		if err := w.resync(ctx); err != nil {
+			return err
+		}
+		if w.state == registry.Expired {
+			err := w.expire(ctx, req.Actor, orDefault(req.Reason, "force-expire signal from "+describeActor(req.Actor)))
+			if _, ok := err.(*refusal); ok {
+				return nil
+			}
+			return err
+		}
+	}
 	if err := w.allowed(UpdateExpire, req); err != nil {
 		w.logger.Warn("force-expire ignored", "reason", err.Error())
 		w.lastError = "force-expire ignored: " + err.Error()

@@ -193,6 +193,26 @@ func TestForceExpireSignal(t *testing.T) {
 		assert.Contains(t, row.Reason, "cannot be expired")
 		assert.Contains(t, view.LastError, "force-expire ignored")
 	})
+	t.Run("an Active version the registry has expired since retires", func(t *testing.T) {
+		// Superseded and then expired for maxVersions by two flips whose signals crossed: the
+		// force-expire of the second arrives before the superseded signal of the first.
+		env, w := newEnv(t, defaults)
+		at(env, time.Hour, func() {
+			w.mu.Lock()
+			v := w.newest("v1")
+			now := w.now()
+			v.State, v.DrainingAt, v.ExpiredAt = registry.Expired, &now, &now
+			w.mu.Unlock()
+			require.NoError(t, env.SignalWorkflowByID(WorkflowID(ref("v1")), SignalForceExpire,
+				ActionRequest{Actor: registry.Actor{Type: registry.ActorWorkflow, ID: "skew/shop/web/v3"}, Reason: "maxVersions exceeded by version v3"}))
+		})
+		runFleet(t, env, 3*time.Hour, deploy{"v1", 0})
+
+		assert.Equal(t, []retirement{{At: t0.Add(time.Hour), Label: "v1"}}, w.retiredOf("v1"))
+		view := queryState(t, env, "v1")
+		assert.Equal(t, registry.Expired, view.State)
+		assert.NotContains(t, w.events("v1"), "force-expire-refused")
+	})
 }
 
 func TestUpdates(t *testing.T) {

@@ -57,6 +57,11 @@ func (w *lifecycle) takeOver(ctx workflow.Context, step any, name string, actor 
 	if res.Previous != nil {
 		w.notifySuperseded(ctx, *res.Previous, actor, reason)
 	}
+	if len(res.Capped) > 0 && workflow.GetVersion(ctx, "max-versions", workflow.DefaultVersion, 1) == 1 {
+		for _, c := range res.Capped {
+			w.notifyCapped(ctx, c, actor)
+		}
+	}
 	if atomic && w.state == registry.Active {
 		w.checkRoutes(ctx)
 	}
@@ -410,6 +415,26 @@ func (w *lifecycle) notifySuperseded(ctx workflow.Context, prev registry.Version
 		w.logger.Info("superseded version has no running workflow", "workflowId", id)
 	case err != nil:
 		w.logger.Warn("could not signal the superseded version", "workflowId", id, "error", err)
+	}
+}
+
+// notifyCapped tells the workflow of a version the registry expired for maxVersions when this
+// one took over (its routes are already gone) to retire it: force-expire finds it Expired in
+// the registry and goes on to its workloads, as for any expiry. A workflow that no longer runs
+// is not an error; one that misses the signal finds the expiry at its next step.
+func (w *lifecycle) notifyCapped(ctx workflow.Context, v registry.Version, actor registry.Actor) {
+	id := v.WorkflowID
+	if id == "" {
+		id = WorkflowID(v.Ref())
+	}
+	req := ActionRequest{Actor: actor, Reason: fmt.Sprintf("maxVersions exceeded by version %s: expired with its activation", w.in.Ref.Label)}
+	err := workflow.SignalExternalWorkflow(ctx, id, "", SignalForceExpire, req).Get(ctx, nil)
+	var unknown *temporal.UnknownExternalWorkflowExecutionError
+	switch {
+	case errors.As(err, &unknown):
+		w.logger.Info("capped version has no running workflow", "workflowId", id)
+	case err != nil:
+		w.logger.Warn("could not signal the capped version", "workflowId", id, "error", err)
 	}
 }
 

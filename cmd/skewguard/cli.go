@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -103,10 +104,13 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// runVersions: skewguard versions <namespace>/<app>
+// runVersions: skewguard versions <namespace>/<app> [--state S[,S]] [--limit N] [--offset M]
 func runVersions(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	const usage = "versions <namespace>/<app> [-o table|json]"
+	const usage = "versions <namespace>/<app> [--state draining[,staged...]] [--limit N] [--offset M] [-o table|json]"
 	f := newCLIFlags("versions")
+	states := f.fs.String("state", "", "only versions in these states, comma separated (pending, staged, active, draining, expired, failed)")
+	limit := f.fs.Int("limit", 0, "at most this many versions (0: the server's default, 100)")
+	offset := f.fs.Int("offset", 0, "skip this many matching versions first")
 	pos, err := f.parse(args, usage)
 	if err != nil {
 		return err
@@ -118,7 +122,16 @@ func runVersions(ctx context.Context, args []string, stdout, _ io.Writer) error 
 	if err != nil {
 		return err
 	}
-	list, err := f.client().Versions(ctx, app)
+	opts := registry.ListVersionsOptions{Limit: *limit, Offset: *offset}
+	if *states != "" {
+		for _, name := range strings.Split(*states, ",") {
+			opts.States = append(opts.States, registry.State(strings.TrimSpace(name)))
+		}
+	}
+	if err := opts.Check(); err != nil {
+		return usageError{msg: fmt.Sprintf("versions: %v", strings.TrimPrefix(err.Error(), registry.ErrInvalid.Error()+": "))}
+	}
+	list, err := f.client().Versions(ctx, app, opts)
 	if err != nil {
 		return err
 	}
@@ -134,6 +147,61 @@ func runVersions(ctx context.Context, args []string, stdout, _ io.Writer) error 
 	}
 	if len(list.Versions) == 0 {
 		fmt.Fprintf(tw, "(no versions of %s)\n", app)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if shown := len(list.Versions); list.Offset > 0 || list.Offset+shown < list.Total {
+		_, err = fmt.Fprintf(stdout, "(%d to %d of %d; --offset %d for more)\n", min(list.Offset+1, list.Offset+shown),
+			list.Offset+shown, list.Total, list.Offset+shown)
+	}
+	return err
+}
+
+// runPolicy: skewguard policy <namespace>/<app>
+func runPolicy(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	const usage = "policy <namespace>/<app> [-o table|json]"
+	f := newCLIFlags("policy")
+	pos, err := f.parse(args, usage)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{msg: "usage: skewguard " + usage}
+	}
+	app, err := parseApp(pos[0])
+	if err != nil {
+		return err
+	}
+	view, err := f.client().Policy(ctx, app)
+	if err != nil {
+		return err
+	}
+	if *f.output == "json" {
+		return printJSON(stdout, view)
+	}
+	names := make([]string, 0, len(view.Resolved))
+	for name := range view.Resolved {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SETTING\tVALUE\tSOURCE")
+	for _, name := range names {
+		r := view.Resolved[name]
+		source := r.Source
+		if r.Setting != "" {
+			source += " (" + r.Setting + ")"
+		}
+		value := "-"
+		switch v := r.Value.(type) {
+		case nil:
+		case float64: // JSON numbers: whole milliseconds and seconds print whole
+			value = strconv.FormatFloat(v, 'f', -1, 64)
+		default:
+			value = fmt.Sprint(v)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, value, source)
 	}
 	return tw.Flush()
 }

@@ -26,7 +26,12 @@ func (f *fakeAPI) start(t *testing.T) *httptest.Server {
 	}{
 		"GET /api/v1/apps/shop/web/versions": {200, `{"app":{"namespace":"shop","name":"web"},"versions":[
 			{"version":"2","life":1,"state":"active","serviceName":"web-v2","servicePort":80,"pendingAt":"2026-01-01T00:00:00Z","activeAt":"2026-01-01T00:01:00Z"},
-			{"version":"1","life":1,"state":"draining","serviceName":"web-v1","servicePort":80,"pendingAt":"2025-12-31T00:00:00Z","lastRps":0.5}]}`},
+			{"version":"1","life":1,"state":"draining","serviceName":"web-v1","servicePort":80,"pendingAt":"2025-12-31T00:00:00Z","lastRps":0.5}],
+			"total":5,"limit":100,"offset":0}`},
+		"GET /api/v1/apps/shop/web/policy": {200, `{"overrides":{"gracePeriodMs":60000},"resolved":{
+			"gracePeriodMs":{"value":60000,"source":"override"},
+			"maxAliveMs":{"value":86400000,"source":"default","setting":"PLT_SKEW_HTTP_MAX_ALIVE_MS"},
+			"autoCleanup":{"value":false,"source":"default","setting":"PLT_SKEW_AUTO_CLEANUP"}}}`},
 		"GET /api/v1/apps/shop/web/versions/1/audit": {200, `{"entries":[{"ref":{"version":"1"},"life":1,"event":"superseded",
 			"fromState":"active","toState":"draining","actor":{"type":"workflow","id":"skew/shop/web/2"},"reason":"version 2 is active","at":"2026-01-01T00:01:00Z"}]}`},
 		"GET /api/v1/apps/shop/web/audit":               {200, `{"entries":[]}`},
@@ -41,7 +46,11 @@ func (f *fakeAPI) start(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
-		f.requests = append(f.requests, r.Method+" "+r.URL.Path+" "+string(body))
+		path := r.URL.Path
+		if r.URL.RawQuery != "" {
+			path += "?" + r.URL.RawQuery
+		}
+		f.requests = append(f.requests, r.Method+" "+path+" "+string(body))
 		f.auth = append(f.auth, r.Header.Get("Authorization"))
 		f.mu.Unlock()
 		a, ok := answers[r.Method+" "+r.URL.Path]
@@ -66,10 +75,18 @@ func TestOperatorCommands(t *testing.T) {
 		stderr  string
 	}{
 		{name: "versions table", args: []string{"versions", "shop/web"}, request: "GET /api/v1/apps/shop/web/versions ",
-			stdout: []string{"VERSION", "active", "web-v2:80", "draining", "0.5"}},
+			stdout: []string{"VERSION", "active", "web-v2:80", "draining", "0.5", "(1 to 2 of 5; --offset 2 for more)"}},
+		{name: "versions filtered and paged", args: []string{"versions", "shop/web", "--state", "draining,staged", "--limit", "2", "--offset", "3"},
+			request: "GET /api/v1/apps/shop/web/versions?limit=2&offset=3&state=draining%2Cstaged "},
+		{name: "versions of an unknown state", args: []string{"versions", "shop/web", "--state", "sleeping"}, code: 2, stderr: `unknown state "sleeping"`},
+		{name: "versions with a bad limit", args: []string{"versions", "shop/web", "--limit", "5000"}, code: 2, stderr: "limit 5000 out of range"},
+		{name: "versions with a bad offset", args: []string{"versions", "shop/web", "--offset", "-1"}, code: 2, stderr: "offset -1 is negative"},
+		{name: "policy", args: []string{"policy", "shop/web"}, request: "GET /api/v1/apps/shop/web/policy ",
+			stdout: []string{"SETTING", "gracePeriodMs  60000     override", "maxAliveMs     86400000  default (PLT_SKEW_HTTP_MAX_ALIVE_MS)", "autoCleanup    false"}},
+		{name: "policy needs an app", args: []string{"policy"}, code: 2, stderr: "usage: skewguard policy"},
 		{name: "version audit", args: []string{"audit", "shop/web", "1"}, request: "GET /api/v1/apps/shop/web/versions/1/audit ",
 			stdout: []string{"superseded", "active → draining", "workflow:skew/shop/web/2", "version 2 is active"}},
-		{name: "app audit", args: []string{"audit", "shop/web", "--limit", "5"}, request: "GET /api/v1/apps/shop/web/audit "},
+		{name: "app audit", args: []string{"audit", "shop/web", "--limit", "5"}, request: "GET /api/v1/apps/shop/web/audit?limit=5 "},
 		{name: "expire one, flags after the arguments", args: []string{"expire", "shop/web", "1", "--reason", "bad build"},
 			request: `POST /api/v1/apps/shop/web/versions/1/expire {"reason":"bad build"}`, stdout: []string{"shop/web version 1: expired"}},
 		{name: "expire refused", args: []string{"expire", "shop/web", "2"}, code: 1,

@@ -29,7 +29,8 @@ var commands = map[string]command{
 	"worker":      {"run the Temporal worker only", runWorker},
 	"healthcheck": {"exit 0 when this container's skewguard answers /readyz (for image health checks)", runHealthcheck},
 	// Operator commands over the REST API (SKEWGUARD_URL, SKEWGUARD_TOKEN).
-	"versions":  {"list an app's versions: versions <namespace>/<app>", runVersions},
+	"versions":  {"list an app's versions: versions <namespace>/<app> [--state draining] [--limit N --offset M]", runVersions},
+	"policy":    {"show an app's policy overrides and the values that apply: policy <namespace>/<app>", runPolicy},
 	"audit":     {"show an audit trail: audit <namespace>/<app> [<version>]", runAudit},
 	"expire":    {"expire versions now: expire <namespace>/<app> <version>... [--reason R]", runExpire},
 	"promote":   {"make a Draining version Active again: promote <namespace>/<app> <version>", actionCommand(workflows.UpdatePromote)},

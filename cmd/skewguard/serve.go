@@ -184,8 +184,9 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 	spawn("live version cache", func() error { return live.Run(ctx) })
 	det := detect.NewDetector(detect.Options{
 		Registry: live, Starter: temporal, Lookup: cache, Enabled: cfg.SkewProtection,
-		Logger:   log.With("component", "detect"),
-		Validate: validateDetected(cfg, allow),
+		VersionFromImage: cfg.VersionFromImage,
+		Logger:           log.With("component", "detect"),
+		Validate:         validateDetected(cfg, allow),
 	})
 	// Without skew protection there is nothing to detect: the watch stays off, retries are moot.
 	watcher, err := detect.NewWatcher(cache, det, cfg.WatchPods && cfg.SkewProtection, log.With("component", "pod-watch"))
@@ -198,13 +199,24 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 		}
 		return nil
 	}})
+	// The request-rate series runs the lifecycle's traffic query; without Prometheus it answers 503.
+	var rates api.Traffic
+	querier, err := newQuerier(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if querier != nil {
+		rates = querier
+	}
 	srv, err := api.New(api.Options{
-		Logger:    log.With("component", "api"),
-		Registry:  store,
-		Pods:      cache,
-		Detector:  det,
-		Lifecycle: temporal,
-		Retry:     watcher.Retry,
+		Logger:         log.With("component", "api"),
+		Registry:       store,
+		Pods:           cache,
+		Detector:       det,
+		Lifecycle:      temporal,
+		Traffic:        rates,
+		PolicyDefaults: api.DefaultsFromConfig(cfg),
+		Retry:          watcher.Retry,
 		// Management callers bring a person's token for the API server's own audience (their
 		// kubeconfig's), in whatever form their cluster issues (not always a JWT).
 		Authenticator: auth.NewAuthenticator(kc.Kube, auth.AuthenticatorOptions{}),

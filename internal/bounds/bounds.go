@@ -17,6 +17,7 @@
 //	PLT_SKEW_COOKIE_MAX_AGE                cookieMaxAge     s     1 s      400 days
 //	PLT_SKEW_READINESS_TIMEOUT_MS          (global only)    ms    1 s      24 hours
 //	PLT_SKEW_ACTION_WAIT_MS                (global only)    ms    1 s      60 s
+//	PLT_SKEW_MAX_VERSIONS                  maxVersions      -     0        1000 (0: no cap)
 //
 // Why these: a check more often than once a second only loads Prometheus and Temporal (the
 // workflow already waits at least a second between retries); a version drained for more than
@@ -28,7 +29,9 @@
 // workflow's answer at most PLT_SKEW_ACTION_WAIT_MS before it answers 202: less than a second
 // would answer 202 to actions that take a normal workflow task round trip, and more than a
 // minute outlives the read timeout of common proxies and load balancers (60 s), whose 504
-// would hide our 202.
+// would hide our 202. maxVersions is a count, not a duration (Unit 0): how many versions may be
+// Draining at once beside the Active one, 0 for no cap; a thousand versions of one app kept for
+// their pins is a forgotten cleanup, not a cap anyone means.
 package bounds
 
 import (
@@ -46,7 +49,7 @@ type Range struct {
 	// Env is the configuration variable, Field the per-app policy field ("" when the setting
 	// cannot be overridden per app).
 	Env, Field string
-	Unit       time.Duration // time.Millisecond or time.Second
+	Unit       time.Duration // time.Millisecond or time.Second; 0 for a count
 	Min, Max   int64
 }
 
@@ -59,10 +62,12 @@ var (
 	CookieMaxAge     = Range{Env: "PLT_SKEW_COOKIE_MAX_AGE", Field: "cookieMaxAge", Unit: time.Second, Min: 1, Max: int64(400 * day / time.Second)}
 	ReadinessTimeout = Range{Env: "PLT_SKEW_READINESS_TIMEOUT_MS", Unit: time.Millisecond, Min: ms(time.Second), Max: ms(day)}
 	ActionWait       = Range{Env: "PLT_SKEW_ACTION_WAIT_MS", Unit: time.Millisecond, Min: ms(time.Second), Max: ms(time.Minute)}
+	// MaxVersions is a count (Unit 0): 0 means no cap.
+	MaxVersions = Range{Env: "PLT_SKEW_MAX_VERSIONS", Field: "maxVersions", Min: 0, Max: 1000}
 )
 
 // All lists every range, for documentation and tests.
-var All = []Range{GracePeriod, MaxAlive, CheckInterval, TrafficWindow, CookieMaxAge, ReadinessTimeout, ActionWait}
+var All = []Range{GracePeriod, MaxAlive, CheckInterval, TrafficWindow, CookieMaxAge, ReadinessTimeout, ActionWait, MaxVersions}
 
 func ms(d time.Duration) int64 { return int64(d / time.Millisecond) }
 
@@ -77,16 +82,22 @@ func (r Range) Check(v int64) error {
 	if r.Contains(v) {
 		return nil
 	}
+	if r.Unit == 0 {
+		return fmt.Errorf("must be between %d and %d, got %d", r.Min, r.Max, v)
+	}
 	return fmt.Errorf("must be between %d and %d %s (%s to %s), got %d",
 		r.Min, r.Max, r.unitName(), Human(time.Duration(r.Min)*r.Unit), Human(time.Duration(r.Max)*r.Unit), v)
 }
 
 // Duration is v in the range's unit as a time.Duration, v clamped into the range first: a
 // value stored before these bounds existed can neither overflow nor go below the minimum.
-// Callers that must refuse such a value use Check.
+// Callers that must refuse such a value use Check. For a count (Unit 0) use Clamp.
 func (r Range) Duration(v int64) time.Duration {
 	return time.Duration(min(max(v, r.Min), r.Max)) * r.Unit
 }
+
+// Clamp is v clamped into the range.
+func (r Range) Clamp(v int64) int64 { return min(max(v, r.Min), r.Max) }
 
 func (r Range) unitName() string {
 	if r.Unit == time.Second {
@@ -127,6 +138,7 @@ func CheckGraceWithinMaxAlive(grace, maxAlive int64, graceName string) error {
 // hold the same settings to the same ranges and the same rule between them.
 type Overrides struct {
 	GracePeriodMS, MaxAliveMS, CheckIntervalMS, TrafficWindowMS, CookieMaxAge *int64
+	MaxVersions                                                               *int64
 }
 
 // ByEnv names a setting by its configuration variable, ByField by its policy field: the name
@@ -137,11 +149,11 @@ func ByField(r Range) string { return r.Field }
 // Check checks every value that is set against its range and, when the grace period and max
 // alive are both set and within range, the one against the other (CheckGraceWithinMaxAlive).
 // It returns one problem per failure, "name: reason", with name(r) naming the setting, in the
-// order grace period, max alive, check interval, traffic window, cookie Max-Age, then the rule
-// between two settings; nil when there is none.
+// order grace period, max alive, check interval, traffic window, cookie Max-Age, max versions,
+// then the rule between two settings; nil when there is none.
 func (o Overrides) Check(name func(Range) string) []string {
-	problems := Checks(name, []Range{GracePeriod, MaxAlive, CheckInterval, TrafficWindow, CookieMaxAge},
-		o.GracePeriodMS, o.MaxAliveMS, o.CheckIntervalMS, o.TrafficWindowMS, o.CookieMaxAge)
+	problems := Checks(name, []Range{GracePeriod, MaxAlive, CheckInterval, TrafficWindow, CookieMaxAge, MaxVersions},
+		o.GracePeriodMS, o.MaxAliveMS, o.CheckIntervalMS, o.TrafficWindowMS, o.CookieMaxAge, o.MaxVersions)
 	g, m := o.GracePeriodMS, o.MaxAliveMS
 	if g != nil && m != nil && GracePeriod.Contains(*g) && MaxAlive.Contains(*m) {
 		if err := CheckGraceWithinMaxAlive(*g, *m, name(GracePeriod)); err != nil {

@@ -15,6 +15,9 @@ func TestRanges(t *testing.T) {
 	for _, r := range All {
 		assert.LessOrEqual(t, r.Min, r.Max, r.Env)
 		assert.GreaterOrEqual(t, r.Min, int64(0), r.Env)
+		if r.Unit == 0 {
+			continue // a count: nothing to overflow
+		}
 		// The maximum times the unit must not overflow: that is the point of the bounds.
 		assert.Less(t, r.Max, int64(math.MaxInt64)/int64(r.Unit), r.Env)
 		assert.Positive(t, time.Duration(r.Max)*r.Unit, r.Env)
@@ -47,6 +50,10 @@ func TestCheck(t *testing.T) {
 		{CookieMaxAge, 34_560_001, "must be between 1 and 34560000 seconds (1s to 400d), got 34560001"},
 		{CookieMaxAge, 0, "got 0"},
 		{ReadinessTimeout, 600_000, ""},
+		{MaxVersions, 0, ""},
+		{MaxVersions, 1000, ""},
+		{MaxVersions, 1001, "must be between 0 and 1000, got 1001"},
+		{MaxVersions, -1, "must be between 0 and 1000, got -1"},
 	}
 	for _, tc := range tests {
 		err := tc.r.Check(tc.v)
@@ -103,6 +110,8 @@ func TestOverridesCheck(t *testing.T) {
 	assert.Nil(t, Overrides{MaxAliveMS: v(1000)}.Check(ByField), "max alive alone")
 	assert.Equal(t, []string{"gracePeriodMs: must be between 0 and 2592000000 milliseconds (0 to 30d), got 2592000001"},
 		Overrides{GracePeriodMS: v(2_592_000_001), MaxAliveMS: v(1000)}.Check(ByField), "out of range: not compared")
+	assert.Equal(t, []string{"maxVersions: must be between 0 and 1000, got -1"}, Overrides{MaxVersions: v(-1)}.Check(ByField))
+	assert.Nil(t, Overrides{MaxVersions: v(3)}.Check(ByField))
 	assert.Equal(t, []string{"PLT_SKEW_ACTION_WAIT_MS: must be between 1000 and 60000 milliseconds (1s to 1m), got 60001"},
 		Checks(ByEnv, []Range{ReadinessTimeout, ActionWait}, nil, v(60_001)))
 }

@@ -45,11 +45,16 @@ type Config struct {
 	MetricsAddress string `env:"PLT_SKEW_METRICS_ADDRESS"` // empty: /metrics is served on ListenAddress
 	TaskQueue      string `env:"PLT_SKEW_TASK_QUEUE, default=skewguard"`
 	// ParentRefs lists the Gateways routes attach to: "namespace/name[:sectionName]", comma separated.
-	ParentRefs         []routes.ParentRef `env:"PLT_SKEW_GATEWAY_PARENT_REFS"`
-	CookieName         string             `env:"PLT_SKEW_COOKIE_NAME, default=__plt_dpl"`
-	RewritePathPrefix  bool               `env:"PLT_SKEW_REWRITE_PATH_PREFIX, default=true"`
-	RequireApproval    bool               `env:"PLT_SKEW_REQUIRE_APPROVAL, default=false"`
-	ReadinessTimeoutMS int64              `env:"PLT_SKEW_READINESS_TIMEOUT_MS, default=600000"`
+	ParentRefs        []routes.ParentRef `env:"PLT_SKEW_GATEWAY_PARENT_REFS"`
+	CookieName        string             `env:"PLT_SKEW_COOKIE_NAME, default=__plt_dpl"`
+	RewritePathPrefix bool               `env:"PLT_SKEW_REWRITE_PATH_PREFIX, default=true"`
+	RequireApproval   bool               `env:"PLT_SKEW_REQUIRE_APPROVAL, default=false"`
+	// MaxVersions caps how many versions of an app may be Draining at once (ICC's maxVersions,
+	// which ICC has per app only): when an activation would exceed it, the oldest Draining
+	// versions are expired in the same transaction. 0, the default, is no cap; a policy's
+	// maxVersions overrides it per app.
+	MaxVersions        int64 `env:"PLT_SKEW_MAX_VERSIONS, default=0"`
+	ReadinessTimeoutMS int64 `env:"PLT_SKEW_READINESS_TIMEOUT_MS, default=600000"`
 	// ReadinessTCPProbe also dials a ready endpoint from the worker before activation; its
 	// failure is reported, never fatal (readiness is the EndpointSlice's ready condition).
 	ReadinessTCPProbe bool `env:"PLT_SKEW_READINESS_TCP_PROBE, default=false"`
@@ -59,6 +64,11 @@ type Config struct {
 	TrafficQuery  string `env:"PLT_SKEW_TRAFFIC_QUERY"`
 	// WatchPods turns on agent-free detection: pods carrying both labels that turn Ready.
 	WatchPods bool `env:"PLT_SKEW_WATCH_PODS, default=true"`
+	// VersionFromImage gives a pod without the plt.dev/version label a version derived from its
+	// first container's image (digest, else tag; latest refused), as if every pod carried the
+	// annotation plt.dev/version-from=image; a pod opts out with plt.dev/version-from=label.
+	// Off, only annotated pods get one (detect.ImageVersion, detect.AnnotationVersionFrom).
+	VersionFromImage bool `env:"PLT_SKEW_VERSION_FROM_IMAGE, default=false"`
 	// Namespaces limits detection (pod informer and watch) to these namespaces; empty means all.
 	Namespaces []string `env:"PLT_SKEW_NAMESPACES"`
 	// InsecureSkipPodAuth turns off the proof that a registering caller is the pod it names.
@@ -164,6 +174,7 @@ func (c Config) validate(failed map[string]bool) []string {
 	// policy's overrides to the same) here, before anything multiplies it into a time.Duration.
 	p = append(p, bounds.Overrides{GracePeriodMS: &c.GracePeriodMS, MaxAliveMS: &c.MaxAliveMS,
 		CheckIntervalMS: &c.CheckIntervalMS, TrafficWindowMS: &c.TrafficWindowMS, CookieMaxAge: &c.CookieMaxAge,
+		MaxVersions: &c.MaxVersions,
 	}.Check(bounds.ByEnv)...)
 	p = append(p, bounds.Checks(bounds.ByEnv, []bounds.Range{bounds.ReadinessTimeout, bounds.ActionWait},
 		&c.ReadinessTimeoutMS, &c.ActionWaitMS)...)

@@ -330,10 +330,16 @@ func slim(obj any) (any, error) {
 	case *corev1.Pod:
 		meta := o.ObjectMeta
 		meta.ManagedFields = nil
-		meta.Annotations = keep(meta.Annotations, LabelPath, LabelHostname)
+		meta.Annotations = keep(meta.Annotations, LabelPath, LabelHostname, AnnotationVersionFrom)
+		// The containers' names and images only: a version may be derived from an image.
+		containers := make([]corev1.Container, len(o.Spec.Containers))
+		for i, c := range o.Spec.Containers {
+			containers[i] = corev1.Container{Name: c.Name, Image: c.Image}
+		}
 		return &corev1.Pod{
 			ObjectMeta: meta,
-			Spec:       corev1.PodSpec{ServiceAccountName: o.Spec.ServiceAccountName, NodeName: o.Spec.NodeName},
+			Spec: corev1.PodSpec{ServiceAccountName: o.Spec.ServiceAccountName, NodeName: o.Spec.NodeName,
+				Containers: containers},
 			Status: corev1.PodStatus{
 				Phase: o.Status.Phase, Conditions: o.Status.Conditions, PodIP: o.Status.PodIP,
 			},

@@ -62,6 +62,7 @@ type Starter interface {
 type Lookup interface {
 	ServiceFor(pod *corev1.Pod) (*corev1.Service, int32, bool)
 	OriginOf(pod *corev1.Pod) Origin
+	PodsSelectedBy(namespace string, selector map[string]string) []*corev1.Pod
 }
 
 // Result says what detection found and did for one pod.
@@ -70,8 +71,12 @@ type Result struct {
 	// pod name. ApplicationID is derived from it and the namespace.
 	AppName       string
 	ApplicationID string
-	// Ref is the pod's version; Label is empty when the pod carries no version label.
+	// Ref is the pod's version; Label is empty when the pod carries no version label (and
+	// none was derived from its image).
 	Ref registry.VersionRef
+	// FromImage: Ref.Label was derived from the pod's image (see ImageVersion), as the pod
+	// carries no version label and opted in (AnnotationVersionFrom, or the global setting).
+	FromImage bool
 	// DeploymentVersion is what the agent is told (empty: tell it nothing).
 	DeploymentVersion string
 	Outcome           Outcome
@@ -126,6 +131,11 @@ type Options struct {
 	Lookup   Lookup
 	// Enabled is PLT_FEATURE_SKEW_PROTECTION: off, nothing is recorded or started.
 	Enabled bool
+	// VersionFromImage is PLT_SKEW_VERSION_FROM_IMAGE: a pod without the version label gets a
+	// version derived from its first container's image (ImageVersion) unless it opts out with
+	// AnnotationVersionFrom=label. Off (the default), only pods annotated with
+	// AnnotationVersionFrom=image[:<container>] get one.
+	VersionFromImage bool
 	// DedupeTTL is how long a started version is not started again by this process.
 	DedupeTTL time.Duration
 	// PodRecordTTL is how long a pod recorded against a live version is not written again
@@ -179,7 +189,7 @@ type Hint struct {
 // version's workflow. It is safe to call any number of times for the same pod. The returned
 // Result is meaningful even with an error: the pod's labels still say what it is.
 func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, hint Hint) (Result, error) {
-	res := identify(pod, hint)
+	res, derr := identify(pod, hint, d.opts.VersionFromImage)
 	log := d.opts.Logger.With("pod", pod.Namespace+"/"+pod.Name, "source", source)
 	finish := func(outcome Outcome, reason string, err error) (Result, error) {
 		res.Outcome, res.Reason = outcome, reason
@@ -187,6 +197,9 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		switch {
 		case err != nil:
 			log.Error("detection failed", "app", res.AppName, "version", res.Ref.Label, "error", err)
+		case derr != nil:
+			log.Warn("pod opted into a version from its image, but none could be derived: registered without tracking",
+				"app", res.AppName, "outcome", outcome.String(), "reason", reason)
 		case outcome == OutcomeInvalid:
 			log.Warn("version refused at detection: started so that the refusal is recorded; it will not be activated",
 				"app", res.AppName, "version", res.Ref.Label, "reason", reason)
@@ -199,11 +212,18 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 	}
 
 	if !d.opts.Enabled {
+		derr = nil // nothing is derived or recorded: not worth a warning
 		return finish(OutcomeFeatureOff, "skew protection is disabled (PLT_FEATURE_SKEW_PROTECTION=false)", nil)
 	}
 	if res.Ref.App == "" || res.Ref.Label == "" {
 		err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace})
-		return finish(OutcomeNoLabels, fmt.Sprintf("pod lacks the %s or %s label", LabelApp, LabelVersion), err)
+		reason := fmt.Sprintf("pod lacks the %s or %s label", LabelApp, LabelVersion)
+		if res.Ref.App != "" && derr != nil {
+			reason = fmt.Sprintf("pod lacks the %s label and no version could be derived from its image: %v", LabelVersion, derr)
+		} else {
+			derr = nil // the app label is missing: the derivation is not what is wrong
+		}
+		return finish(OutcomeNoLabels, reason, err)
 	}
 	res.DeploymentVersion = res.Ref.Label
 
@@ -247,12 +267,23 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 	if !ok {
 		return finish(OutcomeNoService, "no Service in the namespace selects this pod's version yet", nil)
 	}
+	if res.FromImage {
+		// No label tells this version's pods from the others' to a Service selector: a Service
+		// that also selects pods of another version would send a pinned request to either.
+		if other := d.sharedService(svc, res.Ref); other != "" {
+			return finish(OutcomeNoService, fmt.Sprintf("Service %s also selects %s: a version derived from the image "+
+				"needs a Service that selects its pods only", svc.Name, other), nil)
+		}
+	}
 	path, hostname := placement(pod)
 	req := StartRequest{
 		Ref:       res.Ref,
 		Placement: registry.Placement{ServiceName: svc.Name, ServicePort: port, PathPrefix: path, Hostname: hostname},
 		Actor:     registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
 		Origin:    d.opts.Lookup.OriginOf(pod),
+	}
+	if res.FromImage {
+		req.PodsCreatedAt = d.earliestPodOf(pod, res.Ref, req.PodsCreatedAt)
 	}
 	if found {
 		req.After = newest.ID
@@ -272,8 +303,8 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 	if req.Invalid != "" {
 		return finish(OutcomeInvalid, req.Invalid, nil)
 	}
-	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "service", svc.Name, "port", port,
-		"deployedAt", req.DeployedAt, "podsCreatedAt", req.PodsCreatedAt)
+	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "fromImage", res.FromImage,
+		"service", svc.Name, "port", port, "deployedAt", req.DeployedAt, "podsCreatedAt", req.PodsCreatedAt)
 	return finish(OutcomeStarted, "", nil)
 }
 
@@ -319,8 +350,11 @@ func predatesExpiry(pod *corev1.Pod, v registry.Version) bool {
 		pod.CreationTimestamp.Time.Before(v.ExpiredAt.Truncate(time.Second))
 }
 
-// identify reads who pod is from its labels; nothing here can fail.
-func identify(pod *corev1.Pod, hint Hint) Result {
+// identify reads who pod is from its labels, and its version from its image when it has no
+// version label and opted in (global: PLT_SKEW_VERSION_FROM_IMAGE). The Result is always
+// filled in; the error says why a version asked for could not be derived (Ref.Label is then
+// empty).
+func identify(pod *corev1.Pod, hint Hint, global bool) (Result, error) {
 	app := pod.Labels[LabelApp]
 	name := app
 	if name == "" {
@@ -329,11 +363,71 @@ func identify(pod *corev1.Pod, hint Hint) Result {
 	if name == "" {
 		name = pod.Name
 	}
+	version, derived, err := versionOf(pod, global)
 	return Result{
 		AppName:       name,
 		ApplicationID: ApplicationID(pod.Namespace, name),
-		Ref:           registry.VersionRef{Namespace: pod.Namespace, App: app, Label: pod.Labels[LabelVersion]},
+		Ref:           registry.VersionRef{Namespace: pod.Namespace, App: app, Label: version},
+		FromImage:     derived,
+	}, err
+}
+
+// Watchable reports whether the pod watch detects pod: Ready, not going away, with the app
+// label and either the version label or an opt-in to a version from its image (one whose
+// derivation fails included, so that the refusal is logged and counted).
+func (d *Detector) Watchable(pod *corev1.Pod) bool {
+	if pod.DeletionTimestamp != nil || pod.Labels[LabelApp] == "" || !Ready(pod) {
+		return false
 	}
+	if pod.Labels[LabelVersion] != "" {
+		return true
+	}
+	src, err := sourceOf(pod, d.opts.VersionFromImage)
+	return err != nil || src.fromImage
+}
+
+// live reports whether pod still counts among the pods a Service sends traffic to, or soon will.
+func live(pod *corev1.Pod) bool {
+	return pod.DeletionTimestamp == nil && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
+}
+
+// sharedService describes the first pod svc selects that is not of version ref ("" when every
+// pod it selects is): another app, another version (labelled or derived), or a pod whose
+// version cannot be told.
+func (d *Detector) sharedService(svc *corev1.Service, ref registry.VersionRef) string {
+	for _, p := range d.opts.Lookup.PodsSelectedBy(svc.Namespace, svc.Spec.Selector) {
+		if !live(p) {
+			continue
+		}
+		if app := p.Labels[LabelApp]; app != ref.App {
+			return fmt.Sprintf("pod %s of app %q", p.Name, app)
+		}
+		v, _, err := versionOf(p, d.opts.VersionFromImage)
+		switch {
+		case err != nil:
+			return fmt.Sprintf("pod %s, whose version cannot be derived (%v)", p.Name, err)
+		case v == "":
+			return fmt.Sprintf("pod %s, which names no version", p.Name)
+		case v != ref.Label:
+			return fmt.Sprintf("pod %s of version %q", p.Name, v)
+		}
+	}
+	return ""
+}
+
+// earliestPodOf returns the earliest creation time among from and the Ready pods of ref, a
+// version derived from the image: Cache.OriginOf finds a version's pods by its label, which
+// these pods lack.
+func (d *Detector) earliestPodOf(pod *corev1.Pod, ref registry.VersionRef, from time.Time) time.Time {
+	for _, p := range d.opts.Lookup.PodsSelectedBy(pod.Namespace, map[string]string{LabelApp: ref.App}) {
+		if p.DeletionTimestamp != nil || !Ready(p) || !p.CreationTimestamp.Time.Before(from) {
+			continue
+		}
+		if v, _, err := versionOf(p, d.opts.VersionFromImage); err == nil && v == ref.Label {
+			from = p.CreationTimestamp.Time
+		}
+	}
+	return from
 }
 
 // placement returns the path prefix and hostname of the pod's version. A label value cannot

@@ -238,14 +238,16 @@ func TestPodsNamedAcrossNamespaces(t *testing.T) {
 func TestCacheSlimsObjects(t *testing.T) {
 	p := pod("a", "p", versionLabels("web", "1"), true, time.Now())
 	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
-	p.Annotations = map[string]string{"big": "x", LabelPath: "/shop"}
-	p.Spec.Containers = []corev1.Container{{Name: "app", Image: "img"}}
+	p.Annotations = map[string]string{"big": "x", LabelPath: "/shop", AnnotationVersionFrom: "image"}
+	p.Spec.Containers = []corev1.Container{{Name: "app", Image: "img", Command: []string{"serve"},
+		Env: []corev1.EnvVar{{Name: "A", Value: "b"}}}}
 	c, _ := startedCache(t, p)
 	got, ok := c.Pod("a", "p")
 	require.True(t, ok)
 	assert.Empty(t, got.ManagedFields)
-	assert.Empty(t, got.Spec.Containers)
-	assert.Equal(t, map[string]string{LabelPath: "/shop"}, got.Annotations)
+	assert.Equal(t, []corev1.Container{{Name: "app", Image: "img"}}, got.Spec.Containers,
+		"a container's name and image only: a version may be derived from an image")
+	assert.Equal(t, map[string]string{LabelPath: "/shop", AnnotationVersionFrom: "image"}, got.Annotations)
 	assert.Equal(t, "default", got.Spec.ServiceAccountName)
 	assert.True(t, Ready(got))
 }
@@ -391,7 +393,8 @@ func TestIdentify(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			res := identify(pod("ns", "p1", tc.labels, true, time.Now()), Hint{ApplicationName: tc.hint})
+			res, err := identify(pod("ns", "p1", tc.labels, true, time.Now()), Hint{ApplicationName: tc.hint}, false)
+			require.NoError(t, err)
 			assert.Equal(t, tc.appName, res.AppName)
 		})
 	}

@@ -18,7 +18,8 @@ type item struct {
 	source          string // SourcePodWatch or SourceRetry
 }
 
-// Watcher is the agent-free source of detection: labelled pods that turn Ready (and, on start,
+// Watcher is the agent-free source of detection: labelled pods (or pods whose version comes
+// from their image, see Detector.Watchable) that turn Ready (and, on start,
 // every labelled Ready pod, which is how versions are found again after a restart) go through
 // the Detector from a rate-limited work queue. The same queue retries registrations whose
 // detection failed or found no Service yet.
@@ -51,14 +52,15 @@ func NewWatcher(c *Cache, d *Detector, watchPods bool, logger *slog.Logger) (*Wa
 	}
 	if err := c.AddPodHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
-			if pod, ok := obj.(*corev1.Pod); ok && Eligible(pod) {
+			if pod, ok := obj.(*corev1.Pod); ok && d.Watchable(pod) {
 				w.enqueue(pod, SourcePodWatch)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
 			old, ok1 := oldObj.(*corev1.Pod)
 			pod, ok2 := newObj.(*corev1.Pod)
-			if ok1 && ok2 && Eligible(pod) && (!Eligible(old) || !maps.Equal(old.Labels, pod.Labels)) {
+			if ok1 && ok2 && d.Watchable(pod) && (!d.Watchable(old) || !maps.Equal(old.Labels, pod.Labels) ||
+				old.Annotations[AnnotationVersionFrom] != pod.Annotations[AnnotationVersionFrom]) {
 				w.enqueue(pod, SourcePodWatch)
 			}
 		},
@@ -80,14 +82,6 @@ func NewWatcher(c *Cache, d *Detector, watchPods bool, logger *slog.Logger) (*Wa
 	return w, nil
 }
 
-// Eligible reports whether the pod watch detects pod: both labels, Ready, not going away.
-func Eligible(pod *corev1.Pod) bool {
-	if pod.DeletionTimestamp != nil || pod.Labels[LabelApp] == "" || pod.Labels[LabelVersion] == "" {
-		return false
-	}
-	return Ready(pod)
-}
-
 // Ready reports whether the pod's Ready condition is true.
 func Ready(pod *corev1.Pod) bool {
 	for _, c := range pod.Status.Conditions {
@@ -106,7 +100,7 @@ func (w *Watcher) serviceChanged(obj any) {
 		return
 	}
 	for _, pod := range w.cache.PodsSelectedBy(svc.Namespace, svc.Spec.Selector) {
-		if Eligible(pod) {
+		if w.detector.Watchable(pod) {
 			w.enqueue(pod, SourcePodWatch)
 		}
 	}
@@ -153,7 +147,7 @@ func (w *Watcher) next(parent context.Context) bool {
 		w.queue.Forget(it)
 		return true
 	}
-	if it.source == SourcePodWatch && !Eligible(pod) {
+	if it.source == SourcePodWatch && !w.detector.Watchable(pod) {
 		w.queue.Forget(it)
 		return true
 	}

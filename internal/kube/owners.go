@@ -48,6 +48,33 @@ func (w Workloads) Owners(ctx context.Context, namespace, app, version string) (
 		}
 		out.Deployments = append(out.Deployments, d.Name)
 	}
+	if len(out.Deployments) == 0 {
+		unlabelled, err := w.unlabelledDeployments(ctx, namespace, app)
+		if err != nil {
+			return Owners{}, err
+		}
+		out.Skipped = append(out.Skipped, unlabelled...)
+	}
+	return out, nil
+}
+
+// unlabelledDeployments names, with the reason, the Deployments of app in namespace whose pod
+// template carries no version label. Their pods' version, when they have one, was derived from
+// their image (detect.ImageVersion), and no selector tells which of them runs which version:
+// retiring such a version never scales down or deletes anything; these are reported instead.
+func (w Workloads) unlabelledDeployments(ctx context.Context, namespace, app string) ([]string, error) {
+	list, err := w.Client.AppsV1().Deployments(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list Deployments in %s: %w", namespace, err)
+	}
+	var out []string
+	for _, d := range list.Items {
+		if tl := d.Spec.Template.Labels; tl[AppLabel] == app && tl[VersionLabel] == "" && d.DeletionTimestamp == nil {
+			out = append(out, d.Name+": its pod template carries no "+VersionLabel+" label: skewguard cannot tell "+
+				"which version it runs (a version derived from the image is never retired) and leaves it alone")
+		}
+	}
+	slices.Sort(out)
 	return out, nil
 }
 

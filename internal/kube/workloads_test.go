@@ -314,3 +314,49 @@ func TestDeleteRaceIsSuccess(t *testing.T) {
 	require.NoError(t, err, "NotFound on delete is success")
 	assert.Equal(t, []string{"myapp-42"}, got.Deployments)
 }
+
+// unlabelledDeployment runs app with a pod template that carries no version label (its
+// version, if any, is derived from its image).
+func unlabelledDeployment(ns, name, app, image string, replicas int32) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{AppLabel: app}},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To(replicas), Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{AppLabel: app, "instance": name}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+		}},
+	}
+}
+
+// A version derived from the image has no label that finds its Deployments: retiring it never
+// scales down or deletes one (not even the one running that very image), and says so.
+func TestRetireOfAVersionFromTheImageTouchesNothingAndReports(t *testing.T) {
+	c := fake.NewClientset(
+		unlabelledDeployment("ns", "web-a1", "web", "web:v3", 2),
+		unlabelledDeployment("ns", "web-b2", "web", "web:v4", 2),
+		unlabelledDeployment("ns", "blog", "blog", "blog:v3", 1),
+		service("ns", "web-a1", corev1.ServicePort{Port: 80}),
+	)
+	updates := withScale(c)
+	w := Workloads{Client: c}
+
+	scaled, err := w.ScaleToZero(t.Context(), "ns", "web", "v3", "web-a1")
+	require.NoError(t, err)
+	assert.Empty(t, scaled.Deployments)
+	require.Len(t, scaled.Skipped, 2, "the app's unlabelled Deployments are reported, another app's are not")
+	assert.Contains(t, scaled.Skipped[0], "web-a1: its pod template carries no plt.dev/version label")
+	assert.Contains(t, scaled.Skipped[1], "web-b2: ")
+	assert.Equal(t, 0, *updates)
+	assert.Equal(t, int32(2), replicas(t, c, "ns", "web-a1"))
+
+	deleted, err := w.Delete(t.Context(), "ns", "web", "v3", "web-a1")
+	require.NoError(t, err)
+	assert.Empty(t, deleted.Deployments)
+	assert.Empty(t, deleted.Services, "the recorded Service is not the version's by any label: it stays")
+	assert.Len(t, deleted.Skipped, 2)
+	for _, name := range []string{"web-a1", "web-b2"} {
+		_, err := c.AppsV1().Deployments("ns").Get(t.Context(), name, metav1.GetOptions{})
+		assert.NoError(t, err, "%s is not deleted", name)
+	}
+	_, err = c.CoreV1().Services("ns").Get(t.Context(), "web-a1", metav1.GetOptions{})
+	assert.NoError(t, err)
+}

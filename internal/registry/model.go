@@ -284,6 +284,9 @@ type Policy struct {
 	CookieMaxAge    *int64 `json:"cookieMaxAge,omitempty"`
 	AutoCleanup     *bool  `json:"autoCleanup,omitempty"`
 	RequireApproval *bool  `json:"requireApproval,omitempty"`
+	// MaxVersions caps how many versions may be Draining at once (ICC's maxVersions); 0 is no
+	// cap. Enforced by the Flip that makes a version Active (see FlipRequest.MaxVersions).
+	MaxVersions *int64 `json:"maxVersions,omitempty"`
 }
 
 // Snapshot is one consistent view of an application, read in a single transaction: what the

@@ -25,13 +25,14 @@ func (e *PolicyError) Is(target error) bool { return target == ErrInvalid }
 
 // Validate checks the fields that are set against the ranges of internal/bounds, the same the
 // global variables they override are held to (e.g. checkIntervalMs at least 1 s, maxAliveMs at
-// most 30 days, cookieMaxAge at most 400 days), and a max alive no shorter than the grace
+// most 30 days, cookieMaxAge at most 400 days, maxVersions 0 to 1000), and a max alive no shorter than the grace
 // period when both are set. Nothing here multiplies a value into a time.Duration before its
 // range is known. It returns a *PolicyError listing every problem, each naming its field and
 // the range, or nil.
 func (p Policy) Validate() error {
 	problems := bounds.Overrides{GracePeriodMS: p.GracePeriodMS, MaxAliveMS: p.MaxAliveMS,
 		CheckIntervalMS: p.CheckIntervalMS, TrafficWindowMS: p.TrafficWindowMS, CookieMaxAge: p.CookieMaxAge,
+		MaxVersions: p.MaxVersions,
 	}.Check(bounds.ByField)
 	if len(problems) > 0 {
 		return &PolicyError{Problems: problems}
@@ -40,13 +41,13 @@ func (p Policy) Validate() error {
 }
 
 const policyColumns = `grace_period_ms, max_alive_ms, check_interval_ms, traffic_window_ms,
-	cookie_max_age, auto_cleanup, require_approval`
+	cookie_max_age, auto_cleanup, require_approval, max_versions`
 
 func readPolicy(ctx context.Context, q querier, appID int64) (Policy, error) {
 	var p Policy
 	err := q.QueryRow(ctx, `SELECT `+policyColumns+` FROM app_policies WHERE app_id = $1`, appID).
 		Scan(&p.GracePeriodMS, &p.MaxAliveMS, &p.CheckIntervalMS, &p.TrafficWindowMS,
-			&p.CookieMaxAge, &p.AutoCleanup, &p.RequireApproval)
+			&p.CookieMaxAge, &p.AutoCleanup, &p.RequireApproval, &p.MaxVersions)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return Policy{}, fmt.Errorf("read policy: %w", err)
 	}
@@ -61,7 +62,7 @@ func (s *Store) GetPolicy(ctx context.Context, app AppRef) (Policy, error) {
 		WHERE app_id = (SELECT id FROM applications WHERE namespace = $1 AND name = $2)`,
 		app.Namespace, app.Name).
 		Scan(&p.GracePeriodMS, &p.MaxAliveMS, &p.CheckIntervalMS, &p.TrafficWindowMS,
-			&p.CookieMaxAge, &p.AutoCleanup, &p.RequireApproval)
+			&p.CookieMaxAge, &p.AutoCleanup, &p.RequireApproval, &p.MaxVersions)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return Policy{}, fmt.Errorf("policy of %s: %w", app, err)
 	}
@@ -91,14 +92,15 @@ func (s *Store) PutPolicy(ctx context.Context, app AppRef, p Policy, actor Actor
 		}
 		_, err = tx.Exec(ctx, `
 			INSERT INTO app_policies (app_id, `+policyColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (app_id) DO UPDATE SET
 				grace_period_ms = excluded.grace_period_ms, max_alive_ms = excluded.max_alive_ms,
 				check_interval_ms = excluded.check_interval_ms, traffic_window_ms = excluded.traffic_window_ms,
 				cookie_max_age = excluded.cookie_max_age, auto_cleanup = excluded.auto_cleanup,
-				require_approval = excluded.require_approval, updated_at = now()`,
+				require_approval = excluded.require_approval, max_versions = excluded.max_versions,
+				updated_at = now()`,
 			a.ID, p.GracePeriodMS, p.MaxAliveMS, p.CheckIntervalMS, p.TrafficWindowMS,
-			p.CookieMaxAge, p.AutoCleanup, p.RequireApproval)
+			p.CookieMaxAge, p.AutoCleanup, p.RequireApproval, p.MaxVersions)
 		if err != nil {
 			return fmt.Errorf("write policy: %w", err)
 		}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/skewguard/skewguard/internal/bounds"
 )
 
 // Observation is what a pod's labels and its Service say about a version: where it is
@@ -55,6 +57,11 @@ type Transition struct {
 	// KeptBy is set when an activation found a newer version Active that had been detected
 	// together with this one: that version stays Active and this one went to Draining.
 	KeptBy *Version
+	// Capped are the Draining versions this change expired because the app's maxVersions was
+	// exceeded, oldest first; their routes are gone in the same transaction, and their
+	// workflows still have to retire their workloads. A repeat of an activation (Changed=false)
+	// returns the versions the activation capped.
+	Capped []Version
 }
 
 // querier is what a pool and a transaction have in common.
@@ -219,6 +226,12 @@ type FlipRequest struct {
 	// committed (generation bumped); if it fails, nothing is committed and its error is
 	// returned. This is how the registry flip and the route write succeed or fail together.
 	Publish func(ctx context.Context, snap Snapshot) error
+	// MaxVersions is the global cap on the app's Draining versions (PLT_SKEW_MAX_VERSIONS),
+	// applied when the app's policy sets no maxVersions of its own; 0 is no cap. An Activate or
+	// Promote that leaves more Draining versions than the cap expires those Draining the longest
+	// in its own transaction: never the Active version, never the version being
+	// flipped, never a Pending, Staged or Failed one.
+	MaxVersions int64
 }
 
 // ClaimConflictError refuses a change that would make an app claim a host and path prefix
@@ -299,7 +312,10 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest) (Transition, error) {
 		}
 		if v.State == m.to {
 			t = Transition{Version: v, Generation: app.RouteGeneration}
-			return nil
+			if m.supersede {
+				t.Capped, err = cappedWith(ctx, tx, app.ID, v)
+			}
+			return err
 		}
 		if err := CheckTransition(ref, v.State, m.to); err != nil {
 			return err
@@ -349,6 +365,11 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest) (Transition, error) {
 		}
 		if err := insertAudit(ctx, tx, v, event, &from, &to, actor, reason, detail); err != nil {
 			return err
+		}
+		if m.supersede {
+			if t.Capped, err = enforceMaxVersions(ctx, tx, app.ID, v, req.MaxVersions, actor); err != nil {
+				return err
+			}
 		}
 		t.Version, t.Changed = v, true
 		if to == Failed {
@@ -436,6 +457,77 @@ func supersede(ctx context.Context, tx pgx.Tx, cur, next Version, actor Actor) (
 		return nil, err
 	}
 	return &cur, nil
+}
+
+// enforceMaxVersions expires the oldest Draining versions of the app beyond its maxVersions
+// (the policy's, else global; 0 is no cap) now that by, the version just flipped, is Active or
+// Draining. Oldest means Draining the longest (then recorded first): after a rollback, the
+// version just displaced has the most recent sessions pinned to it and is kept, where the age
+// of its deployment would have made it the first to go. by itself is counted but never expired; the caller holds the app lock. Each expiry
+// is audited with the cap and the version that exceeded it.
+func enforceMaxVersions(ctx context.Context, tx pgx.Tx, appID int64, by Version, global int64, actor Actor) ([]Version, error) {
+	p, err := readPolicy(ctx, tx, appID)
+	if err != nil {
+		return nil, err
+	}
+	limit := global
+	if p.MaxVersions != nil {
+		limit = *p.MaxVersions
+	}
+	if limit = bounds.MaxVersions.Clamp(limit); limit == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT `+versionColumns+versionsFrom+`
+		WHERE v.app_id = $1 AND v.state = 'draining' ORDER BY v.draining_at, v.id`, appID)
+	if err != nil {
+		return nil, fmt.Errorf("read draining versions: %w", err)
+	}
+	draining, err := collectVersions(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read draining versions: %w", err)
+	}
+	excess := int64(len(draining)) - limit
+	var capped []Version
+	from, to := Draining, Expired
+	reason := fmt.Sprintf("maxVersions %d exceeded by version %s", limit, by.Label)
+	detail := map[string]any{"maxVersions": limit, "exceededBy": by.Label, "exceededByLife": by.Life}
+	for _, old := range draining {
+		if int64(len(capped)) >= excess {
+			break
+		}
+		if old.ID == by.ID {
+			continue
+		}
+		nv, err := setState(ctx, tx, old, Expired, "")
+		if err != nil {
+			return nil, err
+		}
+		if err := insertAudit(ctx, tx, nv, EventExpired, &from, &to, actor, reason, detail); err != nil {
+			return nil, err
+		}
+		capped = append(capped, nv)
+	}
+	return capped, nil
+}
+
+// cappedWith returns the versions the flip that made v Active expired for maxVersions: those
+// expired in that transaction, whose expiry time (the transaction's clock) is v's activation
+// time. Nothing else expires in the transaction of an activation.
+func cappedWith(ctx context.Context, tx pgx.Tx, appID int64, v Version) ([]Version, error) {
+	if v.State != Active || v.ActiveAt == nil {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT `+versionColumns+versionsFrom+`
+		WHERE v.app_id = $1 AND v.state = 'expired' AND v.expired_at = $2 AND v.id <> $3
+		ORDER BY v.draining_at, v.id`, appID, *v.ActiveAt, v.ID)
+	if err != nil {
+		return nil, fmt.Errorf("read capped versions: %w", err)
+	}
+	capped, err := collectVersions(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read capped versions: %w", err)
+	}
+	return capped, nil
 }
 
 // claim makes app hold c, refusing a claim another application holds, and gives the app a
