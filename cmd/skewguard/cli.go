@@ -61,6 +61,18 @@ func envOr(name, def string) string {
 
 // parse parses flags anywhere among the arguments (`expire shop/web 3 --reason x` works) and
 // returns the positional ones.
+// parseApp parses the flags of a command whose one argument is <namespace>/<app>.
+func (f *cliFlags) parseApp(args []string, usage string) (registry.AppRef, error) {
+	pos, err := f.parse(args, usage)
+	if err != nil {
+		return registry.AppRef{}, err
+	}
+	if len(pos) != 1 {
+		return registry.AppRef{}, usageError{msg: "usage: skewguard " + usage}
+	}
+	return parseApp(pos[0])
+}
+
 func (f *cliFlags) parse(args []string, usage string) ([]string, error) {
 	var positional []string
 	for {
@@ -111,14 +123,7 @@ func runVersions(ctx context.Context, args []string, stdout, _ io.Writer) error 
 	states := f.fs.String("state", "", "only versions in these states, comma separated (pending, staged, active, draining, expired, failed)")
 	limit := f.fs.Int("limit", 0, "at most this many versions (0: the server's default, 100)")
 	offset := f.fs.Int("offset", 0, "skip this many matching versions first")
-	pos, err := f.parse(args, usage)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError{msg: "usage: skewguard " + usage}
-	}
-	app, err := parseApp(pos[0])
+	app, err := f.parseApp(args, usage)
 	if err != nil {
 		return err
 	}
@@ -162,14 +167,7 @@ func runVersions(ctx context.Context, args []string, stdout, _ io.Writer) error 
 func runPolicy(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	const usage = "policy <namespace>/<app> [-o table|json]"
 	f := newCLIFlags("policy")
-	pos, err := f.parse(args, usage)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError{msg: "usage: skewguard " + usage}
-	}
-	app, err := parseApp(pos[0])
+	app, err := f.parseApp(args, usage)
 	if err != nil {
 		return err
 	}
