@@ -330,7 +330,7 @@ up_traefik() {
     --entrypoints.traefik.address="127.0.0.1:$SKEWGUARD_TRAEFIK_ADMIN_PORT" \
     --api.insecure=true --api.dashboard=false --ping=true --log.nocolor=true --log.level=INFO \
     --metrics.prometheus=true --metrics.prometheus.entryPoint=traefik \
-    --metrics.prometheus.addServicesLabels=true --metrics.prometheus.addRoutersLabels=true \
+    --metrics.prometheus.addServicesLabels=true \
     --providers.kubernetesgateway=true --providers.providersThrottleDuration=100ms
 }
 
