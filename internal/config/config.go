@@ -45,7 +45,7 @@ type Config struct {
 	MetricsAddress string `env:"PLT_SKEW_METRICS_ADDRESS"` // empty: /metrics is served on ListenAddress
 	// TemporalUIURL is the Temporal UI the versions panel (/ui) links each workflow to; empty: no links.
 	TemporalUIURL string `env:"PLT_SKEW_TEMPORAL_UI_URL"`
-	TaskQueue      string `env:"PLT_SKEW_TASK_QUEUE, default=skewguard"`
+	TaskQueue     string `env:"PLT_SKEW_TASK_QUEUE, default=skewguard"`
 	// ParentRefs lists the Gateways routes attach to: "namespace/name[:sectionName]", comma separated.
 	ParentRefs        []routes.ParentRef `env:"PLT_SKEW_GATEWAY_PARENT_REFS"`
 	CookieName        string             `env:"PLT_SKEW_COOKIE_NAME, default=__plt_dpl"`
