@@ -113,8 +113,9 @@
   function makeRow(entry, label) {
     const c = {};
     const tr = el("tr", { "data-version": label });
+    const LABEL = { state: "State", since: "Since", service: "Service", rps: "Req/s", spark: "Traffic", pins: "Pinned by", timers: "Timers", actions: "Actions" };
     for (const k of ["version", "state", "since", "service", "rps", "spark", "pins", "timers", "actions"]) {
-      c[k] = el(k === "version" ? "th" : "td", k === "version" ? { scope: "row", class: "c-" + k } : { class: "c-" + k, "data-label": k });
+      c[k] = el(k === "version" ? "th" : "td", k === "version" ? { scope: "row", class: "c-" + k } : { class: "c-" + k, "data-label": LABEL[k] });
       tr.append(c[k]);
     }
     c.timers.append(c.grace = el("div"), c.next = el("div"), c.zeros = el("div"), c.maxa = el("div"));
