@@ -19,9 +19,11 @@
 
   const token = () => sessionStorage.getItem(KEY);
   async function call(method, path, body) {
+    // Without a token the call goes out bare: the API refuses it (401), unless the page is
+    // served by `skewguard ui`, whose local proxy adds its user's credentials.
     const t = token();
-    if (!t) throw Object.assign(new Error("not signed in"), { status: 401 });
-    const opt = { method, headers: { Authorization: "Bearer " + t, "X-Skewguard-UI": "1" }, cache: "no-store" };
+    const opt = { method, headers: { "X-Skewguard-UI": "1" }, cache: "no-store" };
+    if (t) opt.headers.Authorization = "Bearer " + t;
     if (body !== undefined) { opt.headers["Content-Type"] = "application/json"; opt.body = JSON.stringify(body); }
     const res = await fetch(path, opt);
     const data = await res.json().catch(() => ({}));
@@ -235,7 +237,7 @@
   }
 
   function signOut(msg) {
-    clearTimeout(timer); sessionStorage.removeItem(KEY); me = null;
+    clearTimeout(timer); sessionStorage.removeItem(KEY); me = null; $("logout").hidden = true;
     for (const e of apps.values()) e.section.remove();
     apps.clear();
     $("panel").hidden = true; $("login").hidden = false; $("logout").hidden = true; $("who").textContent = "";
@@ -244,9 +246,13 @@
   }
   async function start() {
     try { me = await call("GET", "/api/v1/whoami"); }
-    catch (e) { signOut(e.status === 401 ? "This token was refused by the cluster." : "Sign-in failed: " + e.message); return; }
+    catch (e) {
+      if (e.status === 401 && !token()) { signOut(); return; } // nobody signed in yet
+      signOut(e.status === 401 ? "This token was refused by the cluster." : "Sign-in failed: " + e.message);
+      return;
+    }
     $("who").textContent = "signed in as " + me.username;
-    $("login").hidden = true; $("panel").hidden = false; $("logout").hidden = false;
+    $("login").hidden = true; $("panel").hidden = false; $("logout").hidden = !token();
     refresh();
   }
   $("login-form").addEventListener("submit", (ev) => {
@@ -257,5 +263,5 @@
   $("logout").addEventListener("click", () => signOut());
   $("ns").addEventListener("change", () => { lastRps = 0; refresh(); });
   setInterval(tick, 1000);
-  if (token()) start(); else signOut();
+  start();
 })();
