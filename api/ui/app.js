@@ -227,6 +227,7 @@
         }
         for (const [lbl, r] of e.rows) if (!seen.has(lbl)) { r.tr.remove(); if (r.audit) r.audit.remove(); e.rows.delete(lbl); }
       }));
+      for (const a of wanted) { const e = apps.get(`${a.namespace}/${a.name}`); if (e && $("apps").lastElementChild !== e.section) $("apps").append(e.section); }
       $("status").classList.remove("error");
       if (!$("status").textContent || $("status").dataset.auto) { $("status").textContent = `updated ${new Date().toLocaleTimeString()}`; $("status").dataset.auto = "1"; }
     } catch (e) {
