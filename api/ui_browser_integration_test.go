@@ -167,6 +167,30 @@ func TestVersionsPanelInChromium(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
 
+		// Keyboard and stability: a focused button keeps its focus and its row its place across
+		// polls; Enter opens the confirmation, Escape cancels it and gives the focus back.
+		blogExpire := row("blog", "1") + ` button.act-expire`
+		rect := fmt.Sprintf(`JSON.stringify(document.querySelector('%s').getBoundingClientRect())`, row("blog", "1"))
+		do(t, tab, chromedp.Focus(css(blogExpire)))
+		before, err := chromedp.Run(tab, chromedp.Evaluate[string](rect))
+		require.NoError(t, err)
+		status := text(t, tab, `#status`)
+		_, err = chromedp.Run(tab, chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.getElementById("status").textContent !== %q`, status),
+			chromedp.WithPollingTimeout(10*time.Second)))
+		require.NoError(t, err, "the page polls")
+		after, err := chromedp.Run(tab, chromedp.Evaluate[string](rect))
+		require.NoError(t, err)
+		assert.Equal(t, before, after, "a poll moved the row")
+		focused := fmt.Sprintf(`document.activeElement === document.querySelector('%s')`, blogExpire)
+		still, err := chromedp.Run(tab, chromedp.Evaluate[bool](focused))
+		require.NoError(t, err)
+		assert.True(t, still, "a poll took the focus away")
+		do(t, tab, chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(css(`dialog#confirm[open]`)),
+			chromedp.KeyEvent(kb.Escape), chromedp.WaitNotPresent(css(`dialog#confirm[open]`)))
+		still, err = chromedp.Run(tab, chromedp.Evaluate[bool](focused))
+		require.NoError(t, err)
+		assert.True(t, still, "the focus is back on the button after Escape")
+
 		// Screenshots for the README and the test's artefacts, at desktop and phone widths.
 		do(t, tab, chromedp.EmulateViewport(1280, 900))
 		wide, err := chromedp.Run(tab, chromedp.FullScreenshot(100))

@@ -109,6 +109,11 @@
     refresh();
   }
 
+  // order puts nodes in parent in this order, moving only what is out of place: a moved node
+  // would lose the keyboard focus of a button inside it.
+  function order(parent, nodes) {
+    nodes.forEach((n, i) => { if (parent.children[i] !== n) parent.insertBefore(n, parent.children[i] || null); });
+  }
   function setStatus(msg, bad) { const s = $("status"); s.textContent = msg; s.classList.toggle("error", !!bad); }
 
   // One row per version, made once and updated in place (no layout shift, focus kept).
@@ -214,7 +219,7 @@
           seen.add(v.version);
           let r = e.rows.get(v.version);
           if (!r) { r = makeRow(e, v.version); e.rows.set(v.version, r); }
-          r.v = v; e.tbody.append(r.tr); if (r.audit) r.tr.after(r.audit);
+          r.v = v;
           if (v.state === "draining") r.tl = await call("GET", `${appPath(a)}/versions/${enc(v.version)}/timeline`).catch(() => r.tl);
           else r.tl = null;
           if (r.tl && r.tl.now) skew = new Date(r.tl.now).getTime() - Date.now();
@@ -226,8 +231,9 @@
           paintRow(e, r);
         }
         for (const [lbl, r] of e.rows) if (!seen.has(lbl)) { r.tr.remove(); if (r.audit) r.audit.remove(); e.rows.delete(lbl); }
+        order(e.tbody, vs.versions.flatMap((v) => { const r = e.rows.get(v.version); return r.audit ? [r.tr, r.audit] : [r.tr]; }));
       }));
-      for (const a of wanted) { const e = apps.get(`${a.namespace}/${a.name}`); if (e && $("apps").lastElementChild !== e.section) $("apps").append(e.section); }
+      order($("apps"), wanted.map((a) => apps.get(`${a.namespace}/${a.name}`)).filter(Boolean).map((e) => e.section));
       $("status").classList.remove("error");
       if (!$("status").textContent || $("status").dataset.auto) { $("status").textContent = `updated ${new Date().toLocaleTimeString()}`; $("status").dataset.auto = "1"; }
     } catch (e) {
