@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skewguard/skewguard/internal/registry"
+	"github.com/skewguard/skewguard/workflows"
 )
 
 // The panel's files are served to anyone but carry no data, and a strict CSP.
@@ -83,4 +85,34 @@ func TestTimelineOfADrainingVersion(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	assert.Nil(t, decode[Timeline](t, rec).GraceEndsAt, "only a Draining version has timers")
 	assert.True(t, strings.HasPrefix(h.do(t, "GET", "/api/v1/apps/shop/web/versions/9/timeline", tokenViewer, "").Body.String(), "{"))
+}
+
+// querying is a lifecycle whose workflows answer the state query.
+type querying struct {
+	Lifecycle
+	view workflows.StateView
+}
+
+func (q querying) State(context.Context, registry.VersionRef) (workflows.StateView, error) {
+	return q.view, nil
+}
+
+// With the workflow answering, the timeline carries its next check, zero readings and timers.
+func TestTimelineFromTheWorkflow(t *testing.T) {
+	drained := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	next, grace, maxAt := drained.Add(40*time.Minute), drained.Add(35*time.Minute), drained.Add(time.Hour)
+	h := newHarness(t, harnessOptions{lifecycle: querying{Lifecycle: &fakeLifecycle{}, view: workflows.StateView{
+		NextCheckAt: &next, GraceEndsAt: &grace, MaxAliveAt: &maxAt, ZeroStreak: 1, WaitingFor: "the next traffic check"}}})
+	h.reg.addVersion(registry.Version{Namespace: "shop", App: "web", Label: "1", State: registry.Draining,
+		PendingAt: drained.Add(-time.Hour), DrainingAt: &drained})
+	rec := h.do(t, "GET", "/api/v1/apps/shop/web/versions/1/timeline", tokenViewer, "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	tl := decode[Timeline](t, rec)
+	assert.Equal(t, "workflow", tl.Source)
+	require.NotNil(t, tl.NextCheckAt)
+	require.NotNil(t, tl.ZeroReadings)
+	assert.Equal(t, next, tl.NextCheckAt.UTC())
+	assert.Equal(t, grace, tl.GraceEndsAt.UTC(), "the workflow's grace end (its policy) wins")
+	assert.Equal(t, maxAt, tl.MaxAliveAt.UTC())
+	assert.Equal(t, 1, *tl.ZeroReadings)
 }
