@@ -27,6 +27,10 @@ type allNamespacesKey struct{}
 func (s *Server) authorized(verb string, sc scope, next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		attrs := auth.Attributes{Verb: verb}
+		if verb == auth.VerbUpdate && !sameOrigin(r) {
+			writeError(w, http.StatusForbidden, CodeForeignOrigin, "a change sent from the page of another origin (%s) is refused", r.Header.Get("Origin"))
+			return
+		}
 		if sc == scopeApp {
 			app, ok := appRef(w, r)
 			if !ok {

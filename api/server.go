@@ -103,6 +103,11 @@ type Options struct {
 	// AuthFailureLimit bounds failed authentications per source address (zero fields:
 	// DefaultAuthFailureLimit).
 	AuthFailureLimit AuthFailureLimit
+	// TemporalUIURL is the Temporal UI's base URL the versions panel links each version's
+	// workflow to (PLT_SKEW_TEMPORAL_UI_URL); empty: no links. TemporalNamespace is the
+	// workflows' Temporal namespace in those links.
+	TemporalUIURL     string
+	TemporalNamespace string
 }
 
 // Body size limits: the agent's state report carries its services and runtime metadata; our
@@ -216,10 +221,15 @@ func (s *Server) routes() *mux.Router {
 	opsRoutes(r, s.log, s.opts.Ready, s.opts.ServeMetrics)
 	r.HandleFunc("/api/v1/openapi.yaml", serveOpenAPI).Methods(http.MethodGet)
 
+	// The versions panel: static files only; every datum comes from /api/v1 with the user's token.
+	r.PathPrefix("/ui").Handler(uiHandler()).Methods(http.MethodGet, http.MethodHead)
+
 	// Management.
 	const app = "/api/v1/apps/{namespace}/{app}"
 	const version = app + "/versions/{version}"
 	r.Handle("/api/v1/apps", s.authorized(auth.VerbList, scopeCluster, s.listApps)).Methods(http.MethodGet)
+	r.Handle("/api/v1/whoami", s.authorized(auth.VerbList, scopeCluster, s.whoami)).Methods(http.MethodGet)
+	r.Handle(app+"/access", s.authorized(auth.VerbGet, scopeApp, s.access)).Methods(http.MethodGet)
 	r.Handle(app+"/versions", s.authorized(auth.VerbList, scopeApp, s.listVersions)).Methods(http.MethodGet)
 	r.Handle(app+"/audit", s.authorized(auth.VerbGet, scopeApp, s.appAudit)).Methods(http.MethodGet)
 	r.Handle(app+"/expire", s.authorized(auth.VerbUpdate, scopeApp, s.bulkExpire)).Methods(http.MethodPost)
@@ -229,6 +239,7 @@ func (s *Server) routes() *mux.Router {
 	r.Handle(version, s.authorized(auth.VerbGet, scopeApp, s.getVersion)).Methods(http.MethodGet)
 	r.Handle(version+"/rps", s.authorized(auth.VerbGet, scopeApp, s.versionRPS)).Methods(http.MethodGet)
 	r.Handle(version+"/audit", s.authorized(auth.VerbGet, scopeApp, s.versionAudit)).Methods(http.MethodGet)
+	r.Handle(version+"/timeline", s.authorized(auth.VerbGet, scopeApp, s.versionTimeline)).Methods(http.MethodGet)
 	for _, a := range workflows.Actions {
 		r.Handle(version+"/"+a, s.authorized(auth.VerbUpdate, scopeApp, s.act(a))).Methods(http.MethodPost)
 	}

@@ -113,6 +113,7 @@ env PLT_FEATURE_SKEW_PROTECTION=true \
   PLT_SKEW_HTTP_GRACE_PERIOD_MS=10000 PLT_SKEW_TRAFFIC_WINDOW_MS=5000 \
   PLT_SKEW_CHECK_INTERVAL_MS=1000 PLT_SKEW_HTTP_MAX_ALIVE_MS=300000 \
   PLT_SKEW_TRAFFIC_PRESET=traefik PLT_SKEW_LOG_FORMAT=text \
+  PLT_SKEW_TEMPORAL_UI_URL="$SKEWGUARD_TEST_TEMPORAL_UI" \
   nohup bin/skewguard serve >"$LOG_DIR/demo-skewguard.log" 2>&1 &
 echo $! >"$PIDFILE"
 for _ in $(seq 1 300); do
@@ -122,6 +123,8 @@ for _ in $(seq 1 300); do
 done
 curl -fsS "http://$SG_ADDR/readyz" >/dev/null || die "skewguard not ready; see $LOG_DIR/demo-skewguard.log"
 info "ready; logs in $LOG_DIR/demo-skewguard.log"
+info "versions panel: http://$SG_ADDR/ui/  (open it now to watch the story; sign in with the token below, kept for that tab only)" \
+     "token (demo-operator, 2 h): $SKEWGUARD_TOKEN"
 
 # visit [curl args...]: one request through Traefik to /myapp/version; prints "status version set-cookie".
 visit() {
@@ -188,7 +191,8 @@ say "skewguard audit myapp/myapp 1"
 bin/skewguard audit myapp/myapp 1 | sed 's/^/           /'
 
 say "Done. Look around:"
-info "Temporal UI (workflows, history, signals, updates): $SKEWGUARD_TEST_TEMPORAL_UI/namespaces/default/workflows?query=SkewApp%3D%22myapp%22" \
+info "Panel:       http://$SG_ADDR/ui/   sign in with: $KUBECTL -n myapp create token demo-operator" \
+     "Temporal UI (workflows, history, signals, updates): $SKEWGUARD_TEST_TEMPORAL_UI/namespaces/default/workflows?query=SkewApp%3D%22myapp%22" \
      "v1 lifecycle: $(ui_link 1)" \
      "Prometheus:  $PROMETHEUS_URL/graph   (try: sum by (service) (rate(traefik_service_requests_total[1m])))" \
      "Gateway:     curl -i $GW/myapp/version" \

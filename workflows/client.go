@@ -197,3 +197,23 @@ func updateError(ref registry.VersionRef, update string, err error) error {
 	}
 	return fmt.Errorf("%s of %s: %w", update, ref, err)
 }
+
+// State asks the version's running workflow for its StateView (the "state" query), bounded by
+// the client's wait. A version with no running workflow is ErrWorkflowNotRunning.
+func (c *Client) State(ctx context.Context, ref registry.VersionRef) (StateView, error) {
+	wctx, cancel := context.WithTimeout(ctx, c.wait)
+	defer cancel()
+	resp, err := c.client.QueryWorkflow(wctx, WorkflowID(ref), "", QueryState)
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return StateView{}, ErrWorkflowNotRunning
+		}
+		return StateView{}, err
+	}
+	var v StateView
+	if err := resp.Get(&v); err != nil {
+		return StateView{}, err
+	}
+	return v, nil
+}

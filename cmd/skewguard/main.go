@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"approve":   {"make a Staged version Active: approve <namespace>/<app> <version>", actionCommand(workflows.UpdateApprove)},
 	"reject":    {"expire a Staged version: reject <namespace>/<app> <version>", actionCommand(workflows.UpdateReject)},
 	"threshold": {"expire live versions older than an age: threshold <namespace>/<app> --older-than 2h", runThreshold},
+	"ui":        {"serve the versions panel on 127.0.0.1 with your credentials (kubeconfig or --token), like kubectl proxy", runUI},
 }
 
 // usageError is reported with the usage text and exit code 2.

@@ -230,6 +230,8 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 		ServeMetrics:        cfg.MetricsAddress == "",
 		Ready:               *ready,
 		Synced:              cache.HasSynced,
+		TemporalUIURL:       strings.TrimRight(cfg.TemporalUIURL, "/"),
+		TemporalNamespace:   cfg.TemporalNamespace,
 	})
 	if err != nil {
 		return nil, err

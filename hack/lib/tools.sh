@@ -65,7 +65,7 @@ TOOL_TABLE() {
     "build_traefik 220 $(TRAEFIK_DIR)" \
     "copy_gateway_crds 1 $SKEWGUARD_CACHE/gateway-api-$GATEWAY_API_VERSION"
 }
-APT_FIGURE=60    # apt-get install of PostgreSQL, Prometheus and the small tools (an estimate)
+APT_FIGURE=105   # apt-get install of PostgreSQL, Prometheus, chromium (about 45 s alone) and the small tools (an estimate)
 HELM_FIGURE=150  # hack/setup-helm.sh from empty Go caches (an estimate)
 WATT_FIGURE=60   # hack/setup-watt.sh: Node 22 and watt-extra from npm (an estimate)
 
@@ -142,6 +142,8 @@ apt_missing() {
   command -v ss >/dev/null || need+=(iproute2)
   command -v flock >/dev/null || need+=(util-linux)
   command -v pgrep >/dev/null || need+=(procps)
+  # The browser tests of the versions panel (api, TestVersionsPanelInChromium) drive it.
+  command -v chromium >/dev/null || need+=(chromium)
   echo "${need[*]}"
 }
 

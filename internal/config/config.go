@@ -43,7 +43,9 @@ type Config struct {
 	// skewguard's own settings.
 	ListenAddress  string `env:"PLT_SKEW_LISTEN_ADDRESS, default=:8080"`
 	MetricsAddress string `env:"PLT_SKEW_METRICS_ADDRESS"` // empty: /metrics is served on ListenAddress
-	TaskQueue      string `env:"PLT_SKEW_TASK_QUEUE, default=skewguard"`
+	// TemporalUIURL is the Temporal UI the versions panel (/ui) links each workflow to; empty: no links.
+	TemporalUIURL string `env:"PLT_SKEW_TEMPORAL_UI_URL"`
+	TaskQueue     string `env:"PLT_SKEW_TASK_QUEUE, default=skewguard"`
 	// ParentRefs lists the Gateways routes attach to: "namespace/name[:sectionName]", comma separated.
 	ParentRefs        []routes.ParentRef `env:"PLT_SKEW_GATEWAY_PARENT_REFS"`
 	CookieName        string             `env:"PLT_SKEW_COOKIE_NAME, default=__plt_dpl"`
@@ -183,6 +185,9 @@ func (c Config) validate(failed map[string]bool) []string {
 	}
 	if c.TaskQueue == "" {
 		p = append(p, "PLT_SKEW_TASK_QUEUE: must not be empty")
+	}
+	if u := c.TemporalUIURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		p = append(p, "PLT_SKEW_TEMPORAL_UI_URL: must be an http:// or https:// URL, got "+strconv.Quote(u))
 	}
 	if c.TemporalNamespace == "" {
 		p = append(p, "TEMPORAL_NAMESPACE: must not be empty")

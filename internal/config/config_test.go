@@ -105,6 +105,7 @@ var setCases = []struct {
 	{"PROMETHEUS_URL", "http://prom:9090", func(c Config) any { return c.PrometheusURL }, "http://prom:9090"},
 	{"PLT_SKEW_LISTEN_ADDRESS", "127.0.0.1:9000", func(c Config) any { return c.ListenAddress }, "127.0.0.1:9000"},
 	{"PLT_SKEW_METRICS_ADDRESS", "127.0.0.1:9001", func(c Config) any { return c.MetricsAddress }, "127.0.0.1:9001"},
+	{"PLT_SKEW_TEMPORAL_UI_URL", "http://temporal-ui:8233", func(c Config) any { return c.TemporalUIURL }, "http://temporal-ui:8233"},
 	{"PLT_SKEW_TASK_QUEUE", "skew-q", func(c Config) any { return c.TaskQueue }, "skew-q"},
 	{"PLT_SKEW_GATEWAY_PARENT_REFS", "infra/gw:http", func(c Config) any { return c.ParentRefs },
 		[]routes.ParentRef{{Namespace: "infra", Name: "gw", SectionName: "http"}}},
