@@ -155,3 +155,69 @@ func (s *stack) servedWithCookie(pin string) (version, setCookie string) {
 	require.NoError(s.t, json.NewDecoder(resp.Body).Decode(&body))
 	return body.Version, strings.Join(resp.Header.Values("Set-Cookie"), "; ")
 }
+
+// TestPolicyChangeOfTheActiveVersionOnTheRealStack: a policy change that leaves the switch as it
+// is (on) makes the Active lifecycle apply the switch, which expires nothing and writes no route
+// (the HTTPRoute keeps its resourceVersion). Its history (recorded before change "app-enabled"
+// as before-app-enabled-policy-changed, where the policy change ran SyncRoutes) replays.
+func TestPolicyChangeOfTheActiveVersionOnTheRealStack(t *testing.T) {
+	s := newStack(t, map[string]string{"PLT_SKEW_HTTP_GRACE_PERIOD_MS": "60000"})
+	alice := registry.Actor{Type: registry.ActorUser, Name: "alice"}
+	t.Cleanup(func() {
+		for _, v := range []string{"v1", "v2"} {
+			_ = s.temporal.TerminateWorkflow(context.Background(), workflows.WorkflowID(s.ref(v)), "", "test done")
+		}
+	})
+	s.deploy("v1")
+	s.eventually(30*time.Second, "v1 active", func() (bool, string) {
+		st := s.state("v1").State
+		return st == registry.Active, string(st)
+	})
+	route := func() string {
+		list, err := s.kube.Gateway.GatewayV1().HTTPRoutes(s.ns).List(t.Context(), metav1.ListOptions{})
+		require.NoError(t, err)
+		require.Len(t, list.Items, 1)
+		return list.Items[0].ResourceVersion
+	}
+	before := route()
+	_, err := s.reg.PutPolicy(t.Context(), s.ref("v1").AppRef(), registry.Policy{Enabled: ptr.To(true)}, alice)
+	require.NoError(t, err)
+	require.NoError(t, s.temporal.SignalWorkflow(t.Context(), workflows.WorkflowID(s.ref("v1")), "",
+		workflows.SignalPolicyChanged, workflows.ActionRequest{Actor: alice, Reason: "policy changed"}))
+	s.eventually(20*time.Second, "the policy change applied", func() (bool, string) {
+		return s.activityCompleted("v1", "ApplySwitch") || s.activityCompleted("v1", "SyncRoutes"), "not yet"
+	})
+	assert.Equal(t, before, route(), "nothing written")
+
+	s.deploy("v2")
+	s.eventually(30*time.Second, "v1 draining", func() (bool, string) {
+		st := s.state("v1").State
+		return st == registry.Draining, string(st)
+	})
+	require.NoError(t, s.temporal.SignalWorkflow(t.Context(), workflows.WorkflowID(s.ref("v1")), "",
+		workflows.SignalForceExpire, workflows.ActionRequest{Actor: alice, Reason: "test done"}))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, s.temporal.GetWorkflow(ctx, workflows.WorkflowID(s.ref("v1")), "").Get(ctx, nil))
+	s.history("v1", "policy-changed-while-active")
+}
+
+// activityCompleted reports whether an activity of the given type has completed in version's
+// workflow.
+func (s *stack) activityCompleted(version, activityType string) bool {
+	iter := s.temporal.GetWorkflowHistory(s.t.Context(), workflows.WorkflowID(s.ref(version)), "", false, 0)
+	scheduled := map[int64]string{}
+	for iter.HasNext() {
+		e, err := iter.Next()
+		if err != nil {
+			return false
+		}
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
+			scheduled[e.GetEventId()] = a.GetActivityType().GetName()
+		}
+		if c := e.GetActivityTaskCompletedEventAttributes(); c != nil && scheduled[c.GetScheduledEventId()] == activityType {
+			return true
+		}
+	}
+	return false
+}
