@@ -60,6 +60,7 @@ type Registry interface {
 	GetPolicy(ctx context.Context, app registry.AppRef) (registry.Policy, error)
 	Flip(ctx context.Context, req registry.FlipRequest) (registry.Transition, error)
 	Publish(ctx context.Context, app registry.AppRef, fn func(ctx context.Context, snap registry.Snapshot) error) error
+	ApplySwitch(ctx context.Context, app registry.AppRef, actor registry.Actor, publish func(ctx context.Context, snap registry.Snapshot) error) (registry.SwitchResult, error)
 	BumpGeneration(ctx context.Context, app registry.AppRef) (int64, error)
 	GetVersion(ctx context.Context, ref registry.VersionRef) (registry.Version, error)
 	Generation(ctx context.Context, app registry.AppRef) (int64, error)
@@ -112,6 +113,9 @@ type Policy struct {
 	// MaxVersions caps the app's Draining versions (0: no cap). The registry applies it at each
 	// activation; the lifecycle only shows it.
 	MaxVersions int64 `json:"maxVersions,omitempty"`
+	// ProtectionOff: the app's skew protection is switched off (policy enabled=false). Named for
+	// off so that a payload recorded before the switch existed decodes as on.
+	ProtectionOff bool `json:"protectionOff,omitempty"`
 }
 
 // ResolvePolicy applies the per-app overrides p to the global configuration. An override is
@@ -140,6 +144,7 @@ func ResolvePolicy(cfg config.Config, p registry.Policy) Policy {
 		AutoCleanup:      flag(p.AutoCleanup, cfg.AutoCleanup),
 		RequireApproval:  flag(p.RequireApproval, cfg.RequireApproval),
 		MaxVersions:      bounds.MaxVersions.Clamp(cfg.MaxVersions),
+		ProtectionOff:    p.ProtectionOff(),
 	}
 	if p.MaxVersions != nil {
 		pol.MaxVersions = bounds.MaxVersions.Clamp(*p.MaxVersions)

@@ -63,6 +63,9 @@ type TransitionResult struct {
 	// Capped are the Draining versions the change expired (routes included) because the app's
 	// maxVersions was exceeded; their workflows must be told to retire them.
 	Capped []registry.Version `json:"capped,omitempty"`
+	// CappedBecause is the audited reason of the Capped expiries (maxVersions, or skew protection
+	// switched off for the app); empty on a repeat.
+	CappedBecause string `json:"cappedBecause,omitempty"`
 }
 
 // Activate makes the version Active and its predecessor Draining in one transaction, together
@@ -151,7 +154,7 @@ func (a *Activities) finish(ctx context.Context, in TransitionInput, t registry.
 		return TransitionResult{}, staleLife(in.Ref, in.VersionID, t.Version.ID)
 	}
 	res := TransitionResult{Version: t.Version, Previous: t.Previous, Generation: t.Generation, Changed: t.Changed,
-		KeptBy: t.KeptBy, Capped: t.Capped}
+		KeptBy: t.KeptBy, Capped: t.Capped, CappedBecause: t.CappedBecause}
 	if t.Changed {
 		if in.From != "" {
 			metrics.Transition(string(in.From), string(t.Version.State))

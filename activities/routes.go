@@ -197,6 +197,7 @@ func RouteInput(cfg config.Config, snap registry.Snapshot) routes.Input {
 		CookieName:    cmp.Or(snap.App.CookieName, cfg.CookieName),
 		CookieMaxAge:  cfg.CookieMaxAge,
 		RewritePrefix: cfg.RewritePathPrefix,
+		Plain:         snap.Policy.ProtectionOff(), // skew protection off for the app: one plain route
 	}
 	if snap.Policy.CookieMaxAge != nil {
 		in.CookieMaxAge = *snap.Policy.CookieMaxAge

@@ -60,6 +60,12 @@ func DefaultsFromConfig(cfg config.Config) PolicyDefaults {
 		env, _, _ := strings.Cut(cf.Tag.Get("env"), ",")
 		out.Settings[jsonName(f)] = env
 	}
+	if out.Values.Enabled == nil {
+		// The per-app switch has no global variable of its own: an app inherits on
+		// (PLT_FEATURE_SKEW_PROTECTION is the cluster's switch; off, nothing is managed at all).
+		on := true
+		out.Values.Enabled = &on
+	}
 	return out
 }
 

@@ -141,7 +141,9 @@ func (w *lifecycle) handle(ctx workflow.Context, ev event) error {
 
 // onPolicyChanged reloads the app's policy: a Draining version's timers follow the new values
 // at once (its loop recomputes them), and the Active version re-writes the routes (the cookie
-// Max-Age is part of them).
+// Max-Age is part of them). Since change "app-enabled" the Active version applies the app's
+// skew protection switch instead (applySwitch): switched off, the app's Draining versions
+// expire with the plain route that replaces their pins, and their workflows retire them.
 func (w *lifecycle) onPolicyChanged(ctx workflow.Context, req ActionRequest) error {
 	old := w.policy
 	if err := w.loadPolicy(ctx); err != nil {
@@ -149,7 +151,12 @@ func (w *lifecycle) onPolicyChanged(ctx workflow.Context, req ActionRequest) err
 	}
 	w.logger.Info("policy reloaded", "by", describeActor(req.Actor), "old", old, "new", w.policy)
 	if w.state == registry.Active {
-		w.syncRoutes(ctx, req.Actor, orDefault(req.Reason, "policy changed"))
+		if workflow.GetVersion(ctx, "app-enabled", workflow.DefaultVersion, 1) == 1 {
+			// The switch (enabled) may have changed: its expiries and the routes go together.
+			w.applySwitch(ctx, req.Actor, orDefault(req.Reason, "policy changed"))
+		} else {
+			w.syncRoutes(ctx, req.Actor, orDefault(req.Reason, "policy changed"))
+		}
 	}
 	return nil
 }

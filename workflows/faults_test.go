@@ -147,7 +147,7 @@ func TestPrometheusBackMidDraining(t *testing.T) {
 // registryActivities are the world's activities that go to PostgreSQL.
 var registryActivities = map[string]bool{
 	"Observe": true, "LoadPolicy": true, "Activate": true, "Promote": true, "Stage": true, "Expire": true,
-	"Fail": true, "CurrentVersion": true, "SyncRoutes": true, "Audit": true,
+	"Fail": true, "CurrentVersion": true, "SyncRoutes": true, "ApplySwitch": true, "Audit": true,
 }
 
 // TestPostgresDownTenMinutesMidFlip: PostgreSQL fails every call for ten minutes, starting at
@@ -279,7 +279,7 @@ func (o *serverRetriesOutbound) ExecuteActivity(ctx workflow.Context, activityTy
 }
 
 // routeWrites are the world's activities that write the app's HTTPRoutes.
-var routeWrites = map[string]bool{"Activate": true, "Promote": true, "Stage": true, "Expire": true, "SyncRoutes": true}
+var routeWrites = map[string]bool{"Activate": true, "Promote": true, "Stage": true, "Expire": true, "SyncRoutes": true, "ApplySwitch": true}
 
 // refuseRoutes makes the API server refuse every route write in [from, until), as an admission
 // webhook or policy does (a Forbidden the writer reports as RoutesRefused).

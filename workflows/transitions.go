@@ -58,8 +58,12 @@ func (w *lifecycle) takeOver(ctx workflow.Context, step any, name string, actor 
 		w.notifySuperseded(ctx, *res.Previous, actor, reason)
 	}
 	if len(res.Capped) > 0 && workflow.GetVersion(ctx, "max-versions", workflow.DefaultVersion, 1) == 1 {
+		why := fmt.Sprintf("maxVersions exceeded by version %s: expired with its activation", w.in.Ref.Label)
+		if res.CappedBecause == registry.ReasonProtectionOff {
+			why = fmt.Sprintf("%s: expired when version %s was activated", registry.ReasonProtectionOff, w.in.Ref.Label)
+		}
 		for _, c := range res.Capped {
-			w.notifyCapped(ctx, c, actor)
+			w.notifyCapped(ctx, c, actor, why)
 		}
 	}
 	if atomic && w.state == registry.Active {
@@ -327,6 +331,26 @@ func (w *lifecycle) syncRoutes(ctx workflow.Context, actor registry.Actor, reaso
 	}
 }
 
+// applySwitch applies the app's skew protection switch (ApplySwitch: while off, the Draining
+// versions expire and the routes become one plain route to this version, in one transaction;
+// while on, the routes get their pins back), then tells each expired version's workflow to
+// retire it, as for a version capped by maxVersions. A failed write is recorded and the
+// lifecycle goes on: nothing changed, and the next policy change or activation applies it.
+func (w *lifecycle) applySwitch(ctx workflow.Context, actor registry.Actor, reason string) {
+	var res activities.SwitchResult
+	err := workflow.ExecuteActivity(kubeOptions(ctx, "apply the skew protection switch"), a.ApplySwitch, activities.SyncInput{
+		App: w.in.Ref.AppRef(), Cause: w.in.Ref, Actor: actor, Reason: reason,
+	}).Get(ctx, &res)
+	if err != nil {
+		w.lastError = "skew protection switch not applied: " + failureMessage(err)
+		w.logger.Error("skew protection switch not applied", "error", err)
+		return
+	}
+	for _, v := range res.Expired {
+		w.notifyCapped(ctx, v, actor, registry.ReasonProtectionOff)
+	}
+}
+
 // Pauses before retiring again after the API server refused it (RBAC, an admission webhook).
 const (
 	retireRetryFirst = time.Minute
@@ -419,15 +443,16 @@ func (w *lifecycle) notifySuperseded(ctx workflow.Context, prev registry.Version
 }
 
 // notifyCapped tells the workflow of a version the registry expired for maxVersions when this
-// one took over (its routes are already gone) to retire it: force-expire finds it Expired in
+// one took over, or because the app's skew protection is off (its routes are already gone), to
+// retire it; reason is the one the registry audited: force-expire finds it Expired in
 // the registry and goes on to its workloads, as for any expiry. A workflow that no longer runs
 // is not an error; one that misses the signal finds the expiry at its next step.
-func (w *lifecycle) notifyCapped(ctx workflow.Context, v registry.Version, actor registry.Actor) {
+func (w *lifecycle) notifyCapped(ctx workflow.Context, v registry.Version, actor registry.Actor, reason string) {
 	id := v.WorkflowID
 	if id == "" {
 		id = WorkflowID(v.Ref())
 	}
-	req := ActionRequest{Actor: actor, Reason: fmt.Sprintf("maxVersions exceeded by version %s: expired with its activation", w.in.Ref.Label)}
+	req := ActionRequest{Actor: actor, Reason: reason}
 	err := workflow.SignalExternalWorkflow(ctx, id, "", SignalForceExpire, req).Get(ctx, nil)
 	var unknown *temporal.UnknownExternalWorkflowExecutionError
 	switch {

@@ -160,6 +160,7 @@ func (w *world) mock(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(a.CheckRoutes, mock.Anything, mock.Anything).Return(w.checkRoutes)
 	env.OnActivity(a.CurrentVersion, mock.Anything, mock.Anything).Return(w.currentVersion)
 	env.OnActivity(a.SyncRoutes, mock.Anything, mock.Anything).Return(w.syncRoutes)
+	env.OnActivity(a.ApplySwitch, mock.Anything, mock.Anything).Return(w.applySwitch)
 	env.OnActivity(a.ReadTraffic, mock.Anything, mock.Anything).AfterFn(func() time.Duration { return w.trafficWait }).Return(w.readTraffic)
 	env.OnActivity(a.Retire, mock.Anything, mock.Anything).Return(w.retire)
 	env.OnActivity(a.Audit, mock.Anything, mock.Anything).Return(w.audit)
@@ -173,7 +174,7 @@ func (w *world) register(env *testsuite.TestWorkflowEnvironment) {
 	for name, fn := range map[string]any{
 		"Admit": w.admit, "Observe": w.observe, "LoadPolicy": w.loadPolicy, "WaitReady": w.waitReady, "Activate": w.activate,
 		"Promote": w.promote, "Stage": w.stage, "Expire": w.expire, "CurrentVersion": w.currentVersion,
-		"SyncRoutes": w.syncRoutes, "ReadTraffic": w.readTraffic, "Retire": w.retire, "Audit": w.audit,
+		"SyncRoutes": w.syncRoutes, "ApplySwitch": w.applySwitch, "ReadTraffic": w.readTraffic, "Retire": w.retire, "Audit": w.audit,
 		"Fail": w.fail, "ReportEvent": w.reportEvent, "CheckRoutes": w.checkRoutes,
 	} {
 		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
@@ -433,6 +434,31 @@ func (w *world) syncRoutes(_ context.Context, in activities.SyncInput) (activiti
 	}
 	w.recordSyncLocked(in.Cause.Label)
 	return activities.SyncResult{Generation: w.gen, Write: activities.RouteOutcome{Outcome: activities.RoutesApplied}}, nil
+}
+
+// applySwitch is registry.ApplySwitch with the routes: while the world's policy is off, every
+// Draining version expires, then the routes are written.
+func (w *world) applySwitch(_ context.Context, in activities.SyncInput) (activities.SwitchResult, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.attempt("ApplySwitch"); err != nil {
+		return activities.SwitchResult{}, err
+	}
+	res := activities.SwitchResult{Off: w.policy.ProtectionOff}
+	if res.Off {
+		for _, v := range w.lives {
+			if v.State == registry.Draining {
+				v.State, v.ExpiredAt = registry.Expired, ptr(w.now())
+				res.Expired = append(res.Expired, *v)
+			}
+		}
+		if len(res.Expired) > 0 {
+			w.gen++
+		}
+	}
+	w.recordSyncLocked(in.Cause.Label)
+	res.Routes = activities.SyncResult{Generation: w.gen, Write: activities.RouteOutcome{Outcome: activities.RoutesApplied}}
+	return res, nil
 }
 
 // recordSyncLocked records the routes as the registry has them now.

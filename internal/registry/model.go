@@ -287,7 +287,15 @@ type Policy struct {
 	// MaxVersions caps how many versions may be Draining at once (ICC's maxVersions); 0 is no
 	// cap. Enforced by the Flip that makes a version Active (see FlipRequest.MaxVersions).
 	MaxVersions *int64 `json:"maxVersions,omitempty"`
+	// Enabled switches skew protection for the app (ICC's enabled); nil is on. Off (false): the
+	// app's Draining versions are expired (ApplySwitch), a version superseded while off expires at
+	// once instead of draining (an effective cap of 0, see enforceMaxVersions), and the routes are
+	// one plain route to the Active version: no pin rules, no Set-Cookie.
+	Enabled *bool `json:"enabled,omitempty"`
 }
+
+// ProtectionOff reports whether the policy switches the app's skew protection off.
+func (p Policy) ProtectionOff() bool { return p.Enabled != nil && !*p.Enabled }
 
 // Snapshot is one consistent view of an application, read in a single transaction: what the
 // route renderer needs.

@@ -62,6 +62,9 @@ type Transition struct {
 	// workflows still have to retire their workloads. A repeat of an activation (Changed=false)
 	// returns the versions the activation capped.
 	Capped []Version
+	// CappedBecause is the reason the Capped versions were expired (as audited): the cap, or
+	// ReasonProtectionOff. Empty on a repeat of the activation.
+	CappedBecause string
 }
 
 // querier is what a pool and a transaction have in common.
@@ -367,7 +370,7 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest) (Transition, error) {
 			return err
 		}
 		if m.supersede {
-			if t.Capped, err = enforceMaxVersions(ctx, tx, app.ID, v, req.MaxVersions, actor); err != nil {
+			if t.Capped, t.CappedBecause, err = enforceMaxVersions(ctx, tx, app.ID, v, req.MaxVersions, actor); err != nil {
 				return err
 			}
 		}
@@ -465,32 +468,42 @@ func supersede(ctx context.Context, tx pgx.Tx, cur, next Version, actor Actor) (
 // version just displaced has the most recent sessions pinned to it and is kept, where the age
 // of its deployment would have made it the first to go. by itself is counted but never expired; the caller holds the app lock. Each expiry
 // is audited with the cap and the version that exceeded it.
-func enforceMaxVersions(ctx context.Context, tx pgx.Tx, appID int64, by Version, global int64, actor Actor) ([]Version, error) {
+//
+// While the app's skew protection is off (Policy.Enabled false) the cap is 0, whatever
+// maxVersions says: every Draining version but by is expired, the version just superseded
+// included, audited with ReasonProtectionOff. The reason of the expiries is returned with them.
+func enforceMaxVersions(ctx context.Context, tx pgx.Tx, appID int64, by Version, global int64, actor Actor) ([]Version, string, error) {
 	p, err := readPolicy(ctx, tx, appID)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	limit := global
 	if p.MaxVersions != nil {
 		limit = *p.MaxVersions
 	}
-	if limit = bounds.MaxVersions.Clamp(limit); limit == 0 {
-		return nil, nil
+	limit = bounds.MaxVersions.Clamp(limit)
+	reason := fmt.Sprintf("maxVersions %d exceeded by version %s", limit, by.Label)
+	detail := map[string]any{"maxVersions": limit, "exceededBy": by.Label, "exceededByLife": by.Life}
+	switch {
+	case p.ProtectionOff():
+		// Skew protection is off for the app: nothing drains, every Draining version goes now.
+		limit, reason = 0, ReasonProtectionOff
+		detail = map[string]any{"enabled": false, "activated": by.Label, "activatedLife": by.Life}
+	case limit == 0:
+		return nil, "", nil
 	}
 	rows, err := tx.Query(ctx, `SELECT `+versionColumns+versionsFrom+`
 		WHERE v.app_id = $1 AND v.state = 'draining' ORDER BY v.draining_at, v.id`, appID)
 	if err != nil {
-		return nil, fmt.Errorf("read draining versions: %w", err)
+		return nil, "", fmt.Errorf("read draining versions: %w", err)
 	}
 	draining, err := collectVersions(rows)
 	if err != nil {
-		return nil, fmt.Errorf("read draining versions: %w", err)
+		return nil, "", fmt.Errorf("read draining versions: %w", err)
 	}
 	excess := int64(len(draining)) - limit
 	var capped []Version
 	from, to := Draining, Expired
-	reason := fmt.Sprintf("maxVersions %d exceeded by version %s", limit, by.Label)
-	detail := map[string]any{"maxVersions": limit, "exceededBy": by.Label, "exceededByLife": by.Life}
 	for _, old := range draining {
 		if int64(len(capped)) >= excess {
 			break
@@ -500,14 +513,17 @@ func enforceMaxVersions(ctx context.Context, tx pgx.Tx, appID int64, by Version,
 		}
 		nv, err := setState(ctx, tx, old, Expired, "")
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if err := insertAudit(ctx, tx, nv, EventExpired, &from, &to, actor, reason, detail); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		capped = append(capped, nv)
 	}
-	return capped, nil
+	if len(capped) == 0 {
+		reason = ""
+	}
+	return capped, reason, nil
 }
 
 // cappedWith returns the versions the flip that made v Active expired for maxVersions: those

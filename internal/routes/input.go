@@ -37,6 +37,10 @@ type Input struct {
 	RewritePrefix bool        `json:"rewritePrefix"`
 	Active        *Backend    `json:"active,omitempty"`
 	Pinned        []Backend   `json:"pinned,omitempty"` // draining + staged, in registry order
+	// Plain renders skew protection off for the app: one route whose only rule sends everything
+	// under the prefix to Active, with no Set-Cookie, no carriers and no pin rules (Pinned is
+	// ignored). No Active version: no routes.
+	Plain bool `json:"plain,omitempty"`
 }
 
 // Limits of the Gateway API CRD (v1.6.3) that shape the input (the path's is

@@ -64,11 +64,22 @@ func PathPrefix(app, pathLabel string, hostnames []string) string {
 // holding the default rule (if any) first, then the pin shards. An app with nothing live gets
 // no routes. The cookie patterns are proven to compile (see check). Errors wrap ErrInvalidInput.
 func Render(in Input) ([]gatewayv1.HTTPRoute, error) {
+	if in.Plain {
+		in.Pinned = nil
+	}
 	prefix, patterns, err := in.check()
 	if err != nil {
 		return nil, err
 	}
 	r := newRenderer(in, prefix)
+	if in.Plain {
+		if in.Active == nil {
+			return []gatewayv1.HTTPRoute{}, nil
+		}
+		route := r.route(0)
+		route.Spec.Rules = []gatewayv1.HTTPRouteRule{r.plainRule(*in.Active)}
+		return []gatewayv1.HTTPRoute{route}, nil
+	}
 
 	withDefault := in.Active != nil
 	var out []gatewayv1.HTTPRoute
@@ -96,6 +107,9 @@ func Render(in Input) ([]gatewayv1.HTTPRoute, error) {
 // Validate runs the checks Render runs, without rendering: nil means Render(in) succeeds.
 // Errors wrap ErrInvalidInput and list every problem found.
 func Validate(in Input) error {
+	if in.Plain {
+		in.Pinned = nil
+	}
 	_, _, err := in.check()
 	return err
 }
@@ -303,6 +317,19 @@ func (r *renderer) defaultRule(active Backend) gatewayv1.HTTPRouteRule {
 	}
 	if r.rewrite {
 		rule.Filters = append(rule.Filters, r.rewriteFilter())
+	}
+	return rule
+}
+
+// plainRule sends everything under the prefix to the Active version and sets no cookie: the
+// one rule of an app whose skew protection is off.
+func (r *renderer) plainRule(active Backend) gatewayv1.HTTPRouteRule {
+	rule := gatewayv1.HTTPRouteRule{
+		Matches:     []gatewayv1.HTTPRouteMatch{{Path: r.pathMatch()}},
+		BackendRefs: backendRefs(active),
+	}
+	if r.rewrite {
+		rule.Filters = []gatewayv1.HTTPRouteFilter{r.rewriteFilter()}
 	}
 	return rule
 }
