@@ -113,6 +113,7 @@ func TestAdoptionOnTheRealStack(t *testing.T) {
 	v, err := s.reg.GetVersion(ctx, s.ref(adopted))
 	require.NoError(t, err)
 	assert.Equal(t, ours, v.ServiceName, "the version's backend is our Service")
+	assert.Equal(t, app, v.AdoptedDeployment, "the registry records which Deployment was adopted")
 	s.waitRouting(routing{Default: ours})
 	assert.ElementsMatch(t, before, readyPods(t, kc, s.ns, kube.AppLabel+"="+app), "no pod restarted")
 	adoptedPods := podNames(t, kc, s.ns, kube.AppLabel+"="+app)

@@ -299,6 +299,9 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		Actor:     registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
 		Origin:    d.opts.Lookup.OriginOf(pod),
 	}
+	if adopting && res.FromImage {
+		req.AdoptedDeployment = target.Deployment
+	}
 	if res.FromImage {
 		req.PodsCreatedAt = d.earliestPodOf(pod, res.Ref, req.PodsCreatedAt)
 	}
