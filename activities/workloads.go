@@ -186,12 +186,20 @@ func (a *Activities) Retire(ctx context.Context, in RetireInput) (RetireResult, 
 		res.Skipped = res.Deleted.Skipped
 		res.NothingFound = len(res.Deleted.Deployments)+len(res.Deleted.Services) == 0
 		detail["deployments"], detail["services"] = res.Deleted.Deployments, res.Deleted.Services
+		if len(res.Deleted.ScaledDown) > 0 {
+			// An adopted version: the team's Deployment is scaled to 0, never deleted.
+			res.ScaledDown = res.Deleted.ScaledDown
+			detail["scaledDown"] = res.Deleted.ScaledDown
+		}
 	} else {
 		var s kube.Scaled
 		s, err = a.Workloads.ScaleToZero(ctx, in.Ref.Namespace, in.Ref.App, in.Ref.Label, in.ServiceName)
 		res.ScaledDown, res.Skipped = s.Deployments, s.Skipped
-		res.NothingFound = len(s.Deployments) == 0
+		res.NothingFound = len(s.Deployments)+len(s.AdoptedServices) == 0
 		detail["deployments"] = res.ScaledDown
+		if len(s.AdoptedServices) > 0 {
+			detail["adoptedServices"] = s.AdoptedServices
+		}
 	}
 	if sr := (*kube.StillRoutedError)(nil); errors.As(err, &sr) {
 		return RetireResult{}, temporal.NewApplicationError(err.Error(), ErrTypeStillRouted,

@@ -185,6 +185,7 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 	det := detect.NewDetector(detect.Options{
 		Registry: live, Starter: temporal, Lookup: cache, Enabled: cfg.SkewProtection,
 		VersionFromImage: cfg.VersionFromImage,
+		Adopter:          kube.Workloads{Client: kc.Kube}, // only Deployments annotated plt.dev/adopt=true
 		Logger:           log.With("component", "detect"),
 		Validate:         validateDetected(cfg, allow),
 	})

@@ -132,6 +132,16 @@ func (c *Cache) AddPodHandler(h cache.ResourceEventHandler) error {
 	return nil
 }
 
+// AddDeploymentHandler registers h for Deployment events in every scope.
+func (c *Cache) AddDeploymentHandler(h cache.ResourceEventHandler) error {
+	for _, s := range c.scopes {
+		if _, err := s.deployments.AddEventHandler(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // AddServiceHandler registers h for Service events in every scope.
 func (c *Cache) AddServiceHandler(h cache.ResourceEventHandler) error {
 	for _, s := range c.scopes {
@@ -357,8 +367,11 @@ func slim(obj any) (any, error) {
 		// ReplicaSets per Deployment, each with a full pod template.
 		return &appsv1.ReplicaSet{ObjectMeta: ownerMeta(o.ObjectMeta)}, nil
 	case *appsv1.Deployment:
-		// The last-applied-configuration annotation alone can be many kilobytes.
-		return &appsv1.Deployment{ObjectMeta: ownerMeta(o.ObjectMeta)}, nil
+		// The last-applied-configuration annotation alone can be many kilobytes: only the
+		// adoption opt-in is kept, and the selector (to find the pods of an adopted Deployment).
+		meta := ownerMeta(o.ObjectMeta)
+		meta.Annotations = keep(o.Annotations, AnnotationAdopt)
+		return &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Selector: o.Spec.Selector}}, nil
 	}
 	return obj, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/metrics"
 	"github.com/skewguard/skewguard/internal/registry"
 )
@@ -136,6 +137,10 @@ type Options struct {
 	// AnnotationVersionFrom=label. Off (the default), only pods annotated with
 	// AnnotationVersionFrom=image[:<container>] get one.
 	VersionFromImage bool
+	// Adopter, when set, lets detection adopt the unlabelled pods of a Deployment annotated
+	// AnnotationAdopt=true (with a Lookup that implements AdoptionLookup): it creates the
+	// adopted version's Service. Nil: nothing is adopted.
+	Adopter Adopter
 	// DedupeTTL is how long a started version is not started again by this process.
 	DedupeTTL time.Duration
 	// PodRecordTTL is how long a pod recorded against a live version is not written again
@@ -189,7 +194,8 @@ type Hint struct {
 // version's workflow. It is safe to call any number of times for the same pod. The returned
 // Result is meaningful even with an error: the pod's labels still say what it is.
 func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, hint Hint) (Result, error) {
-	res, derr := identify(pod, hint, d.opts.VersionFromImage)
+	target, adopting := d.adoptionOf(pod)
+	res, derr := identify(pod, hint, d.opts.VersionFromImage || adopting)
 	log := d.opts.Logger.With("pod", pod.Namespace+"/"+pod.Name, "source", source)
 	finish := func(outcome Outcome, reason string, err error) (Result, error) {
 		res.Outcome, res.Reason = outcome, reason
@@ -263,11 +269,22 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 			d.recent.release(key)
 		}
 	}()
-	svc, port, ok := d.opts.Lookup.ServiceFor(pod)
-	if !ok {
+	var svc *corev1.Service
+	var port int32
+	if adopting && res.FromImage {
+		// An adopted Deployment's pods: our own Service selects them, and only them.
+		var err error
+		svc, port, err = d.adopt(ctx, pod, res.Ref, target)
+		switch {
+		case errors.Is(err, errNoTeamService), errors.Is(err, kube.ErrAdoptionConflict):
+			return finish(OutcomeNoService, err.Error(), nil)
+		case err != nil:
+			return finish(OutcomeError, "", err)
+		}
+	} else if svc, port, ok = d.opts.Lookup.ServiceFor(pod); !ok {
 		return finish(OutcomeNoService, "no Service in the namespace selects this pod's version yet", nil)
 	}
-	if res.FromImage {
+	if res.FromImage && !adopting {
 		// No label tells this version's pods from the others' to a Service selector: a Service
 		// that also selects pods of another version would send a pinned request to either.
 		if other := d.sharedService(svc, res.Ref); other != "" {
@@ -281,6 +298,9 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		Placement: registry.Placement{ServiceName: svc.Name, ServicePort: port, PathPrefix: path, Hostname: hostname},
 		Actor:     registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
 		Origin:    d.opts.Lookup.OriginOf(pod),
+	}
+	if adopting && res.FromImage {
+		req.AdoptedDeployment = target.Deployment
 	}
 	if res.FromImage {
 		req.PodsCreatedAt = d.earliestPodOf(pod, res.Ref, req.PodsCreatedAt)
@@ -303,7 +323,7 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 	if req.Invalid != "" {
 		return finish(OutcomeInvalid, req.Invalid, nil)
 	}
-	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "fromImage", res.FromImage,
+	log.Info("version detected", "app", res.AppName, "version", res.Ref.Label, "fromImage", res.FromImage, "adopted", adopting,
 		"service", svc.Name, "port", port, "deployedAt", req.DeployedAt, "podsCreatedAt", req.PodsCreatedAt)
 	return finish(OutcomeStarted, "", nil)
 }
@@ -382,7 +402,8 @@ func (d *Detector) Watchable(pod *corev1.Pod) bool {
 	if pod.Labels[LabelVersion] != "" {
 		return true
 	}
-	src, err := sourceOf(pod, d.opts.VersionFromImage)
+	_, adopting := d.adoptionOf(pod)
+	src, err := sourceOf(pod, d.opts.VersionFromImage || adopting)
 	return err != nil || src.fromImage
 }
 

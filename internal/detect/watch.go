@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -67,6 +68,14 @@ func NewWatcher(c *Cache, d *Detector, watchPods bool, logger *slog.Logger) (*Wa
 	}); err != nil {
 		return nil, err
 	}
+	if err := c.AddDeploymentHandler(cache.ResourceEventHandlerFuncs{
+		// A Deployment annotated for adoption: its pods are Ready already, and no pod event
+		// would bring them here.
+		AddFunc:    func(obj any) { w.deploymentChanged(nil, obj) },
+		UpdateFunc: func(oldObj, newObj any) { w.deploymentChanged(oldObj, newObj) },
+	}); err != nil {
+		return nil, err
+	}
 	if err := c.AddServiceHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { w.serviceChanged(obj) },
 		UpdateFunc: func(oldObj, newObj any) {
@@ -100,6 +109,22 @@ func (w *Watcher) serviceChanged(obj any) {
 		return
 	}
 	for _, pod := range w.cache.PodsSelectedBy(svc.Namespace, svc.Spec.Selector) {
+		if w.detector.Watchable(pod) {
+			w.enqueue(pod, SourcePodWatch)
+		}
+	}
+}
+
+// deploymentChanged queues the watchable pods of a Deployment that has just asked for adoption.
+func (w *Watcher) deploymentChanged(oldObj, newObj any) {
+	dep, ok := newObj.(*appsv1.Deployment)
+	if !ok || !adoptRequested(dep) {
+		return
+	}
+	if old, ok := oldObj.(*appsv1.Deployment); ok && adoptRequested(old) {
+		return
+	}
+	for _, pod := range w.cache.podsOfDeployment(dep) {
 		if w.detector.Watchable(pod) {
 			w.enqueue(pod, SourcePodWatch)
 		}

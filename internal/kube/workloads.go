@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -75,6 +76,9 @@ type Scaled struct {
 	// Skipped names, with the reason, Deployments that own pods or ReplicaSets of the version
 	// but now run another one: they are never touched.
 	Skipped []string `json:"skipped,omitempty"`
+	// AdoptedServices names the Services skewguard created for the version, adopted, deleted
+	// with it (the adopted Deployment is among Deployments, scaled to 0, never deleted).
+	AdoptedServices []string `json:"adoptedServices,omitempty"`
 }
 
 // ScaleToZero sets the replicas of every Deployment that runs the version (see Owners) to 0
@@ -93,6 +97,14 @@ func (w Workloads) ScaleToZero(ctx context.Context, namespace, app, version stri
 		return Scaled{}, err
 	}
 	out := Scaled{Deployments: []string{}, Skipped: owners.Skipped}
+	if len(owners.Deployments) == 0 {
+		adopted, err := w.retireAdopted(ctx, namespace, app, version)
+		out.Deployments, out.AdoptedServices = append(out.Deployments, adopted.ScaledDown...), adopted.Services
+		out.Skipped = withoutAdopted(out.Skipped, adopted)
+		if err != nil {
+			return out, err
+		}
+	}
 	for _, name := range owners.Deployments {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			scale, err := w.Client.AppsV1().Deployments(namespace).GetScale(ctx, name, metav1.GetOptions{})
@@ -123,6 +135,9 @@ type Deleted struct {
 	Services    []string `json:"services"`
 	// Skipped: as in Scaled.
 	Skipped []string `json:"skipped,omitempty"`
+	// ScaledDown names adopted Deployments: retiring an adopted version scales the team's
+	// Deployment to 0 and never deletes it (its Service of ours is among Services).
+	ScaledDown []string `json:"scaledDown,omitempty"`
 }
 
 // Delete deletes every Deployment that runs the version (see Owners) and the Services labelled
@@ -139,6 +154,14 @@ func (w Workloads) Delete(ctx context.Context, namespace, app, version string, s
 	policy := metav1.DeletePropagationBackground
 	opts := metav1.DeleteOptions{PropagationPolicy: &policy}
 	out := Deleted{Deployments: []string{}, Services: []string{}, Skipped: owners.Skipped}
+	if len(owners.Deployments) == 0 {
+		adopted, err := w.retireAdopted(ctx, namespace, app, version)
+		out.ScaledDown, out.Services = adopted.ScaledDown, append(out.Services, adopted.Services...)
+		out.Skipped = withoutAdopted(out.Skipped, adopted)
+		if err != nil {
+			return out, err
+		}
+	}
 	for _, name := range owners.Deployments {
 		if err := w.Client.AppsV1().Deployments(namespace).Delete(ctx, name, opts); err != nil && !apierrors.IsNotFound(err) {
 			return out, fmt.Errorf("delete Deployment %s/%s: %w", namespace, name, err)
@@ -150,6 +173,9 @@ func (w Workloads) Delete(ctx context.Context, namespace, app, version string, s
 		return out, fmt.Errorf("list Services of %s/%s@%s: %w", namespace, app, version, err)
 	}
 	for _, s := range svcs.Items {
+		if slices.Contains(out.Services, s.Name) {
+			continue
+		}
 		if err := w.Client.CoreV1().Services(namespace).Delete(ctx, s.Name, opts); err != nil && !apierrors.IsNotFound(err) {
 			return out, fmt.Errorf("delete Service %s/%s: %w", namespace, s.Name, err)
 		}
@@ -157,4 +183,15 @@ func (w Workloads) Delete(ctx context.Context, namespace, app, version string, s
 	}
 	slices.Sort(out.Services)
 	return out, nil
+}
+
+// withoutAdopted drops from skipped (Owners' report of unlabelled Deployments) the Deployments
+// the adoption handled, scaled or skipped with its own reason.
+func withoutAdopted(skipped []string, a AdoptedRetired) []string {
+	handled := append(slices.Clone(a.ScaledDown), a.Skipped...)
+	out := slices.DeleteFunc(slices.Clone(skipped), func(s string) bool {
+		name, _, _ := strings.Cut(s, ":")
+		return slices.ContainsFunc(handled, func(h string) bool { n, _, _ := strings.Cut(h, ":"); return n == name })
+	})
+	return append(out, a.Skipped...)
 }

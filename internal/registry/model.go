@@ -169,6 +169,11 @@ type Placement struct {
 	ServicePort int32  `json:"servicePort"`          // 0: not known yet (the registry keeps the last known)
 	PathPrefix  string `json:"pathPrefix,omitempty"` // from plt.dev/path; empty means the default
 	Hostname    string `json:"hostname,omitempty"`   // from plt.dev/hostname
+	// AdoptedDeployment names the Deployment, without plt.dev/version and annotated
+	// plt.dev/adopt=true, whose running pods are this version (see internal/detect's
+	// AnnotationAdopt); ServiceName is then the Service skewguard created for them. Empty for
+	// every other version. Recorded when the version's life is inserted.
+	AdoptedDeployment string `json:"adoptedDeployment,omitempty"`
 }
 
 // checkPort returns an ErrInvalid error when the port cannot be a Service port.

@@ -121,14 +121,14 @@ func insertLife(ctx context.Context, tx pgx.Tx, appID int64, o Observation, acto
 	v, err := scanVersion(tx.QueryRow(ctx, `
 		WITH ins AS (
 			INSERT INTO versions (app_id, label, life, state, service_name, service_port, path_prefix, hostname, workflow_id,
-				deployed_at, pods_created_at)
+				deployed_at, pods_created_at, adopted_deployment)
 			SELECT $1::bigint, $2::text, coalesce(max(life), 0) + 1, 'pending', $3::text, $4::integer, $5::text, $6::text, $7::text,
-				$8::timestamptz, $9::timestamptz
+				$8::timestamptz, $9::timestamptz, $10::text
 			FROM versions WHERE app_id = $1::bigint AND label = $2::text
 			RETURNING *)
 		SELECT `+versionColumns+` FROM ins v JOIN applications a ON a.id = v.app_id`,
 		appID, o.Ref.Label, o.ServiceName, o.ServicePort, o.PathPrefix, o.Hostname, o.WorkflowID,
-		optTime(o.DeployedAt), optTime(o.PodsCreatedAt)))
+		optTime(o.DeployedAt), optTime(o.PodsCreatedAt), o.AdoptedDeployment))
 	if err != nil {
 		return Version{}, fmt.Errorf("insert version: %w", err)
 	}
@@ -139,6 +139,9 @@ func insertLife(ctx context.Context, tx pgx.Tx, appID int64, o Observation, acto
 	to := Pending
 	detail := map[string]any{"serviceName": v.ServiceName, "servicePort": v.ServicePort,
 		"pathPrefix": v.PathPrefix, "hostname": v.Hostname, "workflowId": v.WorkflowID}
+	if v.AdoptedDeployment != "" {
+		detail["adoptedDeployment"] = v.AdoptedDeployment
+	}
 	return v, insertAudit(ctx, tx, v, event, nil, &to, actor, "", detail)
 }
 

@@ -1,0 +1,154 @@
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/skewguard/skewguard/internal/kube"
+	"github.com/skewguard/skewguard/internal/registry"
+)
+
+// AnnotationAdopt, "true" on a Deployment (its own metadata, not its pod template, so that
+// setting it restarts nothing), asks skewguard to adopt the app it runs without the
+// plt.dev/version label: its running pods become a version named after their image
+// (ImageVersion, as with AnnotationVersionFrom=image), reached through a Service skewguard
+// creates for it (kube.AdoptedService: the app label and the pods' pod-template-hash), so
+// that a labelled version deployed later is never selected by the adopted version's pins.
+// Without it no unlabelled Deployment is adopted; PLT_SKEW_VERSION_FROM_IMAGE alone never
+// writes anything.
+const AnnotationAdopt = "plt.dev/adopt"
+
+// AdoptionTarget is what an adopted pod's version is made of: the Deployment that runs it and
+// the pod-template-hash of its ReplicaSet.
+type AdoptionTarget struct {
+	Deployment      string
+	PodTemplateHash string
+}
+
+// AdoptionLookup is what adoption reads from the informer cache (Cache implements it). A
+// Lookup without it adopts nothing.
+type AdoptionLookup interface {
+	// AdoptionOf reports whether pod, without the version label, runs under a Deployment
+	// annotated AnnotationAdopt=true, and which.
+	AdoptionOf(pod *corev1.Pod) (AdoptionTarget, bool)
+	// TeamServiceFor returns a Service of the team that selects pod (one selecting every pod
+	// of the app included), never one of skewguard's adopted Services.
+	TeamServiceFor(pod *corev1.Pod) (*corev1.Service, bool)
+}
+
+// Adopter creates (or finds) the Service of an adopted version (kube.Workloads implements it).
+// It must be idempotent.
+type Adopter interface {
+	EnsureAdoptedService(ctx context.Context, a kube.Adoption) (*corev1.Service, error)
+}
+
+// AdoptionOf implements AdoptionLookup from the cached owners: pod → ReplicaSet → Deployment,
+// each matched by UID.
+func (c *Cache) AdoptionOf(pod *corev1.Pod) (AdoptionTarget, bool) {
+	hash := pod.Labels[kube.PodTemplateHashLabel]
+	if pod.Labels[LabelApp] == "" || pod.Labels[LabelVersion] != "" || hash == "" {
+		return AdoptionTarget{}, false
+	}
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil || ref.Kind != "ReplicaSet" || !isAppsGroup(ref.APIVersion) {
+		return AdoptionTarget{}, false
+	}
+	rs, ok := c.replicaSet(pod.Namespace, ref.Name)
+	if !ok || rs.UID != ref.UID {
+		return AdoptionTarget{}, false
+	}
+	ref = metav1.GetControllerOf(rs)
+	if ref == nil || ref.Kind != "Deployment" || !isAppsGroup(ref.APIVersion) {
+		return AdoptionTarget{}, false
+	}
+	dep, ok := c.deployment(pod.Namespace, ref.Name)
+	if !ok || dep.UID != ref.UID || !adoptRequested(dep) {
+		return AdoptionTarget{}, false
+	}
+	return AdoptionTarget{Deployment: dep.Name, PodTemplateHash: hash}, true
+}
+
+// adoptRequested reports whether dep opted into adoption.
+func adoptRequested(dep *appsv1.Deployment) bool {
+	return dep.DeletionTimestamp == nil && strings.TrimSpace(dep.Annotations[AnnotationAdopt]) == "true"
+}
+
+// TeamServiceFor implements AdoptionLookup: among the Services of pod's namespace with ports
+// whose selector matches pod and that skewguard did not create, the one with the largest
+// selector, then by name.
+func (c *Cache) TeamServiceFor(pod *corev1.Pod) (*corev1.Service, bool) {
+	var candidates []*corev1.Service
+	podLabels := labels.Set(pod.Labels)
+	for _, s := range c.scopes {
+		svcs, err := s.svcList.Services(pod.Namespace).List(labels.Everything())
+		if err != nil {
+			continue
+		}
+		for _, svc := range svcs {
+			sel := svc.Spec.Selector
+			if len(sel) == 0 || len(svc.Spec.Ports) == 0 || svc.DeletionTimestamp != nil || svc.Labels[kube.AdoptedLabel] != "" {
+				continue
+			}
+			if labels.SelectorFromSet(sel).Matches(podLabels) {
+				candidates = append(candidates, svc)
+			}
+		}
+	}
+	if len(candidates) == 0 {
+		return nil, false
+	}
+	slices.SortFunc(candidates, func(a, b *corev1.Service) int {
+		if len(a.Spec.Selector) != len(b.Spec.Selector) {
+			return len(b.Spec.Selector) - len(a.Spec.Selector)
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return candidates[0], true
+}
+
+// podsOfDeployment returns the cached pods dep's selector picks.
+func (c *Cache) podsOfDeployment(dep *appsv1.Deployment) []*corev1.Pod {
+	if dep.Spec.Selector == nil || len(dep.Spec.Selector.MatchLabels) == 0 {
+		return nil
+	}
+	return c.PodsSelectedBy(dep.Namespace, dep.Spec.Selector.MatchLabels)
+}
+
+// adoptionOf reports whether pod is to be adopted (an Adopter is configured and the lookup
+// says its Deployment asked for it).
+func (d *Detector) adoptionOf(pod *corev1.Pod) (AdoptionTarget, bool) {
+	al, ok := d.opts.Lookup.(AdoptionLookup)
+	if d.opts.Adopter == nil || !ok || pod.Labels[LabelVersion] != "" {
+		return AdoptionTarget{}, false
+	}
+	return al.AdoptionOf(pod)
+}
+
+// errNoTeamService: an adopted pod is selected by no Service of the team yet.
+var errNoTeamService = errors.New("no Service in the namespace selects the adopted pods yet")
+
+// adopt makes sure the Service of ref, adopted, exists, and returns it with the port to route
+// to (the team's Service's, whose ports ours copies).
+func (d *Detector) adopt(ctx context.Context, pod *corev1.Pod, ref registry.VersionRef, t AdoptionTarget) (*corev1.Service, int32, error) {
+	team, ok := d.opts.Lookup.(AdoptionLookup).TeamServiceFor(pod)
+	if !ok {
+		return nil, 0, errNoTeamService
+	}
+	svc, err := d.opts.Adopter.EnsureAdoptedService(ctx, kube.Adoption{
+		Namespace: ref.Namespace, App: ref.App, Version: ref.Label,
+		Deployment: t.Deployment, PodTemplateHash: t.PodTemplateHash, Ports: team.Spec.Ports,
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("adopt Deployment %s/%s (pod template %s) as %s: %w", ref.Namespace, t.Deployment,
+			t.PodTemplateHash, ref, err)
+	}
+	return svc, servicePort(team), nil
+}
