@@ -282,6 +282,7 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		Actor:     registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source},
 		Origin:    d.opts.Lookup.OriginOf(pod),
 	}
+	req.Group = pod.Labels[LabelGroup]
 	if res.FromImage {
 		req.PodsCreatedAt = d.earliestPodOf(pod, res.Ref, req.PodsCreatedAt)
 	}

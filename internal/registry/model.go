@@ -169,6 +169,9 @@ type Placement struct {
 	ServicePort int32  `json:"servicePort"`          // 0: not known yet (the registry keeps the last known)
 	PathPrefix  string `json:"pathPrefix,omitempty"` // from plt.dev/path; empty means the default
 	Hostname    string `json:"hostname,omitempty"`   // from plt.dev/hostname
+	// Group is the app group the version belongs to (plt.dev/group; empty: none): the versions
+	// of one group in one namespace share one pin cookie across apps.
+	Group string `json:"group,omitempty"`
 }
 
 // checkPort returns an ErrInvalid error when the port cannot be a Service port.
