@@ -37,6 +37,7 @@ import (
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/routes"
 	"github.com/skewguard/skewguard/internal/traffic"
+	"github.com/skewguard/skewguard/internal/validate"
 )
 
 // fakeRegistry serves a fixed snapshot and records audits and traffic; the state changes are
@@ -140,6 +141,7 @@ func TestRouteInput(t *testing.T) {
 			Placement: registry.Placement{ServiceName: "myapp-" + label, ServicePort: 80, PathPrefix: path, Hostname: host}}
 	}
 	active := v(3, "3", registry.Active, "api", "shop.example.com")
+	grouped := func(v registry.Version, group string) registry.Version { v.Group = group; return v }
 	tests := []struct {
 		name string
 		snap registry.Snapshot
@@ -166,6 +168,18 @@ func TestRouteInput(t *testing.T) {
 				Pinned: []routes.Backend{{Version: "1", ServiceName: "myapp-1", Port: 80}, {Version: "2", ServiceName: "myapp-2", Port: 80, Staged: true}}},
 		},
 		{
+			name: "app group: its versions read and set the group's cookie for /, a version from before keeps the app's",
+			snap: registry.Snapshot{App: registry.Application{Namespace: "shop", Name: "myapp", CookieName: "__plt_dpl_shop_myapp"}, Generation: 5,
+				Active: ptr.To(grouped(v(3, "3", registry.Active, "api", ""), "web")),
+				Pinned: []registry.Version{v(1, "1", registry.Draining, "api", ""), grouped(v(2, "2", registry.Draining, "api", ""), "web")}},
+			want: routes.Input{Namespace: "shop", App: "myapp", Generation: 5, Path: "api",
+				ParentRefs: []routes.ParentRef{{Namespace: "gw", Name: "main", SectionName: "web"}}, CookieName: "__plt_dpl_shop_myapp",
+				CookieMaxAge: 43200, RewritePrefix: true,
+				Active: &routes.Backend{Version: "3", ServiceName: "myapp-3", Port: 80, CookieName: "__plt_dpl__g_shop_web", CookiePath: "/"},
+				Pinned: []routes.Backend{{Version: "1", ServiceName: "myapp-1", Port: 80},
+					{Version: "2", ServiceName: "myapp-2", Port: 80, CookieName: "__plt_dpl__g_shop_web", CookiePath: "/"}}},
+		},
+		{
 			name: "nothing live",
 			snap: registry.Snapshot{App: registry.Application{Namespace: "shop", Name: "myapp"}, Generation: 9},
 			want: routes.Input{Namespace: "shop", App: "myapp", Generation: 9,
@@ -178,6 +192,22 @@ func TestRouteInput(t *testing.T) {
 			assert.Equal(t, tt.want, RouteInput(cfg, tt.snap))
 		})
 	}
+}
+
+// TestGroupCookieNameIsNoAppsCookie: a group's cookie is never the cookie of an app (its own,
+// or the default), and two namespaces' groups of one name have two cookies, even for names
+// built to collide ("g" namespaces, apps named like "<namespace>_<group>").
+func TestGroupCookieNameIsNoAppsCookie(t *testing.T) {
+	base := "__plt_dpl"
+	group := GroupCookieName(base, "shop", "web")
+	assert.Equal(t, "__plt_dpl__g_shop_web", group)
+	assert.True(t, validate.CookieName(group))
+	for _, app := range []registry.AppRef{{Namespace: "g", Name: "shop_web"}, {Namespace: "shop", Name: "web"}, {Namespace: "g_shop", Name: "web"}} {
+		assert.NotEqual(t, group, OwnCookieName(base, app), "%s", app)
+	}
+	assert.NotEqual(t, base, group)
+	assert.NotEqual(t, GroupCookieName(base, "a", "b_c"), GroupCookieName(base, "a-b", "c"))
+	assert.True(t, validate.CookieName(GroupCookieName(base, "team-1", "Shop_v2.x-y")), "every label value makes a token")
 }
 
 func TestSyncRoutes(t *testing.T) {

@@ -240,3 +240,11 @@ func (a *Activities) CurrentVersion(ctx context.Context, ref registry.VersionRef
 	v, err := a.Registry.GetVersion(ctx, ref)
 	return v, classify(err)
 }
+
+// GroupSiblings returns the live versions of v's label in the other apps of v's app group
+// (plt.dev/group), by app name; none when v is in no group. The lifecycle of a group's version
+// that expires on its own (no traffic, max alive) signals them to expire with it.
+func (a *Activities) GroupSiblings(ctx context.Context, v registry.Version) ([]registry.Version, error) {
+	vs, err := a.groupSiblings(ctx, v)
+	return vs, classify(err)
+}

@@ -187,6 +187,30 @@ func OwnCookieName(base string, app registry.AppRef) string {
 	return base + "_" + app.Namespace + "_" + app.Name
 }
 
+// GroupCookieName is the pin cookie every app of the app group group in namespace shares: the
+// configured name, "__g_", the namespace and the group. An app's own cookie (OwnCookieName) has
+// the namespace's first character, never '_', right after the configured name's "_", so no
+// group cookie is ever an app's cookie and a group pin never pins an app outside the group; a
+// namespace holds no '_', so two groups (of two namespaces) never share a cookie either.
+func GroupCookieName(base, namespace, group string) string {
+	return base + "__g_" + namespace + "_" + group
+}
+
+// GroupCookiePath is the Path of a group's cookie: "/", so the browser sends it to every member
+// of the group on the host whatever their path prefixes. A prefix common to the members would
+// change as members join or leave, and a cookie set again for another Path is a second cookie
+// of the same name, which the browser sends alongside the first.
+const GroupCookiePath = "/"
+
+// backend is the renderer's view of v: its Service, and its group's cookie when it has one.
+func backend(cfg config.Config, v registry.Version) routes.Backend {
+	b := routes.Backend{Version: v.Label, ServiceName: v.ServiceName, Port: v.ServicePort, Staged: v.State == registry.Staged}
+	if v.Group != "" {
+		b.CookieName, b.CookiePath = GroupCookieName(cfg.CookieName, v.Namespace, v.Group), GroupCookiePath
+	}
+	return b
+}
+
 // RouteInput builds the renderer's input from one snapshot: the path and hostname come from the
 // Active version, else from the newest pinned one.
 func RouteInput(cfg config.Config, snap registry.Snapshot) routes.Input {
@@ -206,11 +230,11 @@ func RouteInput(cfg config.Config, snap registry.Snapshot) routes.Input {
 	var source *registry.Version
 	if snap.Active != nil {
 		source = snap.Active
-		in.Active = &routes.Backend{Version: snap.Active.Label, ServiceName: snap.Active.ServiceName, Port: snap.Active.ServicePort}
+		active := backend(cfg, *snap.Active)
+		in.Active = &active
 	}
 	for i, v := range snap.Pinned {
-		in.Pinned = append(in.Pinned, routes.Backend{Version: v.Label, ServiceName: v.ServiceName, Port: v.ServicePort,
-			Staged: v.State == registry.Staged})
+		in.Pinned = append(in.Pinned, backend(cfg, v))
 		if snap.Active == nil {
 			source = &snap.Pinned[i] // ordered by id: the last one is the newest
 		}

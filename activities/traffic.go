@@ -172,6 +172,17 @@ func (a *Activities) drainingTargets(ctx context.Context, in TrafficInput) ([]tr
 			targets = append(targets, traffic.Target{Version: v.Label, Service: v.ServiceName})
 		}
 	}
+	for i := range targets {
+		for _, v := range snap.Pinned {
+			if v.Label == targets[i].Version && v.Group != "" {
+				// Without its members' traffic a group's version could read zero too early: no
+				// reading rather than a partial one.
+				if targets[i].Members, err = a.groupMembers(ctx, v); err != nil {
+					return nil, "", err
+				}
+			}
+		}
+	}
 	slices.SortFunc(targets[1:], func(x, y traffic.Target) int {
 		if x.Version < y.Version {
 			return -1
@@ -187,4 +198,39 @@ func (a *Activities) drainingTargets(ctx context.Context, in TrafficInput) ([]tr
 		targets = append(targets, traffic.Target{Version: active, Service: snap.Active.ServiceName})
 	}
 	return targets, active, nil
+}
+
+// GroupReader is what the registry answers about app groups (registry.Store has it).
+type GroupReader interface {
+	GroupVersions(ctx context.Context, namespace, group, label string) ([]registry.Version, error)
+}
+
+// groupSiblings returns the live versions of v's label in the other apps of v's app group.
+func (a *Activities) groupSiblings(ctx context.Context, v registry.Version) ([]registry.Version, error) {
+	gr, ok := a.Registry.(GroupReader)
+	if !ok || v.Group == "" {
+		return nil, nil
+	}
+	vs, err := gr.GroupVersions(ctx, v.Namespace, v.Group, v.Label)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(vs, func(o registry.Version) bool { return o.App == v.App }), nil
+}
+
+// groupMembers lists the Services of v's version in the other apps of its app group that still
+// take traffic (Active or Draining): their traffic is counted as v's, so the group's version
+// drains as one.
+func (a *Activities) groupMembers(ctx context.Context, v registry.Version) ([]traffic.Member, error) {
+	siblings, err := a.groupSiblings(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	var members []traffic.Member
+	for _, o := range siblings {
+		if o.State == registry.Active || o.State == registry.Draining {
+			members = append(members, traffic.Member{App: o.App, Service: o.ServiceName})
+		}
+	}
+	return members, nil
 }

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -152,8 +153,40 @@ func (w *lifecycle) expire(ctx workflow.Context, actor registry.Actor, reason st
 	if !w.atomicFlip(ctx) {
 		w.syncRoutes(ctx, actor, reason)
 	}
+	if res.Version.Group != "" && actor == w.self && workflow.GetVersion(ctx, "app-groups", workflow.DefaultVersion, 1) == 1 {
+		w.expireGroup(ctx, res.Version, reason)
+	}
 	w.retire(ctx, actor, reason)
 	return nil
+}
+
+// expireGroup asks the lifecycles of v's label in the other apps of its app group to expire
+// with it: the group's version drains and expires as one (its traffic is the members' summed,
+// see activities.GroupSiblings). Only the lifecycle's own expiry (no traffic, max alive)
+// spreads; an operator's expiry of one app stays the operator's, and a sibling expired by this
+// signal does not signal back (its actor is not its own lifecycle). Pending, Staged and Active
+// siblings are left alone (force-expire would refuse an Active one anyway).
+func (w *lifecycle) expireGroup(ctx workflow.Context, v registry.Version, reason string) {
+	var siblings []registry.Version
+	if err := workflow.ExecuteActivity(registryOptions(ctx, "read the app group's versions"), a.GroupSiblings, v).Get(ctx, &siblings); err != nil {
+		w.logger.Warn("app group not read: its other apps' versions expire on their own", "group", v.Group, "error", err)
+		return
+	}
+	for _, s := range siblings {
+		if s.State != registry.Draining {
+			continue
+		}
+		id := cmp.Or(s.WorkflowID, WorkflowID(s.Ref()))
+		req := ActionRequest{Actor: w.self, Reason: fmt.Sprintf("app group %s: version %s expired in %s (%s)", v.Group, v.Label, v.App, reason)}
+		err := workflow.SignalExternalWorkflow(ctx, id, "", SignalForceExpire, req).Get(ctx, nil)
+		var unknown *temporal.UnknownExternalWorkflowExecutionError
+		switch {
+		case errors.As(err, &unknown):
+			w.logger.Info("app group sibling has no running workflow", "workflowId", id)
+		case err != nil:
+			w.logger.Warn("could not signal the app group sibling", "workflowId", id, "error", err)
+		}
+	}
 }
 
 // expireRefused starts the last error of an expiry whose route write was refused.

@@ -31,6 +31,10 @@ const (
 	LabelVersion  = "plt.dev/version"
 	LabelPath     = "plt.dev/path"
 	LabelHostname = "plt.dev/hostname"
+	// LabelGroup puts the version in an app group: the versions of one group in one namespace
+	// share one pin cookie across apps (a label, so it travels with the Deployment in Git and
+	// with each version; the API server has checked it is a valid label value).
+	LabelGroup = "plt.dev/group"
 )
 
 const podNameIndex = "pod-name"

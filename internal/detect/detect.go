@@ -302,6 +302,7 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 	if adopting && res.FromImage {
 		req.AdoptedDeployment = target.Deployment
 	}
+	req.Group = pod.Labels[LabelGroup]
 	if res.FromImage {
 		req.PodsCreatedAt = d.earliestPodOf(pod, res.Ref, req.PodsCreatedAt)
 	}

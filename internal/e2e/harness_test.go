@@ -97,6 +97,8 @@ type appVersion struct {
 	Launch string
 	// Env is added to the pods' container environment (ECHO_START_DELAY delays the echo backend).
 	Env map[string]string
+	// Group, when set, is the version's app group (the plt.dev/group label).
+	Group string
 }
 
 func (v appVersion) name() string {
@@ -115,6 +117,9 @@ func (v appVersion) labels() map[string]string {
 	l := map[string]string{"app.kubernetes.io/name": v.App, "plt.dev/version": v.Version}
 	if v.Hostname != "" {
 		l["plt.dev/hostname"] = v.Hostname
+	}
+	if v.Group != "" {
+		l["plt.dev/group"] = v.Group
 	}
 	return l
 }

@@ -121,3 +121,24 @@ type countScanner struct {
 }
 
 func (c countScanner) Scan(dest ...any) error { return c.r.Scan(append(dest, c.total)...) }
+
+// GroupVersions returns the live (not expired) lives of version label in every app of the app
+// group group in namespace (plt.dev/group), the asking app's included, by app name. The group's
+// version N is one version across its members: its traffic is theirs summed, and it expires in
+// all of them together.
+func (s *Store) GroupVersions(ctx context.Context, namespace, group, label string) ([]Version, error) {
+	if group == "" {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+versionColumns+versionsFrom+`
+		WHERE a.namespace = $1 AND v.app_group = $2 AND v.label = $3 AND v.state <> 'expired' ORDER BY a.name`,
+		namespace, group, label)
+	if err != nil {
+		return nil, fmt.Errorf("read group %s/%s version %s: %w", namespace, group, label, err)
+	}
+	vs, err := collectVersions(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read group %s/%s version %s: %w", namespace, group, label, err)
+	}
+	return vs, nil
+}

@@ -174,6 +174,9 @@ type Placement struct {
 	// AnnotationAdopt); ServiceName is then the Service skewguard created for them. Empty for
 	// every other version. Recorded when the version's life is inserted.
 	AdoptedDeployment string `json:"adoptedDeployment,omitempty"`
+	// Group is the app group the version belongs to (plt.dev/group; empty: none): the versions
+	// of one group in one namespace share one pin cookie across apps.
+	Group string `json:"group,omitempty"`
 }
 
 // checkPort returns an ErrInvalid error when the port cannot be a Service port.

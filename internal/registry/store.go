@@ -150,7 +150,7 @@ func scanApp(r rowScanner) (Application, error) {
 const versionColumns = `v.id, v.app_id, a.namespace, a.name, v.label, v.life, v.state,
 	v.service_name, v.service_port, v.path_prefix, v.hostname, v.workflow_id,
 	v.pending_at, v.staged_at, v.active_at, v.draining_at, v.expired_at, v.last_rps, v.last_rps_at,
-	v.deployed_at, v.pods_created_at, v.failed_at, v.failure, v.adopted_deployment`
+	v.deployed_at, v.pods_created_at, v.failed_at, v.failure, v.adopted_deployment, v.app_group`
 
 const versionsFrom = ` FROM versions v JOIN applications a ON a.id = v.app_id `
 
@@ -159,7 +159,7 @@ func scanVersion(r rowScanner) (Version, error) {
 	err := r.Scan(&v.ID, &v.AppID, &v.Namespace, &v.App, &v.Label, &v.Life, &v.State,
 		&v.ServiceName, &v.ServicePort, &v.PathPrefix, &v.Hostname, &v.WorkflowID,
 		&v.PendingAt, &v.StagedAt, &v.ActiveAt, &v.DrainingAt, &v.ExpiredAt, &v.LastRPS, &v.LastRPSAt,
-		&v.DeployedAt, &v.PodsCreatedAt, &v.FailedAt, &v.Failure, &v.AdoptedDeployment)
+		&v.DeployedAt, &v.PodsCreatedAt, &v.FailedAt, &v.Failure, &v.AdoptedDeployment, &v.Group)
 	return v, err
 }
 

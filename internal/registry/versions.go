@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/skewguard/skewguard/internal/bounds"
+	"github.com/skewguard/skewguard/internal/validate"
 )
 
 // Observation is what a pod's labels and its Service say about a version: where it is
@@ -34,6 +35,11 @@ func (o Observation) validate() error {
 	if err := validateRef(o.Ref); err != nil {
 		return err
 	}
+	if o.Group != "" {
+		if err := validate.LabelValue(o.Group); err != nil {
+			return invalid("version %s: group %q: %v", o.Ref, o.Group, err)
+		}
+	}
 	return o.checkPort(o.Ref)
 }
 
@@ -44,7 +50,8 @@ func (o Observation) refreshes(v Version) bool {
 		(o.ServicePort != 0 && o.ServicePort != v.ServicePort) ||
 		(o.PathPrefix != "" && o.PathPrefix != v.PathPrefix) ||
 		(o.Hostname != "" && o.Hostname != v.Hostname) ||
-		(o.WorkflowID != "" && o.WorkflowID != v.WorkflowID)
+		(o.WorkflowID != "" && o.WorkflowID != v.WorkflowID) ||
+		(o.Group != "" && o.Group != v.Group)
 }
 
 // Transition is the outcome of a state change. Changed is false when the version was already in
@@ -121,14 +128,14 @@ func insertLife(ctx context.Context, tx pgx.Tx, appID int64, o Observation, acto
 	v, err := scanVersion(tx.QueryRow(ctx, `
 		WITH ins AS (
 			INSERT INTO versions (app_id, label, life, state, service_name, service_port, path_prefix, hostname, workflow_id,
-				deployed_at, pods_created_at, adopted_deployment)
+				deployed_at, pods_created_at, adopted_deployment, app_group)
 			SELECT $1::bigint, $2::text, coalesce(max(life), 0) + 1, 'pending', $3::text, $4::integer, $5::text, $6::text, $7::text,
-				$8::timestamptz, $9::timestamptz, $10::text
+				$8::timestamptz, $9::timestamptz, $10::text, $11::text
 			FROM versions WHERE app_id = $1::bigint AND label = $2::text
 			RETURNING *)
 		SELECT `+versionColumns+` FROM ins v JOIN applications a ON a.id = v.app_id`,
 		appID, o.Ref.Label, o.ServiceName, o.ServicePort, o.PathPrefix, o.Hostname, o.WorkflowID,
-		optTime(o.DeployedAt), optTime(o.PodsCreatedAt), o.AdoptedDeployment))
+		optTime(o.DeployedAt), optTime(o.PodsCreatedAt), o.AdoptedDeployment, o.Group))
 	if err != nil {
 		return Version{}, fmt.Errorf("insert version: %w", err)
 	}
@@ -141,6 +148,9 @@ func insertLife(ctx context.Context, tx pgx.Tx, appID int64, o Observation, acto
 		"pathPrefix": v.PathPrefix, "hostname": v.Hostname, "workflowId": v.WorkflowID}
 	if v.AdoptedDeployment != "" {
 		detail["adoptedDeployment"] = v.AdoptedDeployment
+	}
+	if v.Group != "" {
+		detail["group"] = v.Group
 	}
 	return v, insertAudit(ctx, tx, v, event, nil, &to, actor, "", detail)
 }
@@ -158,17 +168,19 @@ func refresh(ctx context.Context, tx pgx.Tx, v Version, o Observation, actor Act
 	note("pathPrefix", v.PathPrefix, o.PathPrefix, o.PathPrefix != "")
 	note("hostname", v.Hostname, o.Hostname, o.Hostname != "")
 	note("workflowId", v.WorkflowID, o.WorkflowID, o.WorkflowID != "")
+	note("group", v.Group, o.Group, o.Group != "")
 	nv, err := scanVersion(tx.QueryRow(ctx, `
 		UPDATE versions v SET
 			service_name = coalesce(nullif($2, ''), v.service_name),
 			service_port = coalesce(nullif($3::integer, 0), v.service_port),
 			path_prefix  = coalesce(nullif($4, ''), v.path_prefix),
 			hostname     = coalesce(nullif($5, ''), v.hostname),
-			workflow_id  = coalesce(nullif($6, ''), v.workflow_id)
+			workflow_id  = coalesce(nullif($6, ''), v.workflow_id),
+			app_group    = coalesce(nullif($7, ''), v.app_group)
 		FROM applications a
 		WHERE a.id = v.app_id AND v.id = $1 AND v.state = 'pending'
 		RETURNING `+versionColumns,
-		v.ID, o.ServiceName, o.ServicePort, o.PathPrefix, o.Hostname, o.WorkflowID))
+		v.ID, o.ServiceName, o.ServicePort, o.PathPrefix, o.Hostname, o.WorkflowID, o.Group))
 	if err != nil {
 		return Version{}, fmt.Errorf("refresh version: %w", err)
 	}

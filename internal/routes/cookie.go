@@ -2,6 +2,7 @@ package routes
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -29,10 +30,28 @@ import (
 // ECMAScript dialect reads alike. Header values never hold CR or LF (RFC 9110 §5.5), the only
 // characters '.' leaves out.
 func CookiePattern(cookieName, version string) string {
+	return CookiePatternAmong([]string{cookieName}, cookieName, version)
+}
+
+// CookiePatternAmong is CookiePattern for a route that reads several pin cookies (an app whose
+// versions belong to an app group and versions of it that do not, see Backend.CookieName): it
+// matches if and only if the first cookie pair named any of names is named cookieName and has
+// the value exactly version. So the patterns of two versions never both match one header,
+// whatever cookies it carries: the first pin cookie the browser sends decides (of two cookies,
+// the one set for the longer path comes first, RFC 6265 §5.4: an app's own cookie, set for the
+// app's path, before its group's, set for "/"). With one name it is CookiePattern's pattern.
+// cookieName must be one of names.
+func CookiePatternAmong(names []string, cookieName, version string) string {
+	prefixes := make([]string, len(names))
+	size := len(version) + 48
+	for i, n := range names {
+		prefixes[i] = n + "="
+		size += 24 * (len(n) + 1)
+	}
 	var b strings.Builder
-	b.Grow(24*(len(cookieName)+1) + len(version) + 48)
+	b.Grow(size)
 	b.WriteString(`^(?:[ \t]*`)
-	writeOtherPair(&b, cookieName+"=")
+	writeOtherPair(&b, prefixes, 0, true)
 	b.WriteString(`?;)*[ \t]*`)
 	b.WriteString(regexp.QuoteMeta(cookieName))
 	b.WriteByte('=')
@@ -41,36 +60,53 @@ func CookiePattern(cookieName, version string) string {
 	return b.String()
 }
 
-// writeOtherPair writes a group matching one non-empty cookie pair (no ';') that does not start
-// with prefix (cookieName + "=") and does not start with a space or tab (those belong to the
-// separator; letting a pair begin with one would let " __plt_dpl=2" pass as another name).
+// writeOtherPair writes a group matching the rest, from position depth on, of one cookie pair
+// (no ';') whose first depth characters are those of each of prefixes (cookieName + "=", all
+// sharing them) and that does not start with any of the prefixes. At depth 0 the pair is
+// non-empty and does not start with a space or tab (those belong to the separator; letting a
+// pair begin with one would let " __plt_dpl=2" pass as another name).
 //
-// A pair does not start with p[i:] when it is empty, or its first character is not p[i], or its
-// first character is p[i] and the rest does not start with p[i+1:]. Unrolled over the prefix
-// this nests one group per character:
+// The rest does not start with any prefix's rest when it is empty (not at depth 0), or its first
+// character is none of the prefixes' next characters, or it is one of them, c, and what follows
+// does not start with the rest of any prefix whose next character is c. For one prefix this
+// nests one group per character:
 //
 //	(?:[^; \tP0][^;]*|P0(?:[^;P1][^;]*|P1(?:…(?:[^;=][^;]*)?…)?)?)
 //
-// which is linear in the length of the cookie name.
-func writeOtherPair(b *strings.Builder, prefix string) {
-	for i := 0; i < len(prefix); i++ {
-		b.WriteString(`(?:[^;`)
-		if i == 0 {
-			b.WriteString(` \t`)
-		}
-		writeClassChar(b, prefix[i])
-		b.WriteString(`][^;]*`)
-		if i < len(prefix)-1 { // past the last character, the pair would start with prefix
-			b.WriteByte('|')
-			b.WriteString(regexp.QuoteMeta(prefix[i : i+1]))
+// which is linear in the length of the cookie name (in the sum of the names' lengths for
+// several). A prefix ends in '=', which no name holds, so no prefix is another's prefix.
+func writeOtherPair(b *strings.Builder, prefixes []string, depth int, first bool) {
+	var next []byte // the prefixes' next characters, in order, once each
+	for _, p := range prefixes {
+		if c := p[depth]; !slices.Contains(next, c) {
+			next = append(next, c)
 		}
 	}
-	for i := len(prefix) - 1; i >= 0; i-- {
-		b.WriteByte(')')
-		if i > 0 { // the empty rest of a pair is another name; the pair itself is non-empty
-			b.WriteByte('?')
-		}
+	slices.Sort(next)
+	b.WriteString(`(?:[^;`)
+	if first {
+		b.WriteString(` \t`)
 	}
+	for _, c := range next {
+		writeClassChar(b, c)
+	}
+	b.WriteString(`][^;]*`)
+	for _, c := range next {
+		var rest []string // the prefixes that continue past c
+		for _, p := range prefixes {
+			if p[depth] == c && len(p) > depth+1 {
+				rest = append(rest, p)
+			}
+		}
+		if len(rest) == 0 { // past the last character, the pair would start with a prefix
+			continue
+		}
+		b.WriteByte('|')
+		b.WriteString(regexp.QuoteMeta(string(c)))
+		writeOtherPair(b, rest, depth+1, false)
+		b.WriteByte('?') // the empty rest of a pair is another name
+	}
+	b.WriteByte(')')
 }
 
 // writeClassChar writes c for use inside a bracketed character class. Only the characters that

@@ -177,6 +177,54 @@ func TestCookiePatternAgreesWithAParser(t *testing.T) {
 	}
 }
 
+// TestCookiePatternAmongAgreesWithAParser checks the pattern of a route that reads two pin
+// cookies (an app's own and its app group's, or names that share a prefix or not) against the
+// reference reading: it matches if and only if the first pair named either is name=version. So
+// two versions' patterns never both match one header, whichever cookies it holds.
+func TestCookiePatternAmongAgreesWithAParser(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	sets := [][]string{
+		{"__plt_dpl", "__plt_dpl__g_shop_shop"},
+		{"__plt_dpl_shop_api", "__plt_dpl__g_shop_shop"},
+		{"a", "b"},
+		{"ab", "a"},
+		{"x^y", "x-y", "x"},
+	}
+	for _, names := range sets {
+		for _, name := range names {
+			for _, version := range []string{"1", "2"} {
+				pattern := CookiePatternAmong(names, name, version)
+				search := regexp.MustCompile(pattern)
+				full := regexp.MustCompile(`^(?:` + pattern + `)$`)
+				pool := append([]string{"", "a", "x" + name, name + "x", name[:len(name)-1], " " + name}, names...)
+				pool = append(pool, names...)
+				values := []string{"1", "2", "1 ", "10", ""}
+				matches := 0
+				for range 5000 {
+					var b strings.Builder
+					for i, pairs := 0, rng.IntN(5); i < pairs; i++ {
+						if i > 0 {
+							b.WriteString([]string{";", "; ", ";\t", ";;"}[rng.IntN(4)])
+						}
+						b.WriteString(pool[rng.IntN(len(pool))] + "=" + values[rng.IntN(len(values))])
+					}
+					header := b.String()
+					got, v, ok := firstCookieAmong(header, names)
+					want := ok && got == name && v == version
+					if want {
+						matches++
+					}
+					require.Equal(t, want, search.MatchString(header), "search: %q against %q", pattern, header)
+					require.Equal(t, want, full.MatchString(header), "full match: %q against %q", pattern, header)
+				}
+				assert.Greater(t, matches, 100, "%v %s=%s: the generator must produce matching headers too", names, name, version)
+			}
+		}
+	}
+	assert.Equal(t, CookiePattern("__plt_dpl", "1"), CookiePatternAmong([]string{"__plt_dpl"}, "__plt_dpl", "1"),
+		"one name: the pattern every app without a group has")
+}
+
 // FuzzCookiePattern checks the pattern against the parser on arbitrary header values (those a
 // header can hold: no CR or LF).
 func FuzzCookiePattern(f *testing.F) {

@@ -21,6 +21,21 @@ type Backend struct {
 	ServiceName string `json:"serviceName"`
 	Port        int32  `json:"port"`
 	Staged      bool   `json:"staged,omitempty"` // pinned by approval gate rather than draining
+	// CookieName and CookiePath, when set, are the pin cookie of the version's app group
+	// (plt.dev/group): the version's pin rule reads that cookie, and as the Active version its
+	// default rule sets it for CookiePath. Empty: the app's own cookie (Input.CookieName) for the
+	// app's path prefix. Each version keeps the cookie it was deployed with, so a session pinned
+	// before an app joined or left its group keeps reaching its version.
+	CookieName string `json:"cookieName,omitempty"`
+	CookiePath string `json:"cookiePath,omitempty"`
+}
+
+// cookie is the pin cookie name that reads and sets b's pins in an app whose own cookie is name.
+func (b Backend) cookie(name string) string {
+	if b.CookieName != "" {
+		return b.CookieName
+	}
+	return name
 }
 
 // Input is one consistent snapshot of an application, as far as routing is concerned.
@@ -156,6 +171,14 @@ func (in Input) validateBackends(p *problems) {
 		seen[b.Version] = true
 		if err := validate.ServiceName(b.ServiceName); err != nil {
 			p.addf("%s version %q: service name %q: %v", role, b.Version, b.ServiceName, err)
+		}
+		if b.CookieName != "" && !validate.CookieName(b.CookieName) {
+			p.addf("%s version %q: cookie name %q: not an RFC 6265 token", role, b.Version, b.CookieName)
+		}
+		if b.CookiePath != "" {
+			if err := validate.PathPrefix(b.CookiePath); err != nil {
+				p.addf("%s version %q: cookie path %q: %v", role, b.Version, b.CookiePath, err)
+			}
 		}
 		if b.Port < 1 || b.Port > 65535 {
 			p.addf("%s version %q: port %d: must be 1-65535", role, b.Version, b.Port)

@@ -1,8 +1,11 @@
 package routes
 
 import (
+	"cmp"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -102,7 +105,7 @@ func checkCarriers(t *testing.T, in Input, got []gatewayv1.HTTPRoute) {
 	type carrier struct{ version, shape string }
 	byPattern := make(map[string]string, len(in.Pinned))
 	for _, b := range in.Pinned {
-		byPattern[CookiePattern(in.CookieName, b.Version)] = b.Version
+		byPattern[CookiePatternAmong(in.pinCookies(), b.cookie(in.CookieName), b.Version)] = b.Version
 	}
 	found := map[carrier][]string{} // -> services
 	routeOf := map[carrier]int{}
@@ -187,7 +190,10 @@ func checkSetCookie(t *testing.T, in Input, prefix string, rule gatewayv1.HTTPRo
 	}
 	require.Len(t, adds, 1, "exactly one header added by the default rule")
 	assert.Equal(t, "Set-Cookie", string(adds[0].Name))
-	assert.Equal(t, in.CookieName+"="+in.Active.Version+"; Path="+prefix+"; Max-Age="+strconv.FormatInt(in.CookieMaxAge, 10)+
+	if in.Active.CookiePath != "" {
+		prefix = in.Active.CookiePath // an app group's cookie, shared by its members
+	}
+	assert.Equal(t, in.Active.cookie(in.CookieName)+"="+in.Active.Version+"; Path="+prefix+"; Max-Age="+strconv.FormatInt(in.CookieMaxAge, 10)+
 		"; HttpOnly; Secure; SameSite=Lax", adds[0].Value)
 }
 
@@ -220,7 +226,7 @@ func pinnedVersions(in Input, routes []gatewayv1.HTTPRoute) []string {
 func pinVersions(in Input, r gatewayv1.HTTPRoute) []string {
 	byPattern := make(map[string]string, len(in.Pinned))
 	for _, b := range in.Pinned {
-		byPattern[CookiePattern(in.CookieName, b.Version)] = b.Version
+		byPattern[CookiePatternAmong(in.pinCookies(), b.cookie(in.CookieName), b.Version)] = b.Version
 	}
 	var out []string
 	for _, rule := range r.Spec.Rules {
@@ -276,7 +282,9 @@ type request struct {
 
 // wantFor returns the Service a request must reach: the version its header names if that is
 // live, else its query parameter's, else its first pin cookie's, else the Active version's (""
-// for a 404).
+// for a 404). The first pin cookie is the first pair named like a cookie some pinned version's
+// rule reads (the app's own or its group's); it pins if a pinned version reads that cookie and
+// has that version.
 func wantFor(in Input) func(request) string {
 	live := map[string]string{}
 	active := ""
@@ -284,10 +292,16 @@ func wantFor(in Input) func(request) string {
 		active = in.Active.ServiceName
 		live[in.Active.Version] = active
 	}
-	pinned := map[string]string{}
+	pinned := map[[2]string]string{} // cookie name, version → Service
+	var names []string
 	for _, b := range in.Pinned {
 		live[b.Version] = b.ServiceName
-		pinned[b.Version] = b.ServiceName
+		name := in.CookieName
+		if b.CookieName != "" {
+			name = b.CookieName
+		}
+		pinned[[2]string{name, b.Version}] = b.ServiceName
+		names = append(names, name)
 	}
 	return func(req request) string {
 		if s, ok := live[req.header]; ok {
@@ -296,8 +310,8 @@ func wantFor(in Input) func(request) string {
 		if s, ok := live[req.query]; ok {
 			return s
 		}
-		if v, ok := firstCookie(req.cookie, in.CookieName); ok {
-			if s, ok := pinned[v]; ok {
+		if name, v, ok := firstCookieAmong(req.cookie, names); ok {
+			if s, ok := pinned[[2]string{name, v}]; ok {
 				return s
 			}
 		}
@@ -311,6 +325,10 @@ func wantFor(in Input) func(request) string {
 func checkRouting(t *testing.T, in Input, got []gatewayv1.HTTPRoute) {
 	t.Helper()
 	c := in.CookieName
+	g := "" // the group cookie some version reads, if any
+	for _, b := range append(append([]Backend{}, in.Pinned...), derefBackends(in.Active)...) {
+		g = cmp.Or(g, b.CookieName)
+	}
 	var versions []string
 	if in.Active != nil {
 		versions = append(versions, in.Active.Version)
@@ -339,6 +357,10 @@ func checkRouting(t *testing.T, in Input, got []gatewayv1.HTTPRoute) {
 			}
 			cookies := []string{"", c + "=" + x, c + "=" + x + "; " + c + "=" + y, "a=1; " + c + "=" + y + ";" + c + "=" + x,
 				"x" + c + "=" + x, c + "=" + x + "0"}
+			if g != "" { // an app group's cookie alone, and with the app's own in either order
+				cookies = append(cookies, g+"="+x, g+"="+x+"; "+g+"="+y, c+"="+x+"; "+g+"="+y, g+"="+x+"; a=1;"+c+"="+y,
+					g+"_"+c+"="+x)
+			}
 			for _, cookie := range cookies {
 				for _, header := range []string{"", x, y} {
 					for _, query := range []string{"", x, y} {
@@ -363,6 +385,24 @@ func checkRouting(t *testing.T, in Input, got []gatewayv1.HTTPRoute) {
 			}
 		}
 	}
+}
+
+func derefBackends(b *Backend) []Backend {
+	if b == nil {
+		return nil
+	}
+	return []Backend{*b}
+}
+
+// firstCookieAmong returns the name and value of the first cookie pair named any of names.
+func firstCookieAmong(header string, names []string) (string, string, bool) {
+	for _, pair := range strings.Split(header, ";") {
+		k, v, ok := strings.Cut(strings.TrimLeft(pair, " \t"), "=")
+		if ok && slices.Contains(names, k) {
+			return k, strings.TrimRight(v, " \t"), true
+		}
+	}
+	return "", "", false
 }
 
 // candidate is one of a rule's matches that a request satisfies.

@@ -1,8 +1,10 @@
 package routes
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -116,25 +118,44 @@ func Validate(in Input) error {
 
 // check validates in and returns its path prefix and the cookie pattern of each pinned version.
 //
-// One pattern is compiled, not all: a pattern's structure depends on the cookie name alone, and
-// a version enters it as the QuoteMeta of a validated label value, a plain literal. So the first
-// compile proves them all, and rendering 1,000 pins does not compile 1,000 regexes (which
-// would be nearly all of its cost).
+// One pattern per cookie name is compiled, not all: a pattern's structure depends on the cookie
+// names alone, and a version enters it as the QuoteMeta of a validated label value, a plain
+// literal. So the first compile of each cookie name (the app's, and its group's when versions
+// of it are in one) proves them all, and rendering 1,000 pins does not compile 1,000 regexes
+// (which would be nearly all of its cost).
 func (in Input) check() (string, []string, error) {
 	prefix := PathPrefix(in.App, in.Path, in.Hostnames)
 	if err := in.validate(prefix); err != nil {
 		return "", nil, err
 	}
+	names := in.pinCookies()
 	patterns := make([]string, len(in.Pinned))
+	compiled := map[string]bool{}
 	for i, b := range in.Pinned {
-		patterns[i] = CookiePattern(in.CookieName, b.Version)
-	}
-	if len(patterns) > 0 {
-		if _, err := regexp.Compile(patterns[0]); err != nil {
-			return "", nil, fmt.Errorf("%w for %s/%s: cookie pattern for cookie %q: %v", ErrInvalidInput, in.Namespace, in.App, in.CookieName, err)
+		name := b.cookie(in.CookieName)
+		patterns[i] = CookiePatternAmong(names, name, b.Version)
+		if compiled[name] {
+			continue
+		}
+		compiled[name] = true
+		if _, err := regexp.Compile(patterns[i]); err != nil {
+			return "", nil, fmt.Errorf("%w for %s/%s: cookie pattern for cookie %q: %v", ErrInvalidInput, in.Namespace, in.App, name, err)
 		}
 	}
 	return prefix, patterns, nil
+}
+
+// pinCookies are the names of the cookies the pinned versions' rules read, sorted: the app's
+// own, its group's, or both while versions of both kinds are pinned (see CookiePatternAmong).
+func (in Input) pinCookies() []string {
+	var names []string
+	for _, b := range in.Pinned {
+		if n := b.cookie(in.CookieName); !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // renderer holds what every route and rule of one app shares.
@@ -309,7 +330,7 @@ func (r *renderer) defaultRule(active Backend) gatewayv1.HTTPRouteRule {
 			ResponseHeaderModifier: &gatewayv1.HTTPHeaderFilter{
 				Add: []gatewayv1.HTTPHeader{{
 					Name:  "Set-Cookie",
-					Value: SetCookie(r.in.CookieName, active.Version, r.prefix, r.in.CookieMaxAge),
+					Value: SetCookie(active.cookie(r.in.CookieName), active.Version, cmp.Or(active.CookiePath, r.prefix), r.in.CookieMaxAge),
 				}},
 			},
 		}},

@@ -71,6 +71,16 @@ type Params struct {
 type Target struct {
 	Version string
 	Service string
+	// Members are the other apps of the version's app group (plt.dev/group) that run the same
+	// version: their traffic counts as the version's, so the group's version N reads zero only
+	// when no member serves N any more.
+	Members []Member
+}
+
+// Member is another app's Service of a grouped version (same namespace).
+type Member struct {
+	App     string
+	Service string
 }
 
 // Template is a parsed per-version PromQL template.
@@ -136,8 +146,22 @@ func (t *Template) Batch(namespace, app string, window time.Duration, targets []
 		if err != nil {
 			return "", err
 		}
-		parts = append(parts, fmt.Sprintf(`label_replace(sum(%s), "%s", "%s", "", "")`,
-			expr, VersionLabel, escapeString(strings.ReplaceAll(tg.Version, "$", "$$"))))
+		sum := "sum(" + expr + ")"
+		for _, m := range tg.Members {
+			// A member's sum is added to the version's: the version's own series decide whether
+			// the reading is known at all, a member without series (none served yet, or gone)
+			// adds zero. Both sides have no labels, so they match.
+			other, err := t.Render(Params{
+				Namespace: namespace, App: m.App, Version: tg.Version, Service: m.Service,
+				Window: PromDuration(window), WindowSeconds: seconds(window),
+			})
+			if err != nil {
+				return "", err
+			}
+			sum += " + (sum(" + other + ") or vector(0))"
+		}
+		parts = append(parts, fmt.Sprintf(`label_replace(%s, "%s", "%s", "", "")`,
+			sum, VersionLabel, escapeString(strings.ReplaceAll(tg.Version, "$", "$$"))))
 	}
 	return strings.Join(parts, " or "), nil
 }

@@ -161,7 +161,7 @@ func FuzzTrafficQuery(f *testing.F) {
 		if err != nil {
 			f.Fatalf("%s: %v", name, err)
 		}
-		q, err := t.Batch(mNamespace, mApp, window, []Target{{mVersion, mService}, {mVersion + "2", mService + "2"}})
+		q, err := t.Batch(mNamespace, mApp, window, []Target{{Version: mVersion, Service: mService}, {Version: mVersion + "2", Service: mService + "2"}})
 		if err != nil {
 			f.Fatalf("%s: %v", name, err)
 		}
@@ -182,7 +182,7 @@ func FuzzTrafficQuery(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, ns, app, version, service string) {
 		for _, tm := range tmpls {
-			q, err := tm.t.Batch(ns, app, window, []Target{{version, service}, {version + "2", service + "2"}})
+			q, err := tm.t.Batch(ns, app, window, []Target{{Version: version, Service: service}, {Version: version + "2", Service: service + "2"}})
 			if err != nil {
 				t.Fatalf("%s: %v", tm.name, err)
 			}

@@ -67,6 +67,20 @@ func TestBatch(t *testing.T) {
 
 	_, err = tmpl.Batch("shop", "myapp", time.Minute, nil)
 	assert.Error(t, err, "a query for no version is refused")
+
+	// An app group's version: the members' traffic for the same version is added, in the same
+	// query; a member without series adds zero, the version's own series decide if it is known.
+	q, err = tmpl.Batch("shop", "front", time.Second, []Target{
+		{Version: "1", Service: "front-1", Members: []Member{{App: "api", Service: "api-1"}}},
+		{Version: "2", Service: "front-2"},
+	})
+	require.NoError(t, err)
+	assert.Equal(t,
+		`label_replace(sum(rate(req{ns="shop", app="front", svc="front-1"}[1s]) / 1) + `+
+			`(sum(rate(req{ns="shop", app="api", svc="api-1"}[1s]) / 1) or vector(0)), "skewguard_version", "1", "", "")`+
+			` or `+
+			`label_replace(sum(rate(req{ns="shop", app="front", svc="front-2"}[1s]) / 1), "skewguard_version", "2", "", "")`,
+		q)
 }
 
 func TestPromDuration(t *testing.T) {
