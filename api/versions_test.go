@@ -108,8 +108,8 @@ func TestVersionRPS(t *testing.T) {
 	rec = h.do(t, "GET", "/api/v1/apps/shop/web/versions/1/rps?window=30m&step=10s", tokenViewer, "")
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	assert.Equal(t, []string{
-		"shop/web [{1 web-v1}] window=5m0s range=1h0m0s step=1m0s",
-		"shop/web [{1 web-v1}] window=2m0s range=30m0s step=10s",
+		"shop/web [{1 web-v1 []}] window=5m0s range=1h0m0s step=1m0s",
+		"shop/web [{1 web-v1 []}] window=2m0s range=30m0s step=10s",
 	}, ft.calls)
 
 	t.Run("viewer elsewhere", func(t *testing.T) {
