@@ -287,6 +287,9 @@ type Policy struct {
 	// MaxVersions caps how many versions may be Draining at once (ICC's maxVersions); 0 is no
 	// cap. Enforced by the Flip that makes a version Active (see FlipRequest.MaxVersions).
 	MaxVersions *int64 `json:"maxVersions,omitempty"`
+	// Mode is how far skewguard acts on the app's cluster objects: ModeManage, ModeAdvise or
+	// ModeObserve (PLT_SKEW_MODE when nil).
+	Mode *string `json:"mode,omitempty"`
 }
 
 // Snapshot is one consistent view of an application, read in a single transaction: what the
