@@ -112,6 +112,9 @@ type Policy struct {
 	// MaxVersions caps the app's Draining versions (0: no cap). The registry applies it at each
 	// activation; the lifecycle only shows it.
 	MaxVersions int64 `json:"maxVersions,omitempty"`
+	// Mode is manage, advise or observe (registry.Mode*); the activities read it again at each
+	// step, so the lifecycle only shows it.
+	Mode string `json:"mode,omitempty"`
 }
 
 // ResolvePolicy applies the per-app overrides p to the global configuration. An override is
@@ -144,6 +147,7 @@ func ResolvePolicy(cfg config.Config, p registry.Policy) Policy {
 	if p.MaxVersions != nil {
 		pol.MaxVersions = bounds.MaxVersions.Clamp(*p.MaxVersions)
 	}
+	pol.Mode = ModeOf(cfg, p)
 	return pol
 }
 

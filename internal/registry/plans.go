@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"sigs.k8s.io/yaml"
 )
 
 // Modes: how far skewguard acts on an app's cluster objects (Policy.Mode, PLT_SKEW_MODE).
@@ -183,4 +185,39 @@ func (s *Store) PendingPlan(ctx context.Context, ref VersionRef) (Plan, error) {
 		return Plan{}, fmt.Errorf("decode plan of %s: %w", ref, err)
 	}
 	return p, nil
+}
+
+// YAML renders the plan as multi-document YAML a pipeline can give to `kubectl apply -f -`:
+// one document per object to apply. The changes apply cannot express (a scale to 0, a delete)
+// are listed in a comment at the top, each with the kubectl command that makes it.
+func (p Plan) YAML() ([]byte, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# skewguard plan %q of %s %s (state %s, generation %d)\n", p.Step, p.App, p.Version, p.State, p.Generation)
+	for _, c := range p.Changes {
+		switch c.Action {
+		case ActionScale:
+			fmt.Fprintf(&b, "# scale: kubectl -n %s scale %s/%s --replicas=%d\n", c.Namespace, strings.ToLower(c.Kind), c.Name, ptrOr(c.Replicas))
+		case ActionDelete:
+			fmt.Fprintf(&b, "# delete: kubectl -n %s delete %s/%s\n", c.Namespace, strings.ToLower(c.Kind), c.Name)
+		}
+	}
+	for _, c := range p.Changes {
+		if c.Action != ActionApply {
+			continue
+		}
+		doc, err := yaml.JSONToYAML(c.Object)
+		if err != nil {
+			return nil, fmt.Errorf("plan of %s %s: %s %s: %w", p.App, p.Version, c.Kind, c.Name, err)
+		}
+		b.WriteString("---\n")
+		b.Write(doc)
+	}
+	return []byte(b.String()), nil
+}
+
+func ptrOr(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
