@@ -106,7 +106,7 @@ func RoutePlan(app registry.AppRef, desired []gatewayv1.HTTPRoute, live []gatewa
 		}
 		want.TypeMeta = metav1.TypeMeta{APIVersion: gatewayv1.GroupVersion.String(), Kind: "HTTPRoute"}
 		want.Namespace = app.Namespace
-		obj, err := json.Marshal(want)
+		obj, err := applyObject(want)
 		if err != nil {
 			return nil, fmt.Errorf("encode HTTPRoute %s: %w", want.Name, err)
 		}
@@ -285,4 +285,22 @@ func (a *Activities) adviseRetire(ctx context.Context, in RetireInput) (RetireRe
 			return RetireResult{}, classify(err)
 		}
 	}
+}
+
+// applyObject encodes obj as a pipeline would commit it: without status and without the
+// empty creationTimestamp that metav1.ObjectMeta always encodes.
+func applyObject(obj any) (json.RawMessage, error) {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "status")
+	if meta, ok := m["metadata"].(map[string]any); ok {
+		delete(meta, "creationTimestamp")
+	}
+	return json.Marshal(m)
 }
