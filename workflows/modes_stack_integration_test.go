@@ -206,4 +206,32 @@ func TestAdviseModeOnTheRealStack(t *testing.T) {
 	})
 	assert.NotEqual(t, registry.Active, s.state("v1").State)
 	assert.Equal(t, registry.Active, s.state("v2").State)
+
+	// Retirement: expiring v1 publishes a plan to scale its Deployment to 0 and waits for it.
+	alice2 := registry.Actor{Type: registry.ActorUser, Name: "alice"}
+	go func() { _, _ = s.tryUpdate("v1", workflows.UpdateExpire, alice2) }()
+	s.eventually(30*time.Second, "v1's retire plan", func() (bool, string) {
+		p, err := s.reg.PendingPlan(t.Context(), s.ref("v1"))
+		if err != nil {
+			return false, err.Error()
+		}
+		return p.Step == registry.StepRetire, p.Step
+	})
+	p3, err := s.reg.PendingPlan(t.Context(), s.ref("v1"))
+	require.NoError(t, err)
+	require.Len(t, p3.Changes, 1)
+	assert.Equal(t, registry.PlanChange{Action: registry.ActionScale, APIVersion: "apps/v1", Kind: "Deployment",
+		Namespace: s.ns, Name: app + "-v1", Replicas: ptr.To[int32](0)}, p3.Changes[0])
+	assert.Equal(t, int32(1), s.replicas("v1"), "advise mode does not scale")
+	out, err = exec.CommandContext(t.Context(), kubectl, "--kubeconfig", kubeconfig, "-n", s.ns,
+		"scale", "deployment/"+app+"-v1", "--replicas=0").CombinedOutput()
+	require.NoError(t, err, "kubectl scale: %s", out)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var res workflows.LifecycleResult
+	require.NoError(t, s.temporal.GetWorkflow(ctx, workflows.WorkflowID(s.ref("v1")), "").Get(ctx, &res))
+	assert.Equal(t, registry.Expired, res.State)
+	st, err = s.reg.PlanState(t.Context(), s.ref("v1"), registry.StepRetire)
+	require.NoError(t, err)
+	assert.Equal(t, registry.PlanApplied, st)
 }
