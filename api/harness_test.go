@@ -39,6 +39,7 @@ type fakeRegistry struct {
 	audit    map[registry.VersionRef][]registry.AuditEntry
 	policies map[registry.AppRef]registry.Policy
 	pods     map[string]registry.Pod
+	plans    map[registry.VersionRef]registry.Plan // pending plans (plan_test.go)
 	err      error // returned by every call when set
 }
 
