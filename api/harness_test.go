@@ -40,7 +40,7 @@ type fakeRegistry struct {
 	policies map[registry.AppRef]registry.Policy
 	pods     map[string]registry.Pod
 	plans    map[registry.VersionRef]registry.Plan // pending plans (plan_test.go)
-	err      error // returned by every call when set
+	err      error                                 // returned by every call when set
 }
 
 func newFakeRegistry() *fakeRegistry {

@@ -21,7 +21,9 @@ func TestPlansSupersedeAndApply(t *testing.T) {
 	s := registrytest.New(t)
 	ctx := t.Context()
 	app := registry.AppRef{Namespace: "shop", Name: "web"}
-	ref := func(v string) registry.VersionRef { return registry.VersionRef{Namespace: "shop", App: "web", Label: v} }
+	ref := func(v string) registry.VersionRef {
+		return registry.VersionRef{Namespace: "shop", App: "web", Label: v}
+	}
 	plan := func(v, step, host string) registry.Plan {
 		obj, _ := json.Marshal(map[string]any{"spec": map[string]any{"hostnames": []string{host}}})
 		return registry.Plan{App: app, Version: v, Step: step, Generation: 1,
