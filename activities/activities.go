@@ -116,6 +116,9 @@ type Policy struct {
 	// ProtectionOff: the app's skew protection is switched off (policy enabled=false). Named for
 	// off so that a payload recorded before the switch existed decodes as on.
 	ProtectionOff bool `json:"protectionOff,omitempty"`
+	// Mode is manage, advise or observe (registry.Mode*); the activities read it again at each
+	// step, so the lifecycle only shows it.
+	Mode string `json:"mode,omitempty"`
 }
 
 // ResolvePolicy applies the per-app overrides p to the global configuration. An override is
@@ -149,6 +152,7 @@ func ResolvePolicy(cfg config.Config, p registry.Policy) Policy {
 	if p.MaxVersions != nil {
 		pol.MaxVersions = bounds.MaxVersions.Clamp(*p.MaxVersions)
 	}
+	pol.Mode = ModeOf(cfg, p)
 	return pol
 }
 

@@ -51,6 +51,13 @@ type fakeRegistry struct {
 	recorded map[string]float64
 }
 
+// GetPolicy answers the snapshot's policy (its mode is read by Retire and ReportEvent).
+func (f *fakeRegistry) GetPolicy(context.Context, registry.AppRef) (registry.Policy, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.snap.Policy, nil
+}
+
 func (f *fakeRegistry) Snapshot(context.Context, registry.AppRef) (registry.Snapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -87,19 +94,20 @@ func TestResolvePolicy(t *testing.T) {
 	cfg, err := config.LoadFrom(t.Context(), mapLookuper{})
 	require.NoError(t, err)
 	assert.Equal(t, Policy{GracePeriod: 30 * time.Minute, MaxAlive: 24 * time.Hour, CheckInterval: time.Minute,
-		TrafficWindow: 5 * time.Minute, ReadinessTimeout: 10 * time.Minute}, ResolvePolicy(cfg, registry.Policy{}),
+		TrafficWindow: 5 * time.Minute, ReadinessTimeout: 10 * time.Minute, Mode: registry.ModeManage}, ResolvePolicy(cfg, registry.Policy{}),
 		"the documented defaults")
 	got := ResolvePolicy(cfg, registry.Policy{GracePeriodMS: ptr.To[int64](0), MaxAliveMS: ptr.To[int64](3_600_000),
 		CheckIntervalMS: ptr.To[int64](1500), TrafficWindowMS: ptr.To[int64](1000), AutoCleanup: ptr.To(true),
-		RequireApproval: ptr.To(true)})
+		RequireApproval: ptr.To(true), Mode: ptr.To(registry.ModeAdvise)})
 	assert.Equal(t, Policy{GracePeriod: 0, MaxAlive: time.Hour, CheckInterval: 1500 * time.Millisecond,
-		TrafficWindow: time.Second, ReadinessTimeout: 10 * time.Minute, AutoCleanup: true, RequireApproval: true}, got,
+		TrafficWindow: time.Second, ReadinessTimeout: 10 * time.Minute, AutoCleanup: true, RequireApproval: true,
+		Mode: registry.ModeAdvise}, got,
 		"per-app overrides win, including zero and false")
 	// A row stored before the bounds existed is clamped, never overflowed into a negative duration.
 	got = ResolvePolicy(cfg, registry.Policy{GracePeriodMS: ptr.To[int64](9.3e12), MaxAliveMS: ptr.To[int64](9.3e12),
 		CheckIntervalMS: ptr.To[int64](1), TrafficWindowMS: ptr.To[int64](-1)})
 	assert.Equal(t, Policy{GracePeriod: 30 * 24 * time.Hour, MaxAlive: 30 * 24 * time.Hour, CheckInterval: time.Second,
-		TrafficWindow: time.Second, ReadinessTimeout: 10 * time.Minute}, got)
+		TrafficWindow: time.Second, ReadinessTimeout: 10 * time.Minute, Mode: registry.ModeManage}, got)
 }
 
 type mapLookuper map[string]string

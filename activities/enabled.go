@@ -29,7 +29,7 @@ func (a *Activities) ApplySwitch(ctx context.Context, in SyncInput) (SwitchResul
 	apply := func() (registry.SwitchResult, error) {
 		return a.Registry.ApplySwitch(ctx, in.App, in.Actor, func(ctx context.Context, snap registry.Snapshot) error {
 			var err error
-			routes, err = a.publish(ctx, snap)
+			routes, err = a.publish(ctx, snap, "", "")
 			return err
 		})
 	}

@@ -120,21 +120,43 @@ func (a *Activities) flip(ctx context.Context, in TransitionInput, op registry.O
 	if err := a.checkAllowed(ctx, in.Ref, op); err != nil {
 		return registry.Transition{}, err
 	}
+	withdrawn := false // advise mode: the step's plan was superseded; commit the registry alone
 	if op != registry.OpFail {
 		req.ClaimOf = ClaimOf
 		req.OwnCookie = OwnCookieName(a.Config.CookieName, in.Ref.AppRef())
 		req.CheckClaim = func(_ context.Context, c registry.Claim) error { return a.checkClaim(in.Ref.AppRef(), c) }
 		req.Publish = func(ctx context.Context, snap registry.Snapshot) error {
+			if withdrawn {
+				written = SyncResult{Generation: snap.Generation, Write: RouteOutcome{Outcome: RoutesWithdrawn}}
+				return nil
+			}
 			var err error
-			written, err = a.publish(ctx, snap)
+			written, err = a.publish(ctx, snap, in.Ref.Label, stepOf(op))
 			return err
 		}
 	}
-	t, err := a.Registry.Flip(ctx, req)
-	if errors.Is(err, errRoutesAhead) {
-		if _, err = a.Registry.BumpGeneration(ctx, in.Ref.AppRef()); err == nil {
-			t, err = a.Registry.Flip(ctx, req)
+	var t registry.Transition
+	var err error
+	for {
+		t, err = a.Registry.Flip(ctx, req)
+		if errors.Is(err, errRoutesAhead) {
+			if _, err = a.Registry.BumpGeneration(ctx, in.Ref.AppRef()); err == nil {
+				t, err = a.Registry.Flip(ctx, req)
+			}
 		}
+		var pending *PlanPendingError
+		if !errors.As(err, &pending) {
+			break
+		}
+		// Advise mode: the plan is published and the step waits, without writing, until the
+		// cluster shows it applied (the next Flip renders again from the registry, so a change
+		// of mode or of the app's versions meanwhile takes effect), or until it is superseded.
+		if withdrawn, err = a.awaitPlan(ctx, in.Ref, in.Actor, pending.Plan); err != nil {
+			return registry.Transition{}, err
+		}
+	}
+	if err == nil && (written.Write.Outcome == RoutesAdvised || written.Write.Outcome == RoutesWithdrawn) {
+		a.planApplied(ctx, in.Ref, in.Actor, stepOf(op))
 	}
 	if err == nil && t.Changed && req.Publish != nil {
 		// The audit says which routes the change wrote, as a separate route write did before.

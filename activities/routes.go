@@ -77,7 +77,7 @@ func (a *Activities) SyncRoutes(ctx context.Context, in SyncInput) (SyncResult, 
 	sync := func() error {
 		return a.Registry.Publish(ctx, in.App, func(ctx context.Context, snap registry.Snapshot) error {
 			var err error
-			res, err = a.publish(ctx, snap)
+			res, err = a.publish(ctx, snap, "", "")
 			return err
 		})
 	}
@@ -89,7 +89,7 @@ func (a *Activities) SyncRoutes(ctx context.Context, in SyncInput) (SyncResult, 
 	}
 	if errors.Is(err, registry.ErrNotFound) {
 		// No such app in the registry: nothing of it may be routed.
-		res, err = a.publish(ctx, registry.Snapshot{App: registry.Application{Namespace: in.App.Namespace, Name: in.App.Name}})
+		res, err = a.publish(ctx, registry.Snapshot{App: registry.Application{Namespace: in.App.Namespace, Name: in.App.Name}}, "", "")
 	}
 	if err != nil {
 		return res, classify(err)
@@ -118,8 +118,11 @@ func (e *RoutesRefusedError) Error() string { return "routes refused: " + e.Err.
 func (e *RoutesRefusedError) Unwrap() error { return e.Err }
 
 // publish renders snap's routes and writes them with snap's generation. It is called with the
-// app's registry lock held (inside the transaction of a state change, or by SyncRoutes).
-func (a *Activities) publish(ctx context.Context, snap registry.Snapshot) (SyncResult, error) {
+// app's registry lock held (inside the transaction of a state change, or by SyncRoutes). The
+// app's mode is read from snap (the same transaction): observe writes nothing; advise writes
+// nothing and, for a step (version and step set; empty for a route sync), fails with a
+// *PlanPendingError until the cluster shows the rendered routes.
+func (a *Activities) publish(ctx context.Context, snap registry.Snapshot, version, step string) (SyncResult, error) {
 	if !a.Config.SkewProtection {
 		metrics.RouteWrite(RoutesDisabled)
 		return SyncResult{Generation: snap.Generation, Write: RouteOutcome{Outcome: RoutesDisabled}}, nil
@@ -128,6 +131,17 @@ func (a *Activities) publish(ctx context.Context, snap registry.Snapshot) (SyncR
 	desired, err := routes.Render(RouteInput(a.Config, snap))
 	if err != nil {
 		return SyncResult{}, &RoutesInvalidError{Err: err}
+	}
+	switch ModeOf(a.Config, snap.Policy) {
+	case registry.ModeObserve:
+		metrics.RouteWrite(RoutesObserved)
+		res := SyncResult{Generation: snap.Generation, Write: RouteOutcome{Outcome: RoutesObserved}}
+		for _, r := range desired {
+			res.Routes = append(res.Routes, r.Name)
+		}
+		return res, nil
+	case registry.ModeAdvise:
+		return a.advisePublish(ctx, snap, version, step, desired)
 	}
 	written, err := a.Routes.ApplyRoutes(ctx, app.Namespace, app.Name, snap.Generation, desired)
 	if err != nil {

@@ -176,9 +176,22 @@ const (
 // Services, and audits what it did. While a managed HTTPRoute still references the version's
 // Service it touches nothing and fails with a retryable ErrTypeStillRouted error: scaling down a
 // version that still gets traffic would cut it.
+//
+// The app's mode is read first: observe touches nothing (audited); advise publishes the plan
+// (scale to 0, or delete) and waits until the cluster shows it done.
 func (a *Activities) Retire(ctx context.Context, in RetireInput) (RetireResult, error) {
 	var res RetireResult
-	var err error
+	mode, err := a.modeOfApp(ctx, in.Ref.AppRef())
+	if err != nil {
+		return res, classify(err)
+	}
+	switch mode {
+	case registry.ModeObserve:
+		return res, classify(a.Registry.AppendAudit(ctx, in.Ref, EventRetireObserved, in.Actor,
+			"observe mode: the workloads are left as they are", nil))
+	case registry.ModeAdvise:
+		return a.adviseRetire(ctx, in)
+	}
 	event, detail := EventScaledDown, map[string]any{}
 	if in.Delete {
 		event = EventDeleted
@@ -238,6 +251,11 @@ type EventInput struct {
 // `kubectl describe deployment` tells what skewguard did. Events are a courtesy: a version
 // without a Deployment is logged and the activity succeeds; invalid input is non-retryable.
 func (a *Activities) ReportEvent(ctx context.Context, in EventInput) error {
+	if mode, err := a.modeOfApp(ctx, in.Ref.AppRef()); err != nil {
+		return classify(err)
+	} else if mode == registry.ModeObserve {
+		return nil // observe mode writes nothing to the API server, Events included
+	}
 	err := a.Workloads.RecordEvent(ctx, in.Ref.Namespace, in.Ref.App, in.Ref.Label, in.Type, in.Reason, in.Message)
 	switch {
 	case errors.Is(err, kube.ErrNoDeployment):

@@ -131,6 +131,13 @@ func (c *Client) Policy(ctx context.Context, app registry.AppRef) (PolicyView, e
 	return out, c.call(ctx, http.MethodGet, appPath(app)+"/policy", nil, &out)
 }
 
+// Plan returns a version's pending plan (advise mode); an *Error with CodePlanNotFound when it
+// has none.
+func (c *Client) Plan(ctx context.Context, ref registry.VersionRef) (registry.Plan, error) {
+	var out registry.Plan
+	return out, c.call(ctx, http.MethodGet, versionPath(ref)+"/plan", nil, &out)
+}
+
 // PutPolicy replaces an app's policy overrides.
 func (c *Client) PutPolicy(ctx context.Context, app registry.AppRef, p registry.Policy) (registry.Policy, error) {
 	var out registry.Policy

@@ -39,7 +39,8 @@ type fakeRegistry struct {
 	audit    map[registry.VersionRef][]registry.AuditEntry
 	policies map[registry.AppRef]registry.Policy
 	pods     map[string]registry.Pod
-	err      error // returned by every call when set
+	plans    map[registry.VersionRef]registry.Plan // pending plans (plan_test.go)
+	err      error                                 // returned by every call when set
 }
 
 func newFakeRegistry() *fakeRegistry {

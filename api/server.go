@@ -240,6 +240,7 @@ func (s *Server) routes() *mux.Router {
 	r.Handle(version+"/rps", s.authorized(auth.VerbGet, scopeApp, s.versionRPS)).Methods(http.MethodGet)
 	r.Handle(version+"/audit", s.authorized(auth.VerbGet, scopeApp, s.versionAudit)).Methods(http.MethodGet)
 	r.Handle(version+"/timeline", s.authorized(auth.VerbGet, scopeApp, s.versionTimeline)).Methods(http.MethodGet)
+	r.Handle(version+"/plan", s.authorized(auth.VerbGet, scopeApp, s.versionPlan)).Methods(http.MethodGet)
 	for _, a := range workflows.Actions {
 		r.Handle(version+"/"+a, s.authorized(auth.VerbUpdate, scopeApp, s.act(a))).Methods(http.MethodPost)
 	}

@@ -108,3 +108,21 @@ func trafficOptions(ctx workflow.Context, interval time.Duration) workflow.Conte
 
 // readingBound is the longest one reading may take, its retries included.
 func readingBound(interval time.Duration) time.Duration { return max(30*time.Second, interval) }
+
+// planWaitsFor bounds one attempt of a step that, in advise mode, waits for its plan to be
+// applied in the cluster (it heartbeats all along: a lost worker is still noticed in seconds).
+const planWaitsFor = 24 * time.Hour
+
+// planOptions are the options of a registry transition or a retirement: base's, with a
+// start-to-close timeout long enough for advise mode's wait on the plan (the activity reads
+// the app's mode at each step; in manage and observe modes it returns as quickly as before).
+// Workflows started before advise mode existed keep base's options (change "advise-mode").
+func planOptions(ctx workflow.Context, base func(workflow.Context, string) workflow.Context, summary string) workflow.Context {
+	ctx = base(ctx, summary)
+	if workflow.GetVersion(ctx, "advise-mode", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return ctx
+	}
+	opts := workflow.GetActivityOptions(ctx)
+	opts.StartToCloseTimeout = planWaitsFor
+	return workflow.WithActivityOptions(ctx, opts)
+}

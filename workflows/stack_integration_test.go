@@ -30,8 +30,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/skewguard/skewguard/activities"
 	"github.com/skewguard/skewguard/internal/claims"
@@ -64,6 +67,13 @@ type stack struct {
 const app = "myapp"
 
 func newStack(t *testing.T, env map[string]string) *stack {
+	t.Helper()
+	return newStackWrapped(t, env, nil)
+}
+
+// newStackWrapped is newStack with the worker's Kubernetes clients going through wrap (nil: the
+// test's own clients), e.g. to count what the activities send to the API server.
+func newStackWrapped(t *testing.T, env map[string]string, wrap func(http.RoundTripper) http.RoundTripper) *stack {
 	t.Helper()
 	vals := testenv.Require(t, testenv.TemporalAddr, testenv.Kubeconfig, testenv.PrometheusURL, testenv.GatewayRef, testenv.GatewayURL)
 	s := &stack{t: t, gateway: vals[4]}
@@ -116,16 +126,26 @@ func newStack(t *testing.T, env map[string]string) *stack {
 	require.NoError(t, err)
 	ready.Probe = cfg.ReadinessTCPProbe
 	ready.Start(context.Background())
+	workerKube := s.kube
+	if wrap != nil {
+		rc := rest.CopyConfig(s.kube.Config)
+		rc.Wrap(wrap)
+		workerKube = &kube.Clients{Config: rc}
+		workerKube.Kube, err = kubernetes.NewForConfig(rc)
+		require.NoError(t, err)
+		workerKube.Gateway, err = gatewayclient.NewForConfig(rc)
+		require.NoError(t, err)
+	}
 	acts := &activities.Activities{
 		Registry:  s.reg,
-		Workloads: kube.Workloads{Client: s.kube.Kube, Gateway: s.kube.Gateway},
+		Workloads: kube.Workloads{Client: workerKube.Kube, Gateway: workerKube.Gateway},
 		Readiness: ready,
-		Routes:    kube.NewRouteWriter(s.kube.Gateway).WithFence(converge.RegistryFence(s.reg)),
+		Routes:    kube.NewRouteWriter(workerKube.Gateway).WithFence(converge.RegistryFence(s.reg)),
 		Traffic:   querier,
 		Claims:    claims.AllowAll(),
 		Config:    cfg,
 		Log:       quiet,
-		AllRoutes: kube.AllRoutes(s.kube.Gateway),
+		AllRoutes: kube.AllRoutes(workerKube.Gateway),
 	}
 	w := worker.New(s.temporal, cfg.TaskQueue, acts, worker.Options{Logger: quiet, StopTimeout: time.Second})
 	require.NoError(t, w.Start())

@@ -268,7 +268,7 @@ func (w *lifecycle) enterDraining(ctx workflow.Context, drainingAt time.Time, by
 // the lifecycle and also comes back as a *refusal. Other errors stop the workflow.
 func (w *lifecycle) change(ctx workflow.Context, step any, name string, actor registry.Actor, reason string) (activities.TransitionResult, error) {
 	var res activities.TransitionResult
-	err := workflow.ExecuteActivity(registryOptions(ctx, name), step, activities.TransitionInput{
+	err := workflow.ExecuteActivity(planOptions(ctx, registryOptions, name), step, activities.TransitionInput{
 		Ref: w.in.Ref, VersionID: w.versionID, Actor: actor, Reason: reason, From: w.state,
 	}).Get(ctx, &res)
 	if err == nil {
@@ -398,7 +398,7 @@ const (
 func (w *lifecycle) retire(ctx workflow.Context, actor registry.Actor, reason string) {
 	pause := retireRetryFirst
 	for refused := 0; ; refused++ {
-		err := workflow.ExecuteActivity(kubeOptions(ctx, "retire workloads"), a.Retire, activities.RetireInput{
+		err := workflow.ExecuteActivity(planOptions(ctx, kubeOptions, "retire workloads"), a.Retire, activities.RetireInput{
 			Ref: w.in.Ref, ServiceName: w.in.ServiceName, Delete: w.policy.AutoCleanup, Actor: actor, Reason: reason,
 		}).Get(ctx, nil)
 		if err == nil {

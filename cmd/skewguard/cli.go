@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,8 @@ type cliFlags struct {
 	token   *string
 	output  *string
 	timeout *time.Duration
+	// outputs are the -o values the command accepts (nil: table and json).
+	outputs []string
 }
 
 func newCLIFlags(name string) *cliFlags {
@@ -86,8 +89,12 @@ func (f *cliFlags) parse(args []string, usage string) ([]string, error) {
 		positional = append(positional, args[0])
 		args = args[1:]
 	}
-	if *f.output != "table" && *f.output != "json" {
-		return nil, usageError{msg: fmt.Sprintf("%s: -o must be table or json, got %q", f.fs.Name(), *f.output)}
+	outputs := f.outputs
+	if outputs == nil {
+		outputs = []string{"table", "json"}
+	}
+	if !slices.Contains(outputs, *f.output) {
+		return nil, usageError{msg: fmt.Sprintf("%s: -o must be %s, got %q", f.fs.Name(), strings.Join(outputs, " or "), *f.output)}
 	}
 	return positional, nil
 }
@@ -427,4 +434,36 @@ func printBulk(stdout io.Writer, output string, res api.BulkResult) error {
 		return fmt.Errorf("%w: %d of %d", errSomeFailed, res.Failed, len(res.Results))
 	}
 	return nil
+}
+
+// runPlan: skewguard plan <namespace>/<app> <version> [-o yaml|json]. The version's pending
+// plan (advise mode), as YAML for `kubectl apply -f -` (the default) or as the API's JSON.
+func runPlan(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	const usage = "plan <namespace>/<app> <version> [-o yaml|json]"
+	f := newCLIFlags("plan")
+	*f.output, f.outputs = "yaml", []string{"yaml", "json"}
+	pos, err := f.parse(args, usage)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageError{msg: "usage: skewguard " + usage}
+	}
+	app, err := parseApp(pos[0])
+	if err != nil {
+		return err
+	}
+	p, err := f.client().Plan(ctx, registry.VersionRef{Namespace: app.Namespace, App: app.Name, Label: pos[1]})
+	if err != nil {
+		return err
+	}
+	if *f.output == "json" {
+		return printJSON(stdout, p)
+	}
+	doc, err := p.YAML()
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(doc)
+	return err
 }

@@ -34,7 +34,11 @@ func (f *fakeAPI) start(t *testing.T) *httptest.Server {
 			"autoCleanup":{"value":false,"source":"default","setting":"PLT_SKEW_AUTO_CLEANUP"}}}`},
 		"GET /api/v1/apps/shop/web/versions/1/audit": {200, `{"entries":[{"ref":{"version":"1"},"life":1,"event":"superseded",
 			"fromState":"active","toState":"draining","actor":{"type":"workflow","id":"skew/shop/web/2"},"reason":"version 2 is active","at":"2026-01-01T00:01:00Z"}]}`},
-		"GET /api/v1/apps/shop/web/audit":               {200, `{"entries":[]}`},
+		"GET /api/v1/apps/shop/web/audit": {200, `{"entries":[]}`},
+		"GET /api/v1/apps/shop/web/versions/2/plan": {200, `{"app":{"namespace":"shop","name":"web"},"version":"2","step":"activate",
+			"state":"pending","generation":3,"changes":[{"action":"apply","apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute",
+			"namespace":"shop","name":"web","object":{"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute","metadata":{"name":"web","namespace":"shop"}}}]}`},
+		"GET /api/v1/apps/shop/web/versions/1/plan":     {404, `{"code":"plan_not_found","message":"version shop/web@1 has no pending plan"}`},
 		"POST /api/v1/apps/shop/web/versions/1/expire":  {200, `{"version":"1","ok":true,"state":"expired","message":"expired by alice"}`},
 		"POST /api/v1/apps/shop/web/versions/2/expire":  {409, `{"code":"action_rejected","message":"version 2 is the Active version of shop/web and cannot be expired"}`},
 		"POST /api/v1/apps/shop/web/versions/1/promote": {403, `{"code":"forbidden","message":"viewer may not update versions.skewguard.dev"}`},
@@ -102,6 +106,12 @@ func TestOperatorCommands(t *testing.T) {
 		{name: "bad app reference", args: []string{"versions", "web"}, code: 2, stderr: `"web" is not <namespace>/<app>`},
 		{name: "bad output", args: []string{"versions", "shop/web", "-o", "yaml"}, code: 2, stderr: "-o must be table or json"},
 		{name: "missing version", args: []string{"promote", "shop/web"}, code: 2, stderr: "usage: skewguard promote"},
+		{name: "plan as yaml", args: []string{"plan", "shop/web", "2"}, request: "GET /api/v1/apps/shop/web/versions/2/plan ",
+			stdout: []string{`# skewguard plan "activate" of shop/web 2`, "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: web\n  namespace: shop\n"}},
+		{name: "plan as json", args: []string{"plan", "shop/web", "2", "-o", "json"}, request: "GET /api/v1/apps/shop/web/versions/2/plan ", stdout: []string{`"step": "activate"`, `"kind": "HTTPRoute"`}},
+		{name: "no pending plan", args: []string{"plan", "shop/web", "1"}, code: 1, request: "GET /api/v1/apps/shop/web/versions/1/plan ", stderr: "plan_not_found"},
+		{name: "plan needs a version", args: []string{"plan", "shop/web"}, code: 2, stderr: "usage: skewguard plan"},
+		{name: "plan has no table", args: []string{"plan", "shop/web", "2", "-o", "table"}, code: 2, stderr: "-o must be yaml or json"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"healthcheck": {"exit 0 when this container's skewguard answers /readyz (for image health checks)", runHealthcheck},
 	// Operator commands over the REST API (SKEWGUARD_URL, SKEWGUARD_TOKEN).
 	"versions":  {"list an app's versions: versions <namespace>/<app> [--state draining] [--limit N --offset M]", runVersions},
+	"plan":      {"print a version's pending plan (advise mode) for kubectl apply: plan <namespace>/<app> <version> [-o yaml|json]", runPlan},
 	"policy":    {"show an app's policy overrides and the values that apply: policy <namespace>/<app>", runPolicy},
 	"audit":     {"show an audit trail: audit <namespace>/<app> [<version>]", runAudit},
 	"expire":    {"expire versions now: expire <namespace>/<app> <version>... [--reason R]", runExpire},

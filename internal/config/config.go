@@ -55,8 +55,12 @@ type Config struct {
 	// which ICC has per app only): when an activation would exceed it, the oldest Draining
 	// versions are expired in the same transaction. 0, the default, is no cap; a policy's
 	// maxVersions overrides it per app.
-	MaxVersions        int64 `env:"PLT_SKEW_MAX_VERSIONS, default=0"`
-	ReadinessTimeoutMS int64 `env:"PLT_SKEW_READINESS_TIMEOUT_MS, default=600000"`
+	MaxVersions int64 `env:"PLT_SKEW_MAX_VERSIONS, default=0"`
+	// Mode is how far skewguard acts on the cluster (a policy's mode overrides it per app):
+	// manage writes routes and retires workloads; advise publishes each step as a plan and
+	// waits until it is applied; observe records versions and writes nothing.
+	Mode               string `env:"PLT_SKEW_MODE, default=manage"`
+	ReadinessTimeoutMS int64  `env:"PLT_SKEW_READINESS_TIMEOUT_MS, default=600000"`
 	// ReadinessTCPProbe also dials a ready endpoint from the worker before activation; its
 	// failure is reported, never fatal (readiness is the EndpointSlice's ready condition).
 	ReadinessTCPProbe bool `env:"PLT_SKEW_READINESS_TCP_PROBE, default=false"`
@@ -182,6 +186,9 @@ func (c Config) validate(failed map[string]bool) []string {
 		&c.ReadinessTimeoutMS, &c.ActionWaitMS)...)
 	if !validate.CookieName(c.CookieName) {
 		p = append(p, fmt.Sprintf("PLT_SKEW_COOKIE_NAME: %q is not a valid cookie name", c.CookieName))
+	}
+	if c.Mode != "manage" && c.Mode != "advise" && c.Mode != "observe" {
+		p = append(p, fmt.Sprintf("PLT_SKEW_MODE: %q is not one of manage, advise, observe", c.Mode))
 	}
 	if c.TaskQueue == "" {
 		p = append(p, "PLT_SKEW_TASK_QUEUE: must not be empty")

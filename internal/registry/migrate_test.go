@@ -54,7 +54,7 @@ func TestMigrateFromEmptyThenNoOp(t *testing.T) {
 
 	applied, err := registry.Migrate(ctx, dsn)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"00001_registry.sql", "00002_safety.sql", "00003_version_changes.sql", "00004_max_versions.sql", "00005_app_enabled.sql", "00006_adoption.sql", "00007_app_groups.sql"}, applied)
+	assert.Equal(t, []string{"00001_registry.sql", "00002_safety.sql", "00003_version_changes.sql", "00004_max_versions.sql", "00005_app_enabled.sql", "00006_adoption.sql", "00007_app_groups.sql", "00008_modes.sql"}, applied)
 
 	applied, err = registry.Migrate(ctx, dsn)
 	require.NoError(t, err)
@@ -68,7 +68,7 @@ func TestMigrateFromEmptyThenNoOp(t *testing.T) {
 	require.NoError(t, err)
 	tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
-	assert.Equal(t, []string{"app_policies", "applications", "goose_db_version", "pods", "version_audit", "versions"}, tables)
+	assert.Equal(t, []string{"app_policies", "applications", "goose_db_version", "plans", "pods", "version_audit", "versions"}, tables)
 
 	// The schema works: a store on it can record a version.
 	s, err := registry.Open(ctx, dsn)
@@ -96,5 +96,5 @@ func TestMigrateConcurrently(t *testing.T) {
 		require.NoError(t, err, "migration %d", i)
 		all = append(all, results[i]...)
 	}
-	assert.Equal(t, []string{"00001_registry.sql", "00002_safety.sql", "00003_version_changes.sql", "00004_max_versions.sql", "00005_app_enabled.sql", "00006_adoption.sql", "00007_app_groups.sql"}, all)
+	assert.Equal(t, []string{"00001_registry.sql", "00002_safety.sql", "00003_version_changes.sql", "00004_max_versions.sql", "00005_app_enabled.sql", "00006_adoption.sql", "00007_app_groups.sql", "00008_modes.sql"}, all)
 }

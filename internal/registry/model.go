@@ -300,6 +300,9 @@ type Policy struct {
 	// once instead of draining (an effective cap of 0, see enforceMaxVersions), and the routes are
 	// one plain route to the Active version: no pin rules, no Set-Cookie.
 	Enabled *bool `json:"enabled,omitempty"`
+	// Mode is how far skewguard acts on the app's cluster objects: ModeManage, ModeAdvise or
+	// ModeObserve (PLT_SKEW_MODE when nil).
+	Mode *string `json:"mode,omitempty"`
 }
 
 // ProtectionOff reports whether the policy switches the app's skew protection off.

@@ -34,6 +34,9 @@ func (p Policy) Validate() error {
 		CheckIntervalMS: p.CheckIntervalMS, TrafficWindowMS: p.TrafficWindowMS, CookieMaxAge: p.CookieMaxAge,
 		MaxVersions: p.MaxVersions,
 	}.Check(bounds.ByField)
+	if p.Mode != nil && !ValidMode(*p.Mode) {
+		problems = append(problems, fmt.Sprintf("mode: %q is not one of manage, advise, observe", *p.Mode))
+	}
 	if len(problems) > 0 {
 		return &PolicyError{Problems: problems}
 	}
@@ -41,13 +44,13 @@ func (p Policy) Validate() error {
 }
 
 const policyColumns = `grace_period_ms, max_alive_ms, check_interval_ms, traffic_window_ms,
-	cookie_max_age, auto_cleanup, require_approval, max_versions, enabled`
+	cookie_max_age, auto_cleanup, require_approval, max_versions, enabled, mode`
 
 func readPolicy(ctx context.Context, q querier, appID int64) (Policy, error) {
 	var p Policy
 	err := q.QueryRow(ctx, `SELECT `+policyColumns+` FROM app_policies WHERE app_id = $1`, appID).
 		Scan(&p.GracePeriodMS, &p.MaxAliveMS, &p.CheckIntervalMS, &p.TrafficWindowMS,
-			&p.CookieMaxAge, &p.AutoCleanup, &p.RequireApproval, &p.MaxVersions, &p.Enabled)
+			&p.CookieMaxAge, &p.AutoCleanup, &p.RequireApproval, &p.MaxVersions, &p.Enabled, &p.Mode)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return Policy{}, fmt.Errorf("read policy: %w", err)
 	}
@@ -62,7 +65,7 @@ func (s *Store) GetPolicy(ctx context.Context, app AppRef) (Policy, error) {
 		WHERE app_id = (SELECT id FROM applications WHERE namespace = $1 AND name = $2)`,
 		app.Namespace, app.Name).
 		Scan(&p.GracePeriodMS, &p.MaxAliveMS, &p.CheckIntervalMS, &p.TrafficWindowMS,
-			&p.CookieMaxAge, &p.AutoCleanup, &p.RequireApproval, &p.MaxVersions, &p.Enabled)
+			&p.CookieMaxAge, &p.AutoCleanup, &p.RequireApproval, &p.MaxVersions, &p.Enabled, &p.Mode)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return Policy{}, fmt.Errorf("policy of %s: %w", app, err)
 	}
@@ -92,16 +95,16 @@ func (s *Store) PutPolicy(ctx context.Context, app AppRef, p Policy, actor Actor
 		}
 		_, err = tx.Exec(ctx, `
 			INSERT INTO app_policies (app_id, `+policyColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (app_id) DO UPDATE SET
 				grace_period_ms = excluded.grace_period_ms, max_alive_ms = excluded.max_alive_ms,
 				check_interval_ms = excluded.check_interval_ms, traffic_window_ms = excluded.traffic_window_ms,
 				cookie_max_age = excluded.cookie_max_age, auto_cleanup = excluded.auto_cleanup,
 				require_approval = excluded.require_approval, max_versions = excluded.max_versions,
-				enabled = excluded.enabled,
+				enabled = excluded.enabled, mode = excluded.mode,
 				updated_at = now()`,
 			a.ID, p.GracePeriodMS, p.MaxAliveMS, p.CheckIntervalMS, p.TrafficWindowMS,
-			p.CookieMaxAge, p.AutoCleanup, p.RequireApproval, p.MaxVersions, p.Enabled)
+			p.CookieMaxAge, p.AutoCleanup, p.RequireApproval, p.MaxVersions, p.Enabled, p.Mode)
 		if err != nil {
 			return fmt.Errorf("write policy: %w", err)
 		}
