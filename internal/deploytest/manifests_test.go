@@ -128,10 +128,15 @@ func namespacedPermissions(skewProtection, autoCleanup bool) []string {
 	add("apps", "replicasets", "get", "list", "watch")
 	add("events.k8s.io", "events", "create")
 	if skewProtection {
+		// Adoption of a Deployment annotated plt.dev/adopt=true: skewguard's own Service for the
+		// adopted version, created at detection and deleted when the version retires.
+		add("", "services", "create", "delete")
 		add("gateway.networking.k8s.io", "httproutes", "get", "list", "watch", "create", "update", "patch", "delete")
 	}
 	if autoCleanup {
-		add("", "services", "delete")
+		if !skewProtection {
+			add("", "services", "delete")
+		}
 		add("apps", "deployments", "delete")
 	}
 	return permissionStrings(ps)

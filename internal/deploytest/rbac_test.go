@@ -41,6 +41,10 @@ import (
 
 const rbacApp = "myapp"
 
+// adoptedApp runs as one Deployment without the version label, annotated plt.dev/adopt=true:
+// skewguard adopts it as a version with a Service of its own.
+const adoptedApp = "legacy"
+
 // rbacRelease is the chart's RBAC, installed for real with skew protection and auto-cleanup on
 // (the most a release is ever granted), and the admin's view of the cluster.
 type rbacRelease struct {
@@ -107,6 +111,9 @@ type lifecycleWorld struct {
 	saNS    string
 	saName  string
 	klog    *klogCapture
+	// adopted is adoptedApp's running pods as detection adopts them: the version from their
+	// image, the Deployment and the pod-template-hash of its ReplicaSet, the team's Service's ports.
+	adopted kube.Adoption
 }
 
 // lifecycle is a version's life as skewguard lives it: v1 is Active, v2 is deployed and becomes
@@ -125,6 +132,17 @@ var lifecycle = []lifecycleStep{
 		}
 		if _, _, ok := cache.ServiceFor(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Labels: versionLabels("2")}}); !ok {
 			return fmt.Errorf("detect: no Service found for version 2")
+		}
+		return nil
+	}},
+	{"adopt an unversioned Deployment: create our Service", func(ctx context.Context, w *lifecycleWorld) error {
+		// What detection does for a pod of a Deployment annotated plt.dev/adopt=true.
+		svc, err := kube.Workloads{Client: w.clients.Kube}.EnsureAdoptedService(ctx, w.adopted)
+		if err != nil {
+			return err
+		}
+		if want, _ := kube.AdoptedServiceName(w.adopted.App, w.adopted.Version); svc.Name != want {
+			return fmt.Errorf("adopted Service %q, want %q", svc.Name, want)
 		}
 		return nil
 	}},
@@ -179,6 +197,19 @@ var lifecycle = []lifecycleStep{
 			err = fmt.Errorf("scaled %v", scaled.Deployments)
 		}
 		return err
+	}},
+	{"retire the adopted version: scale its Deployment to zero, delete our Service", func(ctx context.Context, w *lifecycleWorld) error {
+		// Retiring without auto_cleanup still deletes the Service skewguard created for adoption.
+		scaled, err := kube.Workloads{Client: w.clients.Kube, Gateway: w.clients.Gateway}.ScaleToZero(ctx, w.ns,
+			w.adopted.App, w.adopted.Version)
+		if err != nil {
+			return err
+		}
+		name, _ := kube.AdoptedServiceName(w.adopted.App, w.adopted.Version)
+		if !slices.Equal(scaled.Deployments, []string{w.adopted.Deployment}) || !slices.Equal(scaled.AdoptedServices, []string{name}) {
+			return fmt.Errorf("retired the adopted version: scaled %v, deleted %v", scaled.Deployments, scaled.AdoptedServices)
+		}
+		return nil
 	}},
 	{"record an Event on version 1's Deployment", func(ctx context.Context, w *lifecycleWorld) error {
 		return kube.Workloads{Client: w.clients.Kube}.RecordEvent(ctx, w.ns, rbacApp, "1", corev1.EventTypeNormal, "ScaledToZero", "expired: no traffic")
@@ -263,15 +294,72 @@ func newWorldIn(t *testing.T, r *rbacRelease, capture *klogCapture, ns string) *
 	}
 	cl, err := kube.NewClients(r.Kubeconfig)
 	require.NoError(t, err)
-	return &lifecycleWorld{ns: ns, clients: cl, token: r.Token, saNS: r.Namespace, saName: r.ServiceAccount, klog: capture}
+	return &lifecycleWorld{ns: ns, clients: cl, token: r.Token, saNS: r.Namespace, saName: r.ServiceAccount, klog: capture,
+		adopted: newUnversionedApp(t, r, ns)}
 }
 
-// runLifecycle runs the steps in order and returns the name and error of the first that fails.
-func runLifecycle(t *testing.T, w *lifecycleWorld) (string, error) {
+// newUnversionedApp creates, as the admin, adoptedApp in ns as a team runs it before skew
+// protection: a Deployment without the version label (annotated for adoption) and a Service
+// selecting every pod of the app; it waits for the Deployment's ReplicaSet (the controller
+// manager names the pod template) and returns what detection would adopt.
+func newUnversionedApp(t *testing.T, r *rbacRelease, ns string) kube.Adoption {
+	t.Helper()
+	ctx := context.Background()
+	appLabels := map[string]string{detect.LabelApp: adoptedApp}
+	image := "registry.example.com/legacy:1.4.2"
+	dep, err := r.c.kube.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: adoptedApp, Labels: appLabels,
+			Annotations: map[string]string{detect.AnnotationAdopt: "true"}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: new(int32(1)),
+			Selector: &metav1.LabelSelector{MatchLabels: appLabels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: appLabels},
+				Spec: corev1.PodSpec{
+					NodeSelector: map[string]string{"skewguard.dev/no-such-node": "true"},
+					Containers:   []corev1.Container{{Name: "app", Image: image}},
+				},
+			},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	team, err := r.c.kube.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: adoptedApp, Labels: appLabels},
+		Spec: corev1.ServiceSpec{
+			Selector: appLabels,
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(3042)}},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	var hash string
+	require.NoError(t, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := r.c.kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, rs := range list.Items {
+			if ref := metav1.GetControllerOf(&rs); ref != nil && ref.UID == dep.UID {
+				hash = rs.Labels[kube.PodTemplateHashLabel]
+			}
+		}
+		return hash != "", nil
+	}), "the controller manager made no ReplicaSet for Deployment %s/%s", ns, adoptedApp)
+	version, err := detect.ImageVersion(image)
+	require.NoError(t, err)
+	return kube.Adoption{Namespace: ns, App: adoptedApp, Version: version, Deployment: dep.Name, PodTemplateHash: hash,
+		Ports: team.Spec.Ports}
+}
+
+// runLifecycle runs the steps in order, but the one named skip if any, and returns the name and
+// error of the first that fails.
+func runLifecycle(t *testing.T, w *lifecycleWorld, skip ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, s := range lifecycle {
+		if slices.Contains(skip, s.name) {
+			continue
+		}
 		if err := s.run(ctx, w); err != nil {
 			return s.name, err
 		}
@@ -295,28 +383,36 @@ func TestRBACVersionLifecycleAsServiceAccount(t *testing.T) {
 		onlyVerb        string // remove just this verb of the rule; "" removes the rule
 		step            string
 		verb            string // the refused verb the error names
+		skip            string // a step not run: an earlier one needs the same right
 	}{
-		{"", "pods", "", "detect versions (pod and Service informers)", "list"},
-		{"", "services", "", "detect versions (pod and Service informers)", "list"},
-		{"authentication.k8s.io", "tokenreviews", "", "authenticate the registering pod (TokenReview)", "create"},
-		{"authorization.k8s.io", "subjectaccessreviews", "", "authorize an operator (SubjectAccessReview)", "create"},
-		{"discovery.k8s.io", "endpointslices", "", "wait for version 2's ready endpoints", "list"},
-		{"gateway.networking.k8s.io", "httproutes", "", "route everything to version 1", "list"},
-		{"gateway.networking.k8s.io", "httproutes", "update", "make version 2 Active, pin version 1's sessions", "update"},
-		{"apps", "deployments", "", "detect versions (pod and Service informers)", "list"},
-		{"apps", "deployments/scale", "", "expire version 1: scale it to zero", "get"},
-		{"apps", "replicasets", "", "detect versions (pod and Service informers)", "list"},
-		{"events.k8s.io", "events", "", "record an Event on version 1's Deployment", "create"},
-		{"apps", "deployments/scale", "update", "expire version 1: scale it to zero", "update"},
-		{"apps", "deployments", "delete", "auto-cleanup: delete version 1's Deployment and Service", "delete"},
-		{"", "services", "delete", "auto-cleanup: delete version 1's Deployment and Service", "delete"},
-		{"gateway.networking.k8s.io", "httproutes", "delete", "remove the app's routes", "delete"},
+		{"", "pods", "", "detect versions (pod and Service informers)", "list", ""},
+		{"", "services", "", "detect versions (pod and Service informers)", "list", ""},
+		{"authentication.k8s.io", "tokenreviews", "", "authenticate the registering pod (TokenReview)", "create", ""},
+		{"authorization.k8s.io", "subjectaccessreviews", "", "authorize an operator (SubjectAccessReview)", "create", ""},
+		{"discovery.k8s.io", "endpointslices", "", "wait for version 2's ready endpoints", "list", ""},
+		{"gateway.networking.k8s.io", "httproutes", "", "route everything to version 1", "list", ""},
+		{"gateway.networking.k8s.io", "httproutes", "update", "make version 2 Active, pin version 1's sessions", "update", ""},
+		{"apps", "deployments", "", "detect versions (pod and Service informers)", "list", ""},
+		{"apps", "deployments/scale", "", "expire version 1: scale it to zero", "get", ""},
+		{"apps", "replicasets", "", "detect versions (pod and Service informers)", "list", ""},
+		{"events.k8s.io", "events", "", "record an Event on version 1's Deployment", "create", ""},
+		{"apps", "deployments/scale", "update", "expire version 1: scale it to zero", "update", ""},
+		{"apps", "deployments", "delete", "auto-cleanup: delete version 1's Deployment and Service", "delete", ""},
+		{"", "services", "create", "adopt an unversioned Deployment: create our Service", "create", ""},
+		{"", "services", "delete", "retire the adopted version: scale its Deployment to zero, delete our Service", "delete", ""},
+		{"", "services", "delete", "auto-cleanup: delete version 1's Deployment and Service", "delete",
+			"retire the adopted version: scale its Deployment to zero, delete our Service"},
+		{"gateway.networking.k8s.io", "httproutes", "delete", "remove the app's routes", "delete", ""},
 	} {
 		what := c.resource
 		if c.onlyVerb != "" {
 			what = c.onlyVerb + " " + c.resource
 		}
-		t.Run("without "+what, func(t *testing.T) {
+		name := "without " + what
+		if c.skip != "" {
+			name += ", skipping " + c.skip
+		}
+		t.Run(name, func(t *testing.T) {
 			rules := withoutPermission(t, r.Rules, c.group, c.resource, c.onlyVerb)
 			r.setRules(t, rules, authorizationv1.ResourceAttributes{Group: c.group, Resource: resourceOnly(c.resource),
 				Subresource: subresource(c.resource), Verb: c.verb}, false)
@@ -325,7 +421,7 @@ func TestRBACVersionLifecycleAsServiceAccount(t *testing.T) {
 					Resource: resourceOnly(c.resource), Subresource: subresource(c.resource), Verb: c.verb}, true)
 			})
 
-			step, err := runLifecycle(t, newWorld(t, r, capture))
+			step, err := runLifecycle(t, newWorld(t, r, capture), c.skip)
 			require.Error(t, err, "the lifecycle succeeded without %s", what)
 			assert.Equal(t, c.step, step, "the step that needs %s failed: %v", what, err)
 			if !strings.HasPrefix(step, "detect") { // informers log their errors instead of returning them

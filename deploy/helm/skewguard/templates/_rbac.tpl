@@ -1,19 +1,24 @@
 {{/*
 The rules of skewguard's own rights on namespaced objects: exactly the calls it makes in the
-namespaces it watches, and nothing more (no secrets, no wildcards). Delete verbs exist only with
-auto_cleanup, and Gateway API rights only with skew protection enabled, so each right follows the
-setting that uses it. With config.namespaces empty they are part of the ClusterRole; otherwise they
+namespaces it watches, and nothing more (no secrets, no wildcards). Deleting Deployments exists only
+with auto_cleanup; creating Services (adoption) and Gateway API rights only with skew protection
+enabled; deleting Services with either (auto_cleanup's Services, or the adopted versions' own), so
+each right follows the setting that uses it. With config.namespaces empty they are part of the ClusterRole; otherwise they
 are a Role in each listed namespace (templates/role.yaml).
 */}}
 {{- define "skewguard.namespacedRules" -}}
 {{- $sp := .Values.services.icc.skew_protection -}}
+{{- $on := .Values.services.icc.features.skew_protection.enable -}}
 # Version detection: pod labels (informer), the version's Service and its ready endpoints.
+# Adoption (with skew protection; a Deployment annotated plt.dev/adopt=true): create skewguard's
+# own Service <app>-skew-<version> for the adopted pods, and delete it when that version retires,
+# whether or not auto_cleanup deletes the labelled versions' Services.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch"{{ if $sp.auto_cleanup }}, "delete"{{ end }}]
+  verbs: ["get", "list", "watch"{{ if $on }}, "create"{{ end }}{{ if or $on $sp.auto_cleanup }}, "delete"{{ end }}]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
