@@ -186,8 +186,12 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 		Registry: live, Starter: temporal, Lookup: cache, Enabled: cfg.SkewProtection,
 		VersionFromImage: cfg.VersionFromImage,
 		Adopter:          kube.Workloads{Client: kc.Kube}, // only Deployments annotated plt.dev/adopt=true
-		Logger:           log.With("component", "detect"),
-		Validate:         validateDetected(cfg, allow),
+		ModeOf: func(ctx context.Context, app registry.AppRef) (string, error) {
+			p, err := store.GetPolicy(ctx, app)
+			return activities.ModeOf(cfg, p), err
+		},
+		Logger:   log.With("component", "detect"),
+		Validate: validateDetected(cfg, allow),
 	})
 	// Without skew protection there is nothing to detect: the watch stays off, retries are moot.
 	watcher, err := detect.NewWatcher(cache, det, cfg.WatchPods && cfg.SkewProtection, log.With("component", "pod-watch"))

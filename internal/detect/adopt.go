@@ -152,3 +152,24 @@ func (d *Detector) adopt(ctx context.Context, pod *corev1.Pod, ref registry.Vers
 	}
 	return svc, servicePort(team), nil
 }
+
+// adoptionRefused says why ref may not be adopted now (empty: it may): adoption creates a
+// Service, a write that only the manage mode allows.
+func (d *Detector) adoptionRefused(ctx context.Context, ref registry.VersionRef) (string, error) {
+	if d.opts.ModeOf == nil {
+		return "", nil
+	}
+	mode, err := d.opts.ModeOf(ctx, registry.AppRef{Namespace: ref.Namespace, Name: ref.App})
+	if err != nil {
+		return "", fmt.Errorf("mode of %s/%s: %w", ref.Namespace, ref.App, err)
+	}
+	if mode == "" || mode == registry.ModeManage {
+		return "", nil
+	}
+	name, err := kube.AdoptedServiceName(ref.App, ref.Label)
+	if err != nil {
+		name = "its own Service"
+	}
+	return fmt.Sprintf("adoption creates a Service (%s), which mode %s does not allow: switch the app to manage, "+
+		"or give the version a Deployment and Service of its own labelled plt.dev/version", name, mode), nil
+}

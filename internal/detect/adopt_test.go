@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -115,4 +116,38 @@ func TestDetectAdoptionConflictIsNoService(t *testing.T) {
 	assert.Equal(t, OutcomeNoService, res.Outcome)
 	assert.Contains(t, res.Reason, "adoption conflict")
 	assert.Empty(t, starter.requests())
+}
+
+// Adoption writes a Service: in advise and observe modes it is refused with the reason, and
+// nothing is created or started; in manage mode (and by default) the same pod is adopted.
+func TestDetectAdoptsInManageModeOnly(t *testing.T) {
+	for _, mode := range []string{"advise", "observe", "manage"} {
+		t.Run(mode, func(t *testing.T) {
+			cache, kc := startedCache(t, unversioned(true)...)
+			reg := newFakeRegistry()
+			starter := &fakeStarter{reg: reg}
+			var asked registry.AppRef
+			d := NewDetector(Options{Registry: reg, Starter: starter, Lookup: cache, Enabled: true,
+				Adopter: kube.Workloads{Client: kc},
+				ModeOf: func(_ context.Context, app registry.AppRef) (string, error) {
+					asked = app
+					return mode, nil
+				}})
+			p, _ := cache.Pod("ns", "myapp-5d8f7c9b6-abcde")
+			res, err := d.Detect(t.Context(), p, SourcePodWatch, Hint{})
+			require.NoError(t, err)
+			assert.Equal(t, registry.AppRef{Namespace: "ns", Name: "myapp"}, asked)
+			ours, _ := kube.AdoptedServiceName("myapp", res.Ref.Label)
+			_, getErr := kc.CoreV1().Services("ns").Get(t.Context(), ours, metav1.GetOptions{})
+			if mode == "manage" {
+				assert.Equal(t, OutcomeStarted, res.Outcome, res.Reason)
+				assert.NoError(t, getErr, "our Service is created in manage mode")
+				return
+			}
+			assert.Equal(t, OutcomeNoService, res.Outcome)
+			assert.Contains(t, res.Reason, "mode "+mode+" does not allow")
+			assert.True(t, apierrors.IsNotFound(getErr), "no Service is created in %s mode: %v", mode, getErr)
+			assert.Empty(t, starter.requests())
+		})
+	}
 }

@@ -141,6 +141,10 @@ type Options struct {
 	// AnnotationAdopt=true (with a Lookup that implements AdoptionLookup): it creates the
 	// adopted version's Service. Nil: nothing is adopted.
 	Adopter Adopter
+	// ModeOf, when set, answers the app's mode (manage, advise or observe; see activities.ModeOf).
+	// Adoption writes a Service, so it happens in manage mode only: in the others it is refused
+	// (no_service, with the reason) and nothing is written. Nil: every app is managed.
+	ModeOf func(ctx context.Context, app registry.AppRef) (string, error)
 	// DedupeTTL is how long a started version is not started again by this process.
 	DedupeTTL time.Duration
 	// PodRecordTTL is how long a pod recorded against a live version is not written again
@@ -274,6 +278,11 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 	if adopting && res.FromImage {
 		// An adopted Deployment's pods: our own Service selects them, and only them.
 		var err error
+		if refusal, err := d.adoptionRefused(ctx, res.Ref); err != nil {
+			return finish(OutcomeError, "", err)
+		} else if refusal != "" {
+			return finish(OutcomeNoService, refusal, nil)
+		}
 		svc, port, err = d.adopt(ctx, pod, res.Ref, target)
 		switch {
 		case errors.Is(err, errNoTeamService), errors.Is(err, kube.ErrAdoptionConflict):
