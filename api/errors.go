@@ -22,6 +22,7 @@ type Error struct {
 const (
 	CodeUnauthenticated     = "unauthenticated"            // 401: no token, or the API server refused it
 	CodeForbidden           = "forbidden"                  // 403: RBAC denied the call
+	CodeForeignOrigin       = "foreign_origin"             // 403: a management write sent by a page of another origin
 	CodeNotPodToken         = "not_pod_token"              // 403: registration with a token not bound to a pod
 	CodePodMismatch         = "pod_mismatch"               // 403: the token belongs to another pod
 	CodeApplicationMismatch = "application_mismatch"       // 403: the applicationId is not the caller's

@@ -405,6 +405,8 @@ type harnessOptions struct {
 	traffic Traffic
 	// defaults are the configured policy values (zero: the documented defaults).
 	defaults PolicyDefaults
+	// podCounter counts the pods of the versions list (nil: no counts).
+	podCounter PodCounter
 	// registry replaces the in-memory registry (the PostgreSQL benchmark).
 	registry interface {
 		Registry
@@ -483,6 +485,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		ServeMetrics:        true,
 		Ready:               o.ready,
 		PingInterval:        o.pingInterval,
+		PodCounter:          o.podCounter,
 		Retry: func(p *corev1.Pod) {
 			retryMu.Lock()
 			defer retryMu.Unlock()

@@ -356,10 +356,20 @@ func TestInsecureAPIAuth(t *testing.T) {
 	assert.Contains(t, h.lifecycle.actions()[0], "PLT_SKEW_INSECURE_SKIP_API_AUTH", "the audit says who acted: nobody verified")
 }
 
-func labels(vs []registry.Version) []string {
+// listedOrNot is a version as the registry or the versions list has it.
+type listedOrNot interface {
+	registry.Version | ListedVersion
+}
+
+func labels[V listedOrNot](vs []V) []string {
 	out := make([]string, 0, len(vs))
 	for _, v := range vs {
-		out = append(out, v.Label)
+		switch v := any(v).(type) {
+		case registry.Version:
+			out = append(out, v.Label)
+		case ListedVersion:
+			out = append(out, v.Label)
+		}
 	}
 	return out
 }

@@ -108,6 +108,9 @@ type Options struct {
 	// workflows' Temporal namespace in those links.
 	TemporalUIURL     string
 	TemporalNamespace string
+	// PodCounter counts each live version's ready pods in the versions list from an informer
+	// cache of EndpointSlices; nil: the list has no pod counts.
+	PodCounter PodCounter
 }
 
 // Body size limits: the agent's state report carries its services and runtime metadata; our

@@ -22,9 +22,6 @@ import (
 //go:embed ui/index.html ui/app.js ui/app.css
 var uiFiles embed.FS
 
-// CodeForeignOrigin is the 403 of a management write sent by a page of another origin.
-const CodeForeignOrigin = "foreign_origin"
-
 // StateQuerier asks a version's workflow for its live state (workflows.Client). The timeline
 // endpoint uses it when the Lifecycle has it; without it the timeline is the registry's.
 type StateQuerier interface {

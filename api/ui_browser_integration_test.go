@@ -5,9 +5,11 @@ package api
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +18,37 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
+	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/registry"
 )
+
+// createEndpoints creates a Service without selector (no controller manages its endpoints)
+// and one EndpointSlice of it with the given addresses and their ready condition.
+func (c *cluster) createEndpoints(t *testing.T, service string, ready map[string]bool) *discoveryv1.EndpointSlice {
+	t.Helper()
+	ctx := t.Context()
+	_, err := c.kube.CoreV1().Services(c.ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: service},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: service + "-a", Labels: map[string]string{discoveryv1.LabelServiceName: service}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+	}
+	addrs := slices.Sorted(maps.Keys(ready))
+	for _, a := range addrs {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{a},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready[a])}})
+	}
+	es, err = c.kube.DiscoveryV1().EndpointSlices(c.ns).Create(ctx, es, metav1.CreateOptions{})
+	require.NoError(t, err)
+	return es
+}
 
 // chromiumPath finds Debian's chromium. Missing, the test fails: hack/stack.sh up (and
 // hack/stack.sh tools) installs it, so a machine without it is not set up.
@@ -81,6 +111,14 @@ func TestVersionsPanelInChromium(t *testing.T) {
 	c := newCluster(t)
 	live := startLive(t, c, &recordingStarter{}, func(s *registry.Store) Lifecycle { return registryLifecycle{store: s} })
 	live.server.opts.TemporalUIURL, live.server.opts.TemporalNamespace = "http://temporal-ui.test", "default"
+	// Pods ready from the real API server's EndpointSlices, through the informer cache the API
+	// process counts them from: shop v2's Service has two endpoints, one ready.
+	endpoints, err := kube.NewReadinessWatcher(c.kube, []string{c.ns})
+	require.NoError(t, err)
+	endpoints.Start(t.Context())
+	t.Cleanup(endpoints.Stop)
+	live.server.opts.PodCounter = endpoints
+	slice := c.createEndpoints(t, "shop-v2", map[string]bool{"10.9.0.1": true, "10.9.0.2": false})
 	ctx := t.Context()
 	sys := registry.Actor{Type: registry.ActorSystem, ID: "test"}
 	// Two apps, each with an Active version 2 and a Draining version 1.
@@ -152,8 +190,33 @@ func TestVersionsPanelInChromium(t *testing.T) {
 			chromedp.WaitVisible(css(row("blog", "1")+` .badge.s-draining`)),
 			chromedp.WaitVisible(css(row("blog", "2")+` .badge.s-active`)),
 		)
+		// Pods ready: shop v2 shows its Service's EndpointSlice, 1 of 2; blog v2 has no Service
+		// (unknown); the count follows the slice without a reload, in a cell that keeps its width.
+		pods := func(app, label string) string {
+			return fmt.Sprintf(`(document.querySelector('%s .c-pods') || {textContent: "(no pods cell)"}).textContent`, row(app, label))
+		}
+		podsNow := func(app, label string) string {
+			s, err := chromedp.Run(tab, chromedp.Evaluate[string](pods(app, label)))
+			require.NoError(t, err)
+			return s
+		}
+		podsWidth := fmt.Sprintf(`document.querySelector('%s .c-pods').getBoundingClientRect().width`, row("shop", "2"))
+		_, err := chromedp.Run(tab, chromedp.Poll[chromedp.Void](pods("shop", "2")+` === "1/2"`, chromedp.WithPollingTimeout(20*time.Second)))
+		require.NoError(t, err, "shop v2 shows 1/2 pods ready; it shows %q", podsNow("shop", "2"))
+		assert.Equal(t, "—", podsNow("blog", "2"))
+		w1, err := chromedp.Run(tab, chromedp.Evaluate[float64](podsWidth))
+		require.NoError(t, err)
+		slice.Endpoints[1].Conditions.Ready = ptr.To(true)
+		_, err = c.kube.DiscoveryV1().EndpointSlices(c.ns).Update(ctx, slice, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		_, err = chromedp.Run(tab, chromedp.Poll[chromedp.Void](pods("shop", "2")+` === "2/2"`, chromedp.WithPollingTimeout(20*time.Second)))
+		require.NoError(t, err, "the count follows the EndpointSlice; it shows %q", podsNow("shop", "2"))
+		w2, err := chromedp.Run(tab, chromedp.Evaluate[float64](podsWidth))
+		require.NoError(t, err)
+		assert.Equal(t, w1, w2, "the pods cell changed width")
+
 		timers := fmt.Sprintf(`document.querySelector('%s .c-timers').textContent`, row("shop", "1"))
-		_, err := chromedp.Run(tab, chromedp.Poll[chromedp.Void](timers+`.includes("max alive in")`, chromedp.WithPollingTimeout(20*time.Second)))
+		_, err = chromedp.Run(tab, chromedp.Poll[chromedp.Void](timers+`.includes("max alive in")`, chromedp.WithPollingTimeout(20*time.Second)))
 		require.NoError(t, err)
 		first := text(t, tab, row("shop", "1")+` .c-timers`)
 		assert.Contains(t, first, "grace ends in")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/skewguard/skewguard/internal/apiwire"
+	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/traffic"
 )
@@ -44,11 +45,41 @@ type Traffic interface {
 // labels that match the state filter, the Active version first, then the newest recorded first.
 // Total counts every match, whatever the page; Limit and Offset are the page's.
 type VersionList struct {
-	App      registry.AppRef    `json:"app"`
-	Versions []registry.Version `json:"versions"`
-	Total    int                `json:"total"`
-	Limit    int                `json:"limit"`
-	Offset   int                `json:"offset"`
+	App      registry.AppRef `json:"app"`
+	Versions []ListedVersion `json:"versions"`
+	Total    int             `json:"total"`
+	Limit    int             `json:"limit"`
+	Offset   int             `json:"offset"`
+}
+
+// ListedVersion is a version of the list with, when known, how many pods its Service has:
+// PodsReady of PodsTotal endpoints of its EndpointSlices, from the informer cache (PodCounter),
+// both absent when unknown (no counter, the cache has not listed, the Service does not exist).
+type ListedVersion struct {
+	registry.Version
+	PodsReady *int `json:"podsReady,omitempty"`
+	PodsTotal *int `json:"podsTotal,omitempty"`
+}
+
+// PodCounter counts a Service's endpoints from an informer cache, without calling the API
+// server (kube.ReadinessWatcher); ok is false when the count is unknown.
+type PodCounter interface {
+	Pods(namespace, service string) (n kube.PodCount, ok bool)
+}
+
+// listed adds their pod counts to vs.
+func (s *Server) listed(vs []registry.Version) []ListedVersion {
+	out := make([]ListedVersion, len(vs))
+	for i, v := range vs {
+		out[i].Version = v
+		if s.opts.PodCounter == nil || v.ServiceName == "" || !v.State.Live() {
+			continue
+		}
+		if n, ok := s.opts.PodCounter.Pods(v.Namespace, v.ServiceName); ok {
+			out[i].PodsReady, out[i].PodsTotal = new(n.Ready), new(n.Total)
+		}
+	}
+	return out
 }
 
 func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) {
@@ -63,7 +94,7 @@ func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) {
 		s.registryError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, VersionList{App: app, Versions: nonNil(page.Versions), Total: page.Total,
+	writeJSON(w, http.StatusOK, VersionList{App: app, Versions: s.listed(page.Versions), Total: page.Total,
 		Limit: opts.Limit, Offset: opts.Offset})
 }
 

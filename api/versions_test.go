@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skewguard/skewguard/internal/config"
+	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/registry"
 	"github.com/skewguard/skewguard/internal/traffic"
 )
@@ -223,4 +224,56 @@ type mapLookuper map[string]string
 func (m mapLookuper) Lookup(key string) (string, bool) {
 	v, ok := m[key]
 	return v, ok
+}
+
+// fakePodCounter answers pod counts from a map of "namespace/service".
+type fakePodCounter map[string]kube.PodCount
+
+func (f fakePodCounter) Pods(namespace, service string) (kube.PodCount, bool) {
+	n, ok := f[namespace+"/"+service]
+	return n, ok
+}
+
+func TestListVersionsCountsPods(t *testing.T) {
+	h := newHarness(t, harnessOptions{podCounter: fakePodCounter{
+		"shop/web-v2": {Ready: 3, Total: 4},
+		"shop/web-v1": {Ready: 0, Total: 0},
+		"shop/web-v0": {Ready: 1, Total: 1}, // an expired version's count is never shown
+	}})
+	now := time.Now()
+	for _, v := range []registry.Version{
+		{Namespace: "shop", App: "web", Label: "0", State: registry.Expired, PendingAt: now.Add(-3 * time.Hour),
+			Placement: registry.Placement{ServiceName: "web-v0"}},
+		{Namespace: "shop", App: "web", Label: "1", State: registry.Draining, PendingAt: now.Add(-2 * time.Hour),
+			Placement: registry.Placement{ServiceName: "web-v1"}},
+		{Namespace: "shop", App: "web", Label: "2", State: registry.Active, PendingAt: now.Add(-time.Hour),
+			Placement: registry.Placement{ServiceName: "web-v2"}},
+		{Namespace: "shop", App: "web", Label: "3", State: registry.Pending, PendingAt: now,
+			Placement: registry.Placement{ServiceName: "web-v3"}}, // not in the cache: unknown
+	} {
+		h.reg.addVersion(v)
+	}
+	rec := h.do(t, "GET", "/api/v1/apps/shop/web/versions", tokenViewer, "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	var raw struct {
+		Versions []map[string]any `json:"versions"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &raw))
+	got := map[string][2]any{}
+	for _, v := range raw.Versions {
+		got[v["version"].(string)] = [2]any{v["podsReady"], v["podsTotal"]}
+		assert.Contains(t, v, "serviceName", "the version's own fields are still inline")
+	}
+	assert.Equal(t, map[string][2]any{
+		"2": {3.0, 4.0},
+		"1": {0.0, 0.0}, // known: no pod at all is a count, not an absence
+		"3": {nil, nil},
+		"0": {nil, nil},
+	}, got)
+
+	// Without a counter the fields are absent.
+	h = seeded(t, harnessOptions{})
+	rec = h.do(t, "GET", "/api/v1/apps/shop/web/versions", tokenViewer, "")
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.NotContains(t, rec.Body.String(), "pods")
 }

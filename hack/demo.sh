@@ -191,12 +191,12 @@ say "skewguard audit myapp/myapp 1"
 bin/skewguard audit myapp/myapp 1 | sed 's/^/           /'
 
 say "Done. Look around:"
-info "Panel:       http://$SG_ADDR/ui/   sign in with: $KUBECTL -n myapp create token demo-operator" \
+info "Panel:       http://$SG_ADDR/ui/   sign in with the token above, or a new one: KUBECONFIG=$KUBECONFIG $KUBECTL -n myapp create token demo-operator" \
      "Temporal UI (workflows, history, signals, updates): $SKEWGUARD_TEST_TEMPORAL_UI/namespaces/default/workflows?query=SkewApp%3D%22myapp%22" \
      "v1 lifecycle: $(ui_link 1)" \
      "Prometheus:  $PROMETHEUS_URL/graph   (try: sum by (service) (rate(traefik_service_requests_total[1m])))" \
      "Gateway:     curl -i $GW/myapp/version" \
      "kubectl:     KUBECONFIG=$KUBECONFIG $KUBECTL -n myapp get deploy,svc,pods,httproutes" \
-     "CLI:         SKEWGUARD_URL=$SKEWGUARD_URL SKEWGUARD_TOKEN=\$($KUBECTL -n myapp create token demo-operator) bin/skewguard versions myapp/myapp" \
+     "CLI:         SKEWGUARD_URL=$SKEWGUARD_URL SKEWGUARD_TOKEN=\$(KUBECONFIG=$KUBECONFIG $KUBECTL -n myapp create token demo-operator) bin/skewguard versions myapp/myapp" \
      "skewguard:   $LOG_DIR/demo-skewguard.log (pid $(cat "$PIDFILE"))" \
      "Stop:        make demo-down   (stops skewguard and the stack)"

@@ -120,8 +120,8 @@
   function makeRow(entry, label) {
     const c = {};
     const tr = el("tr", { "data-version": label });
-    const LABEL = { state: "State", since: "Since", service: "Service", rps: "Req/s", spark: "Traffic", pins: "Pinned by", timers: "Timers", actions: "Actions" };
-    for (const k of ["version", "state", "since", "service", "rps", "spark", "pins", "timers", "actions"]) {
+    const LABEL = { state: "State", since: "Since", service: "Service", pods: "Pods ready", rps: "Req/s", spark: "Traffic", pins: "Pinned by", timers: "Timers", actions: "Actions" };
+    for (const k of ["version", "state", "since", "service", "pods", "rps", "spark", "pins", "timers", "actions"]) {
       c[k] = el(k === "version" ? "th" : "td", k === "version" ? { scope: "row", class: "c-" + k } : { class: "c-" + k, "data-label": LABEL[k] });
       tr.append(c[k]);
     }
@@ -141,7 +141,7 @@
   }
   async function toggleAudit(entry, row, b) {
     if (row.audit) { row.audit.remove(); row.audit = null; b.setAttribute("aria-expanded", "false"); return; }
-    const td = el("td", { colspan: "9", class: "audit-cell" }, "loading…");
+    const td = el("td", { colspan: "10", class: "audit-cell" }, "loading…");
     row.audit = el("tr", { class: "audit-row" }, td);
     row.tr.after(row.audit); b.setAttribute("aria-expanded", "true");
     try {
@@ -158,6 +158,11 @@
     const since = v.state === "active" ? v.activeAt : v.state === "draining" ? v.drainingAt : v.state === "staged" ? v.stagedAt : v.state === "failed" ? v.failedAt : v.pendingAt;
     c.since.textContent = ago(since); c.since.title = since || "";
     c.service.textContent = v.serviceName ? `${v.serviceName}:${v.servicePort || ""}` : "—";
+    // Ready of all the pods behind the version's Service (its EndpointSlices), when the API knows.
+    const known = v.podsReady != null && v.podsTotal != null;
+    c.pods.textContent = known ? `${v.podsReady}/${v.podsTotal}` : "—";
+    c.pods.title = known ? `${v.podsReady} of ${v.podsTotal} pods ready` : "pods unknown";
+    c.pods.classList.toggle("short", known && v.podsReady < v.podsTotal);
     const last = row.rps && row.rps.points.length ? row.rps.points[row.rps.points.length - 1].rps : null;
     c.rps.textContent = last === null ? (v.lastRps != null ? v.lastRps.toFixed(2) : "—") : last.toFixed(2);
     c.pins.textContent = v.state === "active" ? "default" : `cookie ${a.cookieName || "__plt_dpl"}=${v.version} · header x-deployment-id · ?dpl=${v.version}`;
@@ -183,7 +188,7 @@
       tb.addEventListener("click", () => threshold(entry, tb)); tools.append(tb);
     } else tools.append(el("span", { class: "ro", text: "read only" }));
     const head = el("tr");
-    for (const t of ["Version", "State", "Since", "Service", "Req/s", "Traffic", "Pinned by", "Timers", "Actions"]) head.append(el("th", { scope: "col", text: t }));
+    for (const t of ["Version", "State", "Since", "Service", "Pods", "Req/s", "Traffic", "Pinned by", "Timers", "Actions"]) head.append(el("th", { scope: "col", text: t }));
     entry.tbody = el("tbody");
     entry.section = el("section", { class: "app", "data-app": `${a.namespace}/${a.name}`, "aria-label": `${a.namespace}/${a.name}` },
       el("div", { class: "app-head" }, h, tools), el("div", { class: "scroll" }, el("table", {}, el("thead", {}, head), entry.tbody)));

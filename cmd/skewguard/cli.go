@@ -155,7 +155,7 @@ func runVersions(ctx context.Context, args []string, stdout, _ io.Writer) error 
 	fmt.Fprintln(tw, "VERSION\tLIFE\tSTATE\tSERVICE\tDEPLOYED\tACTIVE\tDRAINING\tEXPIRED\tLAST RPS")
 	for _, v := range list.Versions {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Label, v.Life, v.State,
-			service(v), ago(now, &v.PendingAt), ago(now, v.ActiveAt), ago(now, v.DrainingAt), ago(now, v.ExpiredAt), rps(v))
+			service(v.Version), ago(now, &v.PendingAt), ago(now, v.ActiveAt), ago(now, v.DrainingAt), ago(now, v.ExpiredAt), rps(v.Version))
 	}
 	if len(list.Versions) == 0 {
 		fmt.Fprintf(tw, "(no versions of %s)\n", app)

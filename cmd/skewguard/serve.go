@@ -122,9 +122,18 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 		return err
 	}
 
+	// One informer cache of Services and EndpointSlices per process: the API counts each
+	// version's ready pods from it, the worker's activities wait on it.
+	var endpoints *kube.ReadinessWatcher
+	if r.api {
+		if endpoints, err = kube.NewReadinessWatcher(kc.Kube, cfg.Namespaces); err != nil {
+			return err
+		}
+	}
+
 	var handler http.Handler
 	if r.api {
-		h, err := startAPI(ctx, cfg, log, kc, store, temporal, allow, &ready, spawn)
+		h, err := startAPI(ctx, cfg, log, kc, store, temporal, allow, endpoints, &ready, spawn)
 		if err != nil {
 			return err
 		}
@@ -134,7 +143,8 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 		handler = api.OpsHandler(log, ready, cfg.MetricsAddress == "")
 	}
 	if r.worker {
-		deps := workerDeps{Temporal: tc, Registry: store, Kube: kc, Claims: allow, Logger: log.With("component", "worker")}
+		deps := workerDeps{Temporal: tc, Registry: store, Kube: kc, Claims: allow, Logger: log.With("component", "worker"),
+			Readiness: endpoints}
 		spawn("worker", func() error {
 			w, err := newWorker(cfg, deps)
 			if err != nil {
@@ -173,7 +183,8 @@ func runRole(ctx context.Context, name string, args []string, stderr io.Writer, 
 // startAPI builds the pod cache, detection, the pod watch and the API, and starts the cache
 // and the watch.
 func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube.Clients, store *registry.Store,
-	temporal *workflows.Client, allow *claims.Allowlist, ready *[]api.ReadyCheck, spawn func(string, func() error)) (http.Handler, error) {
+	temporal *workflows.Client, allow *claims.Allowlist, endpoints *kube.ReadinessWatcher, ready *[]api.ReadyCheck,
+	spawn func(string, func() error)) (http.Handler, error) {
 	cache, err := detect.NewCache(kc.Kube, cfg.Namespaces, 10*time.Minute)
 	if err != nil {
 		return nil, err
@@ -237,11 +248,15 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 		Synced:              cache.HasSynced,
 		TemporalUIURL:       strings.TrimRight(cfg.TemporalUIURL, "/"),
 		TemporalNamespace:   cfg.TemporalNamespace,
+		PodCounter:          endpoints,
 	})
 	if err != nil {
 		return nil, err
 	}
 	cache.Start(ctx)
+	// Pod counts are absent from the versions list until it has listed; no readiness check
+	// waits for it: the API works without them.
+	endpoints.Start(ctx)
 	spawn("pod watch", func() error {
 		if !cache.WaitForSync(ctx) {
 			return nil // stopping before the first list

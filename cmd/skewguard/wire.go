@@ -32,6 +32,9 @@ type workerDeps struct {
 	Claims *claims.Allowlist
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Readiness, when set, is the informer cache of Services and EndpointSlices the activities
+	// wait on, shared with the API's pod counts in one process (serve); nil builds one.
+	Readiness *kube.ReadinessWatcher
 }
 
 func (d workerDeps) logger() *slog.Logger {
@@ -87,9 +90,11 @@ func newActivities(cfg config.Config, deps workerDeps) (*activities.Activities, 
 		workloads.Gateway = deps.Kube.Gateway // Retire checks no route of ours still uses the Service
 	}
 	// Started by newWorker (or the first wait); it lives as long as the process.
-	ready, err := kube.NewReadinessWatcher(deps.Kube.Kube, cfg.Namespaces)
-	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
+	ready := deps.Readiness
+	if ready == nil {
+		if ready, err = kube.NewReadinessWatcher(deps.Kube.Kube, cfg.Namespaces); err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
 	}
 	ready.Probe = cfg.ReadinessTCPProbe
 	acts := &activities.Activities{

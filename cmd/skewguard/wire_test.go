@@ -51,6 +51,18 @@ func TestActivitiesNeedTheirClients(t *testing.T) {
 	require.NotNil(t, acts.Traffic)
 	assert.Contains(t, acts.Traffic.Template().String(), "traefik_service_requests_total")
 
+	// In one process (serve) the worker waits on the informer cache the API counts pods from.
+	shared, err := kube.NewReadinessWatcher(deps.Kube.Kube, nil)
+	require.NoError(t, err)
+	withShared := deps
+	withShared.Readiness = shared
+	acts, err = newActivities(cfg, withShared)
+	require.NoError(t, err)
+	assert.Same(t, shared, acts.Readiness)
+	acts, err = newActivities(cfg, deps)
+	require.NoError(t, err)
+	assert.NotSame(t, shared, acts.Readiness)
+
 	bad := defaultConfig(t, map[string]string{"PROMETHEUS_URL": "http://127.0.0.1:9090", "PLT_SKEW_TRAFFIC_QUERY": "{{.Nope}}"})
 	_, err = newActivities(bad, deps)
 	assert.ErrorContains(t, err, "render traffic query")

@@ -422,3 +422,55 @@ func (w *ReadinessWatcher) unsubscribe(key string, ch chan struct{}) {
 		delete(w.waiters, key)
 	}
 }
+
+// PodCount is how many endpoints (pods) a Service's EndpointSlices list, and how many of them
+// are ready.
+type PodCount struct {
+	Ready int
+	Total int
+}
+
+// Pods counts the endpoints of Service namespace/service across its EndpointSlices as the cache
+// has them now, without waiting and without calling the API server: an endpoint listed by
+// several slices (one per address family) counts once, by its target (the pod) or else its first
+// address; a nil ready condition is ready, as for Wait. ok is false when the count is unknown:
+// the namespace is not watched, the informers have not listed yet, or the Service is not in the
+// cache. Pods does not start the informers.
+func (w *ReadinessWatcher) Pods(namespace, service string) (PodCount, bool) {
+	s := w.scope(namespace)
+	if s == nil || !s.synced() {
+		return PodCount{}, false
+	}
+	if _, ok, err := s.services.GetIndexer().GetByKey(namespace + "/" + service); err != nil || !ok {
+		return PodCount{}, false
+	}
+	objs, _ := s.slices.GetIndexer().ByIndex(sliceServiceIndex, namespace+"/"+service)
+	seen := map[string]bool{} // endpoint → ready
+	for _, o := range objs {
+		es, ok := o.(*discoveryv1.EndpointSlice)
+		if !ok {
+			continue
+		}
+		for _, ep := range es.Endpoints {
+			var key string
+			switch {
+			case ep.TargetRef != nil && ep.TargetRef.Name != "":
+				key = ep.TargetRef.Kind + "/" + ep.TargetRef.Namespace + "/" + ep.TargetRef.Name
+			case len(ep.Addresses) > 0:
+				key = "addr/" + ep.Addresses[0]
+			default:
+				continue
+			}
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			seen[key] = seen[key] || ready
+		}
+	}
+	var c PodCount
+	for _, ready := range seen {
+		c.Total++
+		if ready {
+			c.Ready++
+		}
+	}
+	return c, true
+}

@@ -107,3 +107,44 @@ func TestReadinessKey(t *testing.T) {
 	_, ok = readinessKey(&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "x"}})
 	assert.False(t, ok, "a slice of no Service")
 }
+
+func TestReadinessWatcherPods(t *testing.T) {
+	pod := func(name, addr string, ready *bool) discoveryv1.Endpoint {
+		e := endpoint(addr, ready)
+		e.TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: name}
+		return e
+	}
+	v4 := slice("ns", "myapp-42", "s4", "http", 8080, pod("a", "10.0.0.1", ptr.To(true)), pod("b", "10.0.0.2", ptr.To(false)),
+		pod("c", "10.0.0.3", nil), endpoint("10.0.0.9", ptr.To(true)))
+	// The same pods in the IPv6 slice count once; b is ready there (a race between slices).
+	v6 := slice("ns", "myapp-42", "s6", "http", 8080, pod("a", "fd00::1", ptr.To(true)), pod("b", "fd00::2", ptr.To(true)))
+	v6.AddressType = discoveryv1.AddressTypeIPv6
+	other := slice("ns", "other", "o1", "http", 8080, pod("z", "10.0.1.1", ptr.To(true)))
+	c := fake.NewClientset(service("ns", "myapp-42", corev1.ServicePort{Name: "http", Port: 80}), v4, v6, other)
+	w, err := NewReadinessWatcher(c, []string{"ns"})
+	require.NoError(t, err)
+	defer w.Stop()
+
+	_, ok := w.Pods("ns", "myapp-42")
+	assert.False(t, ok, "unknown before the informers list")
+	w.Start(t.Context())
+	require.Eventually(t, w.HasSynced, 10*time.Second, 10*time.Millisecond)
+
+	n, ok := w.Pods("ns", "myapp-42")
+	require.True(t, ok)
+	assert.Equal(t, PodCount{Ready: 4, Total: 4}, n, "a, b (ready in one slice), c (no condition) and one bare address")
+	_, ok = w.Pods("ns", "other")
+	assert.False(t, ok, "slices without their Service in the cache: unknown")
+	_, ok = w.Pods("elsewhere", "myapp-42")
+	assert.False(t, ok, "a namespace not watched: unknown")
+
+	// Counts follow the cache.
+	v4.Endpoints[0].Conditions.Ready = ptr.To(false)
+	v6.Endpoints[0].Conditions.Ready = ptr.To(false)
+	_, err = c.DiscoveryV1().EndpointSlices("ns").Update(t.Context(), v4, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	_, err = c.DiscoveryV1().EndpointSlices("ns").Update(t.Context(), v6, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { n, _ := w.Pods("ns", "myapp-42"); return n == PodCount{Ready: 3, Total: 4} },
+		10*time.Second, 10*time.Millisecond)
+}
