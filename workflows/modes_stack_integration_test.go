@@ -161,6 +161,10 @@ func TestAdviseModeOnTheRealStack(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, routes.Items, "advise mode writes no HTTPRoute")
 	assert.Equal(t, registry.Pending, s.state("v1").State, "not Active before the plan is applied")
+	s.eventually(10*time.Second, "v1's workflow details name its plan", func() (bool, string) {
+		w := s.state("v1").WaitingFor
+		return strings.Contains(w, "advise mode") && strings.Contains(w, "skewguard plan "+s.ns+"/"+app+" v1"), w
+	})
 	s.eventually(10*time.Second, "a PlanPublished Event on v1's Deployment", func() (bool, string) {
 		evs, err := s.kube.Kube.EventsV1().Events(s.ns).List(t.Context(), metav1.ListOptions{})
 		if err != nil {

@@ -268,6 +268,7 @@ func (w *lifecycle) enterDraining(ctx workflow.Context, drainingAt time.Time, by
 // the lifecycle and also comes back as a *refusal. Other errors stop the workflow.
 func (w *lifecycle) change(ctx workflow.Context, step any, name string, actor registry.Actor, reason string) (activities.TransitionResult, error) {
 	var res activities.TransitionResult
+	w.advisePlan(ctx, name)
 	err := workflow.ExecuteActivity(planOptions(ctx, registryOptions, name), step, activities.TransitionInput{
 		Ref: w.in.Ref, VersionID: w.versionID, Actor: actor, Reason: reason, From: w.state,
 	}).Get(ctx, &res)
@@ -398,6 +399,7 @@ const (
 func (w *lifecycle) retire(ctx workflow.Context, actor registry.Actor, reason string) {
 	pause := retireRetryFirst
 	for refused := 0; ; refused++ {
+		w.advisePlan(ctx, "retire")
 		err := workflow.ExecuteActivity(planOptions(ctx, kubeOptions, "retire workloads"), a.Retire, activities.RetireInput{
 			Ref: w.in.Ref, ServiceName: w.in.ServiceName, Delete: w.policy.AutoCleanup, Actor: actor, Reason: reason,
 		}).Get(ctx, nil)
@@ -514,4 +516,25 @@ func (w *lifecycle) audit(ctx workflow.Context, event string, actor registry.Act
 	if err != nil {
 		w.logger.Warn("audit not written", "event", event, "error", err)
 	}
+}
+
+// advisePlan, in advise mode, says in the workflow's details that the step's plan is published
+// and awaited (the step's activity publishes it and waits until the cluster shows it applied).
+// The details are metadata, not a command: replay is unaffected. The mode is the one the
+// lifecycle last loaded; the activity reads the app's current mode itself.
+func (w *lifecycle) advisePlan(ctx workflow.Context, step string) {
+	if w.policy.Mode != registry.ModeAdvise {
+		return
+	}
+	w.setDetails(ctx, fmt.Sprintf("**%s**, advise mode: the `%s` step is published as a plan (`skewguard plan %s/%s %s -o yaml`, "+
+		"`GET …/versions/%s/plan`, Event `PlanPublished`); waiting until the cluster shows it applied, or a newer plan supersedes it.",
+		stateTitle(cmp.Or(w.state, registry.Pending)), step, w.in.Ref.Namespace, w.in.Ref.App, w.in.Ref.Label, w.in.Ref.Label))
+}
+
+// stateTitle is a state as the details write it: "Active" for active.
+func stateTitle(s registry.State) string {
+	if s == "" {
+		return ""
+	}
+	return strings.ToUpper(string(s[:1])) + string(s[1:])
 }
