@@ -376,3 +376,57 @@ func (w Workloads) FollowAdoptedTemplate(ctx context.Context, a Adoption) (Templ
 	}
 	return out, err
 }
+
+// AdoptedBackendGone reports whether the adopted version app@version has lost its pods for
+// good: its adopted Deployment (deployment) rolled in place to another pod template, which is
+// now its newest revision, and no pod of the template our Service selects is left (none that
+// is not terminating). A request pinned to that version could only get a 503 until it expires.
+// Our Service gone counts as gone too. A Deployment that still runs the adopted template
+// (scaled down, or beside a labelled version) is not: it may come back.
+func (w Workloads) AdoptedBackendGone(ctx context.Context, namespace, app, version, deployment string) (bool, string, error) {
+	name, err := AdoptedServiceName(app, version)
+	if err != nil {
+		return false, "", err
+	}
+	svc, err := w.Client.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, fmt.Sprintf("its Service %s is gone", name), nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("get adopted Service %s/%s: %w", namespace, name, err)
+	}
+	hash := svc.Spec.Selector[PodTemplateHashLabel]
+	if svc.Labels[AdoptedLabel] != "true" || hash == "" {
+		return false, "", nil
+	}
+	current, depGone := "", false
+	dep, err := w.Client.AppsV1().Deployments(namespace).Get(ctx, deployment, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		depGone = true
+	case err != nil:
+		return false, "", fmt.Errorf("get adopted Deployment %s/%s: %w", namespace, deployment, err)
+	default:
+		if current, err = w.currentTemplateHash(ctx, dep); err != nil {
+			return false, "", err
+		}
+		if current == hash {
+			return false, "", nil
+		}
+	}
+	pods, err := w.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(
+		labels.Set{AppLabel: app, PodTemplateHashLabel: hash}).String()})
+	if err != nil {
+		return false, "", fmt.Errorf("list pods of adopted %s/%s@%s: %w", namespace, app, version, err)
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			return false, "", nil
+		}
+	}
+	if depGone || current == "" {
+		return true, fmt.Sprintf("Deployment %s is gone and no pod of pod template %s is left", deployment, hash), nil
+	}
+	return true, fmt.Sprintf("Deployment %s rolled in place from pod template %s to %s and no pod of %s is left",
+		deployment, hash, current, hash), nil
+}

@@ -295,3 +295,55 @@ func TestFollowAdoptedTemplateMovesOurServiceToTheNewestTemplateOnly(t *testing.
 	assert.False(t, got.Moved)
 	assert.Contains(t, got.Why, "is gone")
 }
+
+// An adopted version's pods are gone for good only when its Deployment's newest revision is
+// another template and no pod of its own template is left (terminating ones do not count).
+func TestAdoptedBackendGone(t *testing.T) {
+	podOf := func(name, hash string, terminating bool) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name,
+			Labels: map[string]string{AppLabel: "myapp", PodTemplateHashLabel: hash}}}
+		if terminating {
+			p.DeletionTimestamp = &metav1.Time{}
+			p.Finalizers = []string{"test"}
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name   string
+		hashes []string // the Deployment's ReplicaSets, by revision; nil: no Deployment
+		pods   []*corev1.Pod
+		gone   string // "" : not gone
+	}{
+		{"still runs the adopted template", []string{"5d8f7c9b6"}, nil, ""},
+		{"still runs it, beside a later one", []string{"77aa88bb9", "5d8f7c9b6"}, nil, ""},
+		{"rolled, an old pod left", []string{"5d8f7c9b6", "77aa88bb9"}, []*corev1.Pod{podOf("a", "5d8f7c9b6", false)}, ""},
+		{"rolled, old pods terminating", []string{"5d8f7c9b6", "77aa88bb9"},
+			[]*corev1.Pod{podOf("a", "5d8f7c9b6", true), podOf("b", "77aa88bb9", false)},
+			"Deployment myapp rolled in place from pod template 5d8f7c9b6 to 77aa88bb9 and no pod of 5d8f7c9b6 is left"},
+		{"Deployment deleted, no pod", nil, nil, "Deployment myapp is gone and no pod of pod template 5d8f7c9b6 is left"},
+		{"Deployment deleted, a pod left", nil, []*corev1.Pod{podOf("a", "5d8f7c9b6", false)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fake.NewClientset()
+			if tc.hashes != nil {
+				for _, o := range adoptedObjects("myapp", 2, tc.hashes...) {
+					require.NoError(t, c.Tracker().Add(o))
+				}
+			}
+			for _, p := range tc.pods {
+				require.NoError(t, c.Tracker().Add(p))
+			}
+			w := Workloads{Client: c}
+			_, err := w.EnsureAdoptedService(t.Context(), adoption())
+			require.NoError(t, err)
+			gone, why, err := w.AdoptedBackendGone(t.Context(), "ns", "myapp", "v1.4.2", "myapp")
+			require.NoError(t, err)
+			assert.Equal(t, tc.gone != "", gone, why)
+			assert.Equal(t, tc.gone, why)
+		})
+	}
+	gone, why, err := Workloads{Client: fake.NewClientset()}.AdoptedBackendGone(t.Context(), "ns", "myapp", "v1.4.2", "myapp")
+	require.NoError(t, err)
+	assert.True(t, gone, "our Service deleted")
+	assert.Contains(t, why, "is gone")
+}
