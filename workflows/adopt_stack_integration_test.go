@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -194,6 +195,77 @@ func TestAdoptedDeploymentRolledInPlaceKeepsItsPods(t *testing.T) {
 			assert.Contains(t, newPods, pod, "request %d pinned to %q reached a new pod", i, pin)
 		}
 	}
+}
+
+// TestAdoptedDeploymentRolledToANewImageExpiresTheOldVersion: the team rolls the adopted
+// Deployment in place to a new image. The new pods are adopted as a new version, which becomes
+// Active; the old version is Draining, but the rollout removes its pods, so a request pinned to
+// it could only get a 503 until it expired. It is expired at once instead (well within its
+// two-minute grace period, with the reason in the audit trail), so pinned requests fall back to
+// the Active version; the team's Deployment, running the new version, is not scaled down.
+func TestAdoptedDeploymentRolledToANewImageExpiresTheOldVersion(t *testing.T) {
+	s := newStack(t, map[string]string{"PLT_SKEW_HTTP_GRACE_PERIOD_MS": "120000"})
+	const adopted, next = "v1.6.0", "v1.7.0"
+	t.Cleanup(func() {
+		for _, v := range []string{adopted, next} {
+			_ = s.temporal.TerminateWorkflow(context.Background(), workflows.WorkflowID(s.ref(v)), "", "test done")
+		}
+	})
+	kc := s.kube.Kube
+	ctx := t.Context()
+	adoptRunning(t, s, adopted)
+
+	rolledAt := time.Now()
+	_, err := kc.AppsV1().Deployments(s.ns).Patch(ctx, app, types.StrategicMergePatchType,
+		[]byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"echo:`+next+`"}]}}}}`),
+		metav1.PatchOptions{})
+	require.NoError(t, err)
+	s.eventually(60*time.Second, "the new image adopted and Active", func() (bool, string) {
+		v, err := s.reg.GetVersion(ctx, s.ref(next))
+		if err != nil {
+			return false, err.Error()
+		}
+		return v.State == registry.Active, string(v.State)
+	})
+	s.eventually(60*time.Second, "the old adopted version expired", func() (bool, string) {
+		v, err := s.reg.GetVersion(ctx, s.ref(adopted))
+		require.NoError(t, err)
+		return v.State == registry.Expired, string(v.State)
+	})
+	t.Logf("the old adopted version expired %s after the rollout began (grace period 120s)", time.Since(rolledAt).Round(time.Millisecond))
+	assert.Less(t, time.Since(rolledAt), 120*time.Second, "expired before its grace period ended")
+	trail, err := s.reg.Audit(ctx, s.ref(adopted))
+	require.NoError(t, err)
+	var reasons []string
+	for _, e := range trail {
+		reasons = append(reasons, e.Reason)
+	}
+	assert.Condition(t, func() bool {
+		return slices.ContainsFunc(reasons, func(r string) bool {
+			return strings.Contains(r, "adopted pods gone: Deployment "+app+" rolled in place from pod template")
+		})
+	}, "the expiry says why: %q", reasons)
+
+	s.eventually(30*time.Second, "the rollout done", func() (bool, string) {
+		pods := podNames(t, kc, s.ns, kube.AppLabel+"="+app)
+		return len(readyPods(t, kc, s.ns, kube.AppLabel+"="+app)) == 2 && len(pods) == 2, fmt.Sprint(pods)
+	})
+	newPods := podNames(t, kc, s.ns, kube.AppLabel+"="+app)
+	theirs, err := kube.AdoptedServiceName(app, next)
+	require.NoError(t, err)
+	s.waitRouting(routing{Default: theirs})
+	s.eventually(30*time.Second, "a request pinned to the expired version reaches the Active one", func() (bool, string) {
+		pod, err := servedByPin(s, adopted)
+		return err == nil && slices.Contains(newPods, pod), fmt.Sprint(pod, err)
+	})
+	for i := range 10 {
+		pod, err := servedByPin(s, adopted)
+		require.NoError(t, err, "request %d pinned to the expired version", i)
+		assert.Contains(t, newPods, pod)
+	}
+	d, err := kc.AppsV1().Deployments(s.ns).Get(ctx, app, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, int32(2), *d.Spec.Replicas, "the Deployment runs the new version: not scaled down")
 }
 
 // watchReadyEndpoints watches the EndpointSlices of Service svc and returns a function that
