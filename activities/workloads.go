@@ -266,3 +266,24 @@ func (a *Activities) ReportEvent(ctx context.Context, in EventInput) error {
 	}
 	return err
 }
+
+// AdoptedGoneInput names an adopted version and the Deployment it was adopted from.
+type AdoptedGoneInput struct {
+	Ref        registry.VersionRef `json:"ref"`
+	Deployment string              `json:"deployment"`
+}
+
+// AdoptedGone says whether an adopted version lost its pods for good, and why.
+type AdoptedGone struct {
+	Gone   bool   `json:"gone"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// AdoptedBackendGone reports whether the adopted version in.Ref lost its pods for good: its
+// Deployment rolled in place to another pod template and no pod of the adopted one is left
+// (kube.Workloads.AdoptedBackendGone). A Draining version in that state is expired at once:
+// its pinned requests then go to the Active version instead of getting 503.
+func (a *Activities) AdoptedBackendGone(ctx context.Context, in AdoptedGoneInput) (AdoptedGone, error) {
+	gone, why, err := a.Workloads.AdoptedBackendGone(ctx, in.Ref.Namespace, in.Ref.App, in.Ref.Label, in.Deployment)
+	return AdoptedGone{Gone: gone, Reason: why}, err
+}

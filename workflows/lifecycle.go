@@ -417,8 +417,19 @@ func (w *lifecycle) draining(ctx workflow.Context) error {
 		if !now.Before(maxAt) {
 			return w.expire(ctx, w.self, fmt.Sprintf("max alive %s reached (draining since %s)", w.policy.MaxAlive, stamp(w.drainingAt)))
 		}
+		adopted := w.watchesAdoptedPods(ctx)
+		if adopted {
+			if gone, why := w.adoptedBackendGone(ctx); gone {
+				return w.expire(ctx, w.self, "adopted pods gone: "+why)
+			}
+		}
 		if now.Before(graceEnd) {
 			w.nextCheck = minTime(graceEnd, maxAt)
+			if adopted {
+				// The adopted Deployment may roll away during the grace period: look again
+				// every check interval.
+				w.nextCheck = minTime(w.nextCheck, now.Add(w.checkInterval()))
+			}
 			w.setDetails(ctx, fmt.Sprintf("**Draining** since %s (superseded by `%s`): grace period, no traffic checks until %s. Expires at the latest at %s (max alive %s).",
 				stamp(w.drainingAt), w.by, stamp(w.nextCheck), stamp(maxAt), w.policy.MaxAlive))
 			if ev := w.wait(ctx, w.nextCheck, nil); ev.kind != eventTimer {
@@ -453,6 +464,42 @@ func (w *lifecycle) draining(ctx workflow.Context) error {
 		}
 	}
 	return nil
+}
+
+// watchesAdoptedPods reports whether the Draining version is adopted (its backend is the pods
+// of a Deployment's pod template, which an in-place rollout of that Deployment removes) and
+// runs code that looks for that: then it is expired at once when its pods are gone for good,
+// since a request pinned to it could only get a 503, while the Active version would serve it.
+func (w *lifecycle) watchesAdoptedPods(ctx workflow.Context) bool {
+	return w.in.AdoptedDeployment != "" &&
+		workflow.GetVersion(ctx, "adopted-rollout", workflow.DefaultVersion, 1) == 1
+}
+
+// adoptedBackendGone asks whether the adopted version's pods are gone for good (see
+// activities.AdoptedBackendGone). A failed check says no: the version keeps draining as before.
+func (w *lifecycle) adoptedBackendGone(ctx workflow.Context) (bool, string) {
+	actCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		HeartbeatTimeout:    lostWorkerWithin,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2},
+		Summary:             "look for the adopted pods",
+	})
+	var r activities.AdoptedGone
+	err := workflow.ExecuteActivity(actCtx, a.AdoptedBackendGone, activities.AdoptedGoneInput{Ref: w.in.Ref,
+		Deployment: w.in.AdoptedDeployment}).Get(ctx, &r)
+	if err != nil {
+		w.logger.Warn("looking for the adopted pods failed; the version keeps draining", "error", err)
+		return false, ""
+	}
+	return r.Gone, r.Reason
+}
+
+// checkInterval is the policy's check interval, a minute if unset.
+func (w *lifecycle) checkInterval() time.Duration {
+	if w.policy.CheckInterval <= 0 {
+		return time.Minute
+	}
+	return w.policy.CheckInterval
 }
 
 // timeline returns when the grace period ends, when the first reading may be taken (grace end +

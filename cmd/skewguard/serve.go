@@ -197,6 +197,7 @@ func startAPI(ctx context.Context, cfg config.Config, log *slog.Logger, kc *kube
 		Registry: live, Starter: temporal, Lookup: cache, Enabled: cfg.SkewProtection,
 		VersionFromImage: cfg.VersionFromImage,
 		Adopter:          kube.Workloads{Client: kc.Kube}, // only Deployments annotated plt.dev/adopt=true
+		Audit:            store.AppendAudit,
 		ModeOf: func(ctx context.Context, app registry.AppRef) (string, error) {
 			p, err := store.GetPolicy(ctx, app)
 			return activities.ModeOf(cfg, p), err

@@ -173,3 +173,98 @@ func (d *Detector) adoptionRefused(ctx context.Context, ref registry.VersionRef)
 	return fmt.Sprintf("adoption creates a Service (%s), which mode %s does not allow: switch the app to manage, "+
 		"or give the version a Deployment and Service of its own labelled plt.dev/version", name, mode), nil
 }
+
+// TemplateFollower moves the Service of an adopted version to the adopted Deployment's newest
+// pod template when it still runs the same version (kube.Workloads implements it). An Adopter
+// that is not one never follows: an in-place rollout with the same image then leaves the
+// version's Service without pods.
+type TemplateFollower interface {
+	FollowAdoptedTemplate(ctx context.Context, a kube.Adoption) (kube.TemplateFollowed, error)
+}
+
+// serviceGetter reads a Service from the informer cache (Cache implements it), so that a pod
+// of the template our Service selects already costs no API call.
+type serviceGetter interface {
+	Service(namespace, name string) (*corev1.Service, bool)
+}
+
+// Service returns the cached Service namespace/name.
+func (c *Cache) Service(namespace, name string) (*corev1.Service, bool) {
+	for _, s := range c.scopes {
+		if svc, err := s.svcList.Services(namespace).Get(name); err == nil {
+			return svc, true
+		}
+	}
+	return nil, false
+}
+
+// AuditTemplateFollowed is the audit event of an adopted version whose Service moved to its
+// Deployment's new pod template.
+const AuditTemplateFollowed = "adopted-template-followed"
+
+// followTemplate keeps live, an adopted version, on its Deployment's current pod template. pod,
+// Ready (the pod watch looks at Ready pods only), runs live's version under live's adopted
+// Deployment; when its pod-template-hash is not the one our Service selects, the Deployment
+// rolled in place to a new template with the same image (an env change): the version is the
+// same, so our Service follows the newest template (kube.FollowAdoptedTemplate: only to the
+// Deployment's newest revision). It moves when the first pod of the new template is Ready,
+// while the rollout still keeps old pods up to its maxUnavailable, so the Service always has
+// Ready endpoints unless the rollout itself removes every old pod first (maxUnavailable 100%,
+// or the Recreate strategy), and then only until the first new pod is Ready. An error is
+// returned only when it is worth retrying; a refusal is logged.
+func (d *Detector) followTemplate(ctx context.Context, pod *corev1.Pod, live registry.Version, adopted bool,
+	t AdoptionTarget, source string) error {
+	follower, ok := d.opts.Adopter.(TemplateFollower)
+	if !adopted || !ok || live.AdoptedDeployment == "" || live.AdoptedDeployment != t.Deployment {
+		return nil
+	}
+	if sg, ok := d.opts.Lookup.(serviceGetter); ok && live.ServiceName != "" {
+		if svc, ok := sg.Service(pod.Namespace, live.ServiceName); ok &&
+			svc.Spec.Selector[kube.PodTemplateHashLabel] == t.PodTemplateHash {
+			return nil // the template our Service selects: the common case, no API call
+		}
+	}
+	ref := live.Ref()
+	log := d.opts.Logger.With("pod", pod.Namespace+"/"+pod.Name, "app", ref.App, "version", ref.Label,
+		"deployment", t.Deployment, "podTemplateHash", t.PodTemplateHash)
+	if refusal, err := d.adoptionRefused(ctx, ref); err != nil {
+		return err
+	} else if refusal != "" {
+		log.Warn("the adopted Deployment rolled to a new pod template of the same version, but its Service is not moved",
+			"reason", refusal)
+		return nil
+	}
+	team, ok := d.opts.Lookup.(AdoptionLookup).TeamServiceFor(pod)
+	if !ok {
+		log.Warn("the adopted Deployment rolled to a new pod template, but no Service of the team selects its pods: " +
+			"the version's Service is not moved")
+		return nil
+	}
+	got, err := follower.FollowAdoptedTemplate(ctx, kube.Adoption{Namespace: ref.Namespace, App: ref.App,
+		Version: ref.Label, Deployment: t.Deployment, PodTemplateHash: t.PodTemplateHash, Ports: team.Spec.Ports})
+	switch {
+	case errors.Is(err, kube.ErrAdoptionConflict):
+		log.Warn("the adopted version's Service is not moved to the new pod template", "error", err)
+		return nil
+	case err != nil:
+		return err
+	case !got.Moved:
+		if got.Why != "" {
+			log.Debug("the adopted version's Service is left on its pod template", "reason", got.Why)
+		}
+		return nil
+	}
+	reason := fmt.Sprintf("Deployment %s rolled in place to pod template %s with the same image: Service %s moved "+
+		"from pod template %s, so the version keeps its pods", t.Deployment, t.PodTemplateHash, got.Service, got.From)
+	log.Info("adopted version follows its Deployment's new pod template", "service", got.Service, "from", got.From)
+	if d.opts.Audit != nil {
+		actor := registry.Actor{Type: registry.ActorPod, ID: pod.Namespace + "/" + pod.Name, Name: source}
+		detail := map[string]string{"deployment": t.Deployment, "service": got.Service, "fromPodTemplateHash": got.From,
+			"toPodTemplateHash": t.PodTemplateHash}
+		if err := d.opts.Audit(ctx, ref, AuditTemplateFollowed, actor, reason, detail); err != nil {
+			// The move is done and will not be repeated: the audit entry is lost, not the traffic.
+			log.Error("recording the move in the audit trail failed", "error", err)
+		}
+	}
+	return nil
+}

@@ -145,6 +145,11 @@ type Options struct {
 	// Adoption writes a Service, so it happens in manage mode only: in the others it is refused
 	// (no_service, with the reason) and nothing is written. Nil: every app is managed.
 	ModeOf func(ctx context.Context, app registry.AppRef) (string, error)
+	// Audit, when set, records an event in a version's audit trail (registry.Store.AppendAudit):
+	// detection records there that an adopted version followed its Deployment to a new pod
+	// template. Nil: only logged.
+	Audit func(ctx context.Context, ref registry.VersionRef, event string, actor registry.Actor, reason string,
+		detail any) error
 	// DedupeTTL is how long a started version is not started again by this process.
 	DedupeTTL time.Duration
 	// PodRecordTTL is how long a pod recorded against a live version is not written again
@@ -242,6 +247,9 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 		return finish(OutcomeError, "", err)
 	}
 	if ok {
+		if err := d.followTemplate(ctx, pod, live, adopting && res.FromImage, target, source); err != nil {
+			return finish(OutcomeError, "", err)
+		}
 		return d.fastPath(ctx, pod, live, finish)
 	}
 	if err := d.opts.Registry.UpsertPod(ctx, registry.Pod{ID: pod.Name, Namespace: pod.Namespace}); err != nil {
@@ -257,6 +265,9 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, source string, h
 	}
 	if found && newest.State.Live() {
 		// Recorded between the two reads: the workflow's first activity has just run.
+		if err := d.followTemplate(ctx, pod, newest, adopting && res.FromImage, target, source); err != nil {
+			return finish(OutcomeError, "", err)
+		}
 		return d.fastPath(ctx, pod, newest, finish)
 	}
 	if found && predatesExpiry(pod, newest) {

@@ -291,3 +291,142 @@ func (w Workloads) currentTemplateHash(ctx context.Context, dep *appsv1.Deployme
 	}
 	return hash, nil
 }
+
+// TemplateFollowed says what FollowAdoptedTemplate did.
+type TemplateFollowed struct {
+	// Service is our Service's name; From the pod-template-hash it selected before.
+	Service string
+	From    string
+	// Moved: our Service now selects Adoption.PodTemplateHash and did not before.
+	Moved bool
+	// Why, when nothing moved although the hashes differ, says why it was left alone.
+	Why string
+}
+
+// FollowAdoptedTemplate moves the Service of the adopted version a.Version to a.PodTemplateHash
+// when the adopted Deployment rolled in place to a new pod template that runs the same version
+// (the same image, another env): the version follows its Deployment, else the rollout would
+// leave our Service selecting a ReplicaSet scaled to 0. It moves only our Service for that app,
+// version and Deployment (an ErrAdoptionConflict otherwise), and only when a.PodTemplateHash is
+// the Deployment's newest revision (a leftover pod of an older template never moves it back; a
+// rollback, which makes the old template the newest revision again, does). The update carries
+// the resourceVersion read, so a concurrent change is read again and judged afresh. Safe to
+// repeat: a Service that selects a.PodTemplateHash already is left as it is.
+func (w Workloads) FollowAdoptedTemplate(ctx context.Context, a Adoption) (TemplateFollowed, error) {
+	want, err := AdoptedService(a)
+	if err != nil {
+		return TemplateFollowed{}, err
+	}
+	out := TemplateFollowed{Service: want.Name}
+	svcs := w.Client.CoreV1().Services(a.Namespace)
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		out = TemplateFollowed{Service: want.Name}
+		got, err := svcs.Get(ctx, want.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		out.From = got.Spec.Selector[PodTemplateHashLabel]
+		// Ours for this app, version and Deployment, selecting the app and one template.
+		mine := want.DeepCopy()
+		mine.Spec.Selector = map[string]string{AppLabel: a.App, PodTemplateHashLabel: out.From}
+		if why := notOurs(got, mine); why != "" || out.From == "" {
+			if why == "" {
+				why = fmt.Sprintf("selects %v, without a %s", got.Spec.Selector, PodTemplateHashLabel)
+			}
+			return fmt.Errorf("%w: Service %s/%s %s; skewguard leaves it alone", ErrAdoptionConflict, a.Namespace,
+				want.Name, why)
+		}
+		if out.From == a.PodTemplateHash {
+			return nil
+		}
+		dep, err := w.Client.AppsV1().Deployments(a.Namespace).Get(ctx, a.Deployment, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			out.Why = fmt.Sprintf("Deployment %s is gone", a.Deployment)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("get adopted Deployment %s/%s: %w", a.Namespace, a.Deployment, err)
+		}
+		current, err := w.currentTemplateHash(ctx, dep)
+		if err != nil {
+			return err
+		}
+		if current != a.PodTemplateHash {
+			out.Why = fmt.Sprintf("pod template %s is not Deployment %s's newest revision (%q is)", a.PodTemplateHash,
+				a.Deployment, current)
+			return nil
+		}
+		upd := got.DeepCopy()
+		upd.Spec.Selector = maps.Clone(got.Spec.Selector)
+		upd.Spec.Selector[PodTemplateHashLabel] = a.PodTemplateHash
+		// got's resourceVersion is the precondition: a Service changed since it was read is a
+		// conflict, read and judged again.
+		if _, err := svcs.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		out.Moved = true
+		return nil
+	})
+	if apierrors.IsNotFound(err) {
+		return TemplateFollowed{Service: want.Name, Why: fmt.Sprintf("Service %s is gone", want.Name)}, nil
+	}
+	if err != nil && !errors.Is(err, ErrAdoptionConflict) {
+		return out, fmt.Errorf("move Service %s/%s of adopted %s@%s to pod template %s: %w", a.Namespace, want.Name,
+			a.App, a.Version, a.PodTemplateHash, err)
+	}
+	return out, err
+}
+
+// AdoptedBackendGone reports whether the adopted version app@version has lost its pods for
+// good: its adopted Deployment (deployment) rolled in place to another pod template, which is
+// now its newest revision, and no pod of the template our Service selects is left (none that
+// is not terminating). A request pinned to that version could only get a 503 until it expires.
+// Our Service gone counts as gone too. A Deployment that still runs the adopted template
+// (scaled down, or beside a labelled version) is not: it may come back.
+func (w Workloads) AdoptedBackendGone(ctx context.Context, namespace, app, version, deployment string) (bool, string, error) {
+	name, err := AdoptedServiceName(app, version)
+	if err != nil {
+		return false, "", err
+	}
+	svc, err := w.Client.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, fmt.Sprintf("its Service %s is gone", name), nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("get adopted Service %s/%s: %w", namespace, name, err)
+	}
+	hash := svc.Spec.Selector[PodTemplateHashLabel]
+	if svc.Labels[AdoptedLabel] != "true" || hash == "" {
+		return false, "", nil
+	}
+	current, depGone := "", false
+	dep, err := w.Client.AppsV1().Deployments(namespace).Get(ctx, deployment, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		depGone = true
+	case err != nil:
+		return false, "", fmt.Errorf("get adopted Deployment %s/%s: %w", namespace, deployment, err)
+	default:
+		if current, err = w.currentTemplateHash(ctx, dep); err != nil {
+			return false, "", err
+		}
+		if current == hash {
+			return false, "", nil
+		}
+	}
+	pods, err := w.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(
+		labels.Set{AppLabel: app, PodTemplateHashLabel: hash}).String()})
+	if err != nil {
+		return false, "", fmt.Errorf("list pods of adopted %s/%s@%s: %w", namespace, app, version, err)
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			return false, "", nil
+		}
+	}
+	if depGone || current == "" {
+		return true, fmt.Sprintf("Deployment %s is gone and no pod of pod template %s is left", deployment, hash), nil
+	}
+	return true, fmt.Sprintf("Deployment %s rolled in place from pod template %s to %s and no pod of %s is left",
+		deployment, hash, current, hash), nil
+}

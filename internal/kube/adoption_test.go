@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 )
 
@@ -215,4 +216,134 @@ func TestRetireAnAdoptedVersionLeavesARolledDeploymentAlone(t *testing.T) {
 	assert.Equal(t, int32(3), replicas(t, c, "ns", "myapp"))
 	_, err = c.CoreV1().Services("ns").Get(t.Context(), ours.Name, metav1.GetOptions{})
 	assert.True(t, apierrors.IsNotFound(err))
+}
+
+// An adopted Deployment rolled in place with the same image and a new pod template (an env
+// change): the version is the same, and our Service follows the Deployment's newest template,
+// once; never to an older one; never a Service that is not ours.
+func TestFollowAdoptedTemplateMovesOurServiceToTheNewestTemplateOnly(t *testing.T) {
+	c := fake.NewClientset()
+	for _, o := range adoptedObjects("myapp", 3, "5d8f7c9b6", "77aa88bb9") {
+		require.NoError(t, c.Tracker().Add(o))
+	}
+	w := Workloads{Client: c}
+	ours, err := w.EnsureAdoptedService(t.Context(), adoption())
+	require.NoError(t, err)
+	conflicts := 0
+	c.PrependReactor("update", "services", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicts == 0 {
+			conflicts++
+			return true, nil, apierrors.NewConflict(corev1.Resource("services"), ours.Name, errors.New("changed"))
+		}
+		return false, nil, nil
+	})
+
+	// A leftover pod of the old template: nothing to do.
+	got, err := w.FollowAdoptedTemplate(t.Context(), adoption())
+	require.NoError(t, err)
+	assert.Equal(t, TemplateFollowed{Service: ours.Name, From: "5d8f7c9b6"}, got)
+
+	rolled := adoption()
+	rolled.PodTemplateHash = "77aa88bb9"
+	got, err = w.FollowAdoptedTemplate(t.Context(), rolled)
+	require.NoError(t, err)
+	assert.Equal(t, TemplateFollowed{Service: ours.Name, From: "5d8f7c9b6", Moved: true}, got)
+	assert.Equal(t, 1, conflicts, "a conflicting update is read and judged again")
+	svc, err := c.CoreV1().Services("ns").Get(t.Context(), ours.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{AppLabel: "myapp", PodTemplateHashLabel: "77aa88bb9"}, svc.Spec.Selector)
+	assert.Equal(t, ours.UID, svc.UID, "updated, not replaced")
+	assert.Equal(t, ours.Labels, svc.Labels)
+
+	got, err = w.FollowAdoptedTemplate(t.Context(), rolled)
+	require.NoError(t, err, "repeating is safe")
+	assert.Equal(t, TemplateFollowed{Service: ours.Name, From: "77aa88bb9"}, got)
+
+	// A pod of the older template (still terminating, or seen late) never moves it back.
+	got, err = w.FollowAdoptedTemplate(t.Context(), adoption())
+	require.NoError(t, err)
+	assert.False(t, got.Moved)
+	assert.Contains(t, got.Why, `pod template 5d8f7c9b6 is not Deployment myapp's newest revision ("77aa88bb9" is)`)
+	svc, _ = c.CoreV1().Services("ns").Get(t.Context(), ours.Name, metav1.GetOptions{})
+	assert.Equal(t, "77aa88bb9", svc.Spec.Selector[PodTemplateHashLabel])
+
+	// Another Deployment's pods of the same version do not take our Service.
+	other := rolled
+	other.Deployment = "someone-else"
+	_, err = w.FollowAdoptedTemplate(t.Context(), other)
+	assert.True(t, errors.Is(err, ErrAdoptionConflict), "%v", err)
+
+	// A Service of the team under our name is never changed.
+	a := adoption()
+	a.Version = "v2"
+	name, _ := AdoptedServiceName("myapp", "v2")
+	_, err = c.CoreV1().Services("ns").Create(t.Context(), &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name,
+		Namespace: "ns", Labels: map[string]string{AppLabel: "myapp"}},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{AppLabel: "myapp", PodTemplateHashLabel: "5d8f7c9b6"}}},
+		metav1.CreateOptions{})
+	require.NoError(t, err)
+	a.PodTemplateHash = "77aa88bb9"
+	_, err = w.FollowAdoptedTemplate(t.Context(), a)
+	assert.True(t, errors.Is(err, ErrAdoptionConflict), "%v", err)
+	team, _ := c.CoreV1().Services("ns").Get(t.Context(), name, metav1.GetOptions{})
+	assert.Equal(t, "5d8f7c9b6", team.Spec.Selector[PodTemplateHashLabel])
+
+	// No Service of ours (retired): nothing is created.
+	a.Version = "v3"
+	got, err = w.FollowAdoptedTemplate(t.Context(), a)
+	require.NoError(t, err)
+	assert.False(t, got.Moved)
+	assert.Contains(t, got.Why, "is gone")
+}
+
+// An adopted version's pods are gone for good only when its Deployment's newest revision is
+// another template and no pod of its own template is left (terminating ones do not count).
+func TestAdoptedBackendGone(t *testing.T) {
+	podOf := func(name, hash string, terminating bool) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name,
+			Labels: map[string]string{AppLabel: "myapp", PodTemplateHashLabel: hash}}}
+		if terminating {
+			p.DeletionTimestamp = &metav1.Time{}
+			p.Finalizers = []string{"test"}
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name   string
+		hashes []string // the Deployment's ReplicaSets, by revision; nil: no Deployment
+		pods   []*corev1.Pod
+		gone   string // "" : not gone
+	}{
+		{"still runs the adopted template", []string{"5d8f7c9b6"}, nil, ""},
+		{"still runs it, beside a later one", []string{"77aa88bb9", "5d8f7c9b6"}, nil, ""},
+		{"rolled, an old pod left", []string{"5d8f7c9b6", "77aa88bb9"}, []*corev1.Pod{podOf("a", "5d8f7c9b6", false)}, ""},
+		{"rolled, old pods terminating", []string{"5d8f7c9b6", "77aa88bb9"},
+			[]*corev1.Pod{podOf("a", "5d8f7c9b6", true), podOf("b", "77aa88bb9", false)},
+			"Deployment myapp rolled in place from pod template 5d8f7c9b6 to 77aa88bb9 and no pod of 5d8f7c9b6 is left"},
+		{"Deployment deleted, no pod", nil, nil, "Deployment myapp is gone and no pod of pod template 5d8f7c9b6 is left"},
+		{"Deployment deleted, a pod left", nil, []*corev1.Pod{podOf("a", "5d8f7c9b6", false)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fake.NewClientset()
+			if tc.hashes != nil {
+				for _, o := range adoptedObjects("myapp", 2, tc.hashes...) {
+					require.NoError(t, c.Tracker().Add(o))
+				}
+			}
+			for _, p := range tc.pods {
+				require.NoError(t, c.Tracker().Add(p))
+			}
+			w := Workloads{Client: c}
+			_, err := w.EnsureAdoptedService(t.Context(), adoption())
+			require.NoError(t, err)
+			gone, why, err := w.AdoptedBackendGone(t.Context(), "ns", "myapp", "v1.4.2", "myapp")
+			require.NoError(t, err)
+			assert.Equal(t, tc.gone != "", gone, why)
+			assert.Equal(t, tc.gone, why)
+		})
+	}
+	gone, why, err := Workloads{Client: fake.NewClientset()}.AdoptedBackendGone(t.Context(), "ns", "myapp", "v1.4.2", "myapp")
+	require.NoError(t, err)
+	assert.True(t, gone, "our Service deleted")
+	assert.Contains(t, why, "is gone")
 }
