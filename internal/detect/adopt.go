@@ -10,7 +10,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/skewguard/skewguard/internal/kube"
 	"github.com/skewguard/skewguard/internal/registry"
@@ -85,23 +84,7 @@ func adoptRequested(dep *appsv1.Deployment) bool {
 // whose selector matches pod and that skewguard did not create, the one with the largest
 // selector, then by name.
 func (c *Cache) TeamServiceFor(pod *corev1.Pod) (*corev1.Service, bool) {
-	var candidates []*corev1.Service
-	podLabels := labels.Set(pod.Labels)
-	for _, s := range c.scopes {
-		svcs, err := s.svcList.Services(pod.Namespace).List(labels.Everything())
-		if err != nil {
-			continue
-		}
-		for _, svc := range svcs {
-			sel := svc.Spec.Selector
-			if len(sel) == 0 || len(svc.Spec.Ports) == 0 || svc.DeletionTimestamp != nil || svc.Labels[kube.AdoptedLabel] != "" {
-				continue
-			}
-			if labels.SelectorFromSet(sel).Matches(podLabels) {
-				candidates = append(candidates, svc)
-			}
-		}
-	}
+	candidates := c.servicesSelecting(pod, func(svc *corev1.Service) bool { return svc.Labels[kube.AdoptedLabel] == "" })
 	if len(candidates) == 0 {
 		return nil, false
 	}

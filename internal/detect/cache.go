@@ -214,23 +214,7 @@ func (c *Cache) PodsSelectedBy(namespace string, selector map[string]string) []*
 // selector; then the name, so the choice never depends on cache order. The port is the one
 // named "http", else the first.
 func (c *Cache) ServiceFor(pod *corev1.Pod) (*corev1.Service, int32, bool) {
-	var candidates []*corev1.Service
-	podLabels := labels.Set(pod.Labels)
-	for _, s := range c.scopes {
-		svcs, err := s.svcList.Services(pod.Namespace).List(labels.Everything())
-		if err != nil {
-			continue
-		}
-		for _, svc := range svcs {
-			sel := svc.Spec.Selector
-			if len(sel) == 0 || len(svc.Spec.Ports) == 0 || svc.DeletionTimestamp != nil {
-				continue
-			}
-			if labels.SelectorFromSet(sel).Matches(podLabels) && !selectsWholeApp(sel) {
-				candidates = append(candidates, svc)
-			}
-		}
-	}
+	candidates := c.servicesSelecting(pod, func(svc *corev1.Service) bool { return !selectsWholeApp(svc.Spec.Selector) })
 	if len(candidates) == 0 {
 		return nil, 0, false
 	}
@@ -397,6 +381,29 @@ func keep(m map[string]string, keys ...string) map[string]string {
 				out = make(map[string]string, len(keys))
 			}
 			out[k] = v
+		}
+	}
+	return out
+}
+
+// servicesSelecting returns the cached Services of pod's namespace that have ports, are not
+// being deleted, have a non-empty selector matching pod's labels, and that keep accepts.
+func (c *Cache) servicesSelecting(pod *corev1.Pod, keep func(*corev1.Service) bool) []*corev1.Service {
+	var out []*corev1.Service
+	podLabels := labels.Set(pod.Labels)
+	for _, s := range c.scopes {
+		svcs, err := s.svcList.Services(pod.Namespace).List(labels.Everything())
+		if err != nil {
+			continue
+		}
+		for _, svc := range svcs {
+			sel := svc.Spec.Selector
+			if len(sel) == 0 || len(svc.Spec.Ports) == 0 || svc.DeletionTimestamp != nil {
+				continue
+			}
+			if labels.SelectorFromSet(sel).Matches(podLabels) && keep(svc) {
+				out = append(out, svc)
+			}
 		}
 	}
 	return out
