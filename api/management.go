@@ -102,16 +102,24 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) {
+	if _, v, ok := s.lookupVersion(w, r); ok {
+		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+// lookupVersion reads the path's version from the registry; on a bad path or a registry error it
+// answers the request and returns false.
+func (s *Server) lookupVersion(w http.ResponseWriter, r *http.Request) (registry.VersionRef, registry.Version, bool) {
 	ref, ok := versionRef(w, r)
 	if !ok {
-		return
+		return ref, registry.Version{}, false
 	}
 	v, err := s.opts.Registry.GetVersion(r.Context(), ref)
 	if err != nil {
 		s.registryError(w, err)
-		return
+		return ref, registry.Version{}, false
 	}
-	writeJSON(w, http.StatusOK, v)
+	return ref, v, true
 }
 
 func (s *Server) versionAudit(w http.ResponseWriter, r *http.Request) {

@@ -134,13 +134,8 @@ type Timeline struct {
 }
 
 func (s *Server) versionTimeline(w http.ResponseWriter, r *http.Request) {
-	ref, ok := versionRef(w, r)
+	ref, v, ok := s.lookupVersion(w, r)
 	if !ok {
-		return
-	}
-	v, err := s.opts.Registry.GetVersion(r.Context(), ref)
-	if err != nil {
-		s.registryError(w, err)
 		return
 	}
 	out := Timeline{Version: v.Label, State: v.State, Now: time.Now().UTC(), WorkflowID: workflows.WorkflowID(ref),

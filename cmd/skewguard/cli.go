@@ -62,8 +62,6 @@ func envOr(name, def string) string {
 	return def
 }
 
-// parse parses flags anywhere among the arguments (`expire shop/web 3 --reason x` works) and
-// returns the positional ones.
 // parseApp parses the flags of a command whose one argument is <namespace>/<app>.
 func (f *cliFlags) parseApp(args []string, usage string) (registry.AppRef, error) {
 	pos, err := f.parse(args, usage)
@@ -76,6 +74,24 @@ func (f *cliFlags) parseApp(args []string, usage string) (registry.AppRef, error
 	return parseApp(pos[0])
 }
 
+// parseVersion parses the flags of a command whose two arguments are <namespace>/<app> <version>.
+func (f *cliFlags) parseVersion(args []string, usage string) (registry.VersionRef, error) {
+	pos, err := f.parse(args, usage)
+	if err != nil {
+		return registry.VersionRef{}, err
+	}
+	if len(pos) != 2 {
+		return registry.VersionRef{}, usageError{msg: "usage: skewguard " + usage}
+	}
+	app, err := parseApp(pos[0])
+	if err != nil {
+		return registry.VersionRef{}, err
+	}
+	return registry.VersionRef{Namespace: app.Namespace, App: app.Name, Label: pos[1]}, nil
+}
+
+// parse parses flags anywhere among the arguments (`expire shop/web 3 --reason x` works) and
+// returns the positional ones.
 func (f *cliFlags) parse(args []string, usage string) ([]string, error) {
 	var positional []string
 	for {
@@ -340,18 +356,11 @@ func actionCommand(action string) func(context.Context, []string, io.Writer, io.
 		usage := action + " <namespace>/<app> <version> [--reason R] [-o table|json]"
 		f := newCLIFlags(action)
 		reason := f.fs.String("reason", "", "why, for the audit trail")
-		pos, err := f.parse(args, usage)
+		ref, err := f.parseVersion(args, usage)
 		if err != nil {
 			return err
 		}
-		if len(pos) != 2 {
-			return usageError{msg: "usage: skewguard " + usage}
-		}
-		app, err := parseApp(pos[0])
-		if err != nil {
-			return err
-		}
-		return act(ctx, f, app, pos[1], action, *reason, stdout)
+		return act(ctx, f, ref.AppRef(), ref.Label, action, *reason, stdout)
 	}
 }
 
@@ -442,18 +451,11 @@ func runPlan(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	const usage = "plan <namespace>/<app> <version> [-o yaml|json]"
 	f := newCLIFlags("plan")
 	*f.output, f.outputs = "yaml", []string{"yaml", "json"}
-	pos, err := f.parse(args, usage)
+	ref, err := f.parseVersion(args, usage)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 {
-		return usageError{msg: "usage: skewguard " + usage}
-	}
-	app, err := parseApp(pos[0])
-	if err != nil {
-		return err
-	}
-	p, err := f.client().Plan(ctx, registry.VersionRef{Namespace: app.Namespace, App: app.Name, Label: pos[1]})
+	p, err := f.client().Plan(ctx, ref)
 	if err != nil {
 		return err
 	}
