@@ -176,16 +176,8 @@ func (w *lifecycle) expireGroup(ctx workflow.Context, v registry.Version, reason
 		if s.State != registry.Draining {
 			continue
 		}
-		id := cmp.Or(s.WorkflowID, WorkflowID(s.Ref()))
 		req := ActionRequest{Actor: w.self, Reason: fmt.Sprintf("app group %s: version %s expired in %s (%s)", v.Group, v.Label, v.App, reason)}
-		err := workflow.SignalExternalWorkflow(ctx, id, "", SignalForceExpire, req).Get(ctx, nil)
-		var unknown *temporal.UnknownExternalWorkflowExecutionError
-		switch {
-		case errors.As(err, &unknown):
-			w.logger.Info("app group sibling has no running workflow", "workflowId", id)
-		case err != nil:
-			w.logger.Warn("could not signal the app group sibling", "workflowId", id, "error", err)
-		}
+		w.signalVersion(ctx, s, SignalForceExpire, req, "app group sibling")
 	}
 }
 
@@ -461,20 +453,9 @@ func (w *lifecycle) notifySuperseded(ctx workflow.Context, prev registry.Version
 	if prev.ID == w.versionID || prev.DrainingAt == nil {
 		return
 	}
-	id := prev.WorkflowID
-	if id == "" {
-		id = WorkflowID(prev.Ref())
-	}
 	sig := Superseded{VersionID: prev.ID, DrainingAt: *prev.DrainingAt, By: w.in.Ref.Label, Actor: actor,
 		Reason: fmt.Sprintf("superseded by %s (%s)", w.in.Ref.Label, reason)}
-	err := workflow.SignalExternalWorkflow(ctx, id, "", SignalSuperseded, sig).Get(ctx, nil)
-	var unknown *temporal.UnknownExternalWorkflowExecutionError
-	switch {
-	case errors.As(err, &unknown):
-		w.logger.Info("superseded version has no running workflow", "workflowId", id)
-	case err != nil:
-		w.logger.Warn("could not signal the superseded version", "workflowId", id, "error", err)
-	}
+	w.signalVersion(ctx, prev, SignalSuperseded, sig, "superseded version")
 }
 
 // notifyCapped tells the workflow of a version the registry expired for maxVersions when this
@@ -483,18 +464,21 @@ func (w *lifecycle) notifySuperseded(ctx workflow.Context, prev registry.Version
 // the registry and goes on to its workloads, as for any expiry. A workflow that no longer runs
 // is not an error; one that misses the signal finds the expiry at its next step.
 func (w *lifecycle) notifyCapped(ctx workflow.Context, v registry.Version, actor registry.Actor, reason string) {
-	id := v.WorkflowID
-	if id == "" {
-		id = WorkflowID(v.Ref())
-	}
-	req := ActionRequest{Actor: actor, Reason: reason}
-	err := workflow.SignalExternalWorkflow(ctx, id, "", SignalForceExpire, req).Get(ctx, nil)
+	w.signalVersion(ctx, v, SignalForceExpire, ActionRequest{Actor: actor, Reason: reason}, "capped version")
+}
+
+// signalVersion sends the signal name with arg to v's workflow and waits for it to be delivered.
+// A workflow that no longer runs is not an error (logged, as is any other failure); who names v
+// in the logs.
+func (w *lifecycle) signalVersion(ctx workflow.Context, v registry.Version, name string, arg any, who string) {
+	id := cmp.Or(v.WorkflowID, WorkflowID(v.Ref()))
+	err := workflow.SignalExternalWorkflow(ctx, id, "", name, arg).Get(ctx, nil)
 	var unknown *temporal.UnknownExternalWorkflowExecutionError
 	switch {
 	case errors.As(err, &unknown):
-		w.logger.Info("capped version has no running workflow", "workflowId", id)
+		w.logger.Info(who+" has no running workflow", "workflowId", id)
 	case err != nil:
-		w.logger.Warn("could not signal the capped version", "workflowId", id, "error", err)
+		w.logger.Warn("could not signal the "+who, "workflowId", id, "error", err)
 	}
 }
 
